@@ -1,0 +1,107 @@
+"""The reasoner: a chain of thought tying the cover's metaphors to the science, ending in one letter."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from agents import prompts
+from agents.messages import describe_images, question_parts
+from distill.backends import Backend, ChatRequest, ChatResult
+from distill.items import Item
+
+_ANSWER_PATTERNS = [
+    r"answer\s*(?:is)?\s*[:：]\s*\**\s*\(?([A-H])\)?\b",
+    r"\b(?:the\s+)?(?:correct|best|matching|final)\s+(?:answer|option|choice)\s+is\s+\**\(?([A-H])\)?\b",
+    r"\b(?:option|choice)\s+\(?([A-H])\)?\s+(?:is\s+)?(?:the\s+)?(?:correct|best|right|matching)\b",
+]
+
+
+def parse_answer(text: str, letters: list[str]) -> str | None:
+    """The committed letter: a JSON `answer`, else the last 'Answer: X'-like phrase, else a lone letter
+    on the last line. None when nothing names one of `letters`."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            ans = str(json.loads(stripped).get("answer", "")).strip().upper()
+            if ans in letters:
+                return ans
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    for pat in _ANSWER_PATTERNS:
+        found = [m.group(1) for m in re.finditer(pat, text, flags=re.IGNORECASE)]
+        found = [f.upper() for f in found if f.upper() in letters]
+        if found:
+            return found[-1]
+    lines = [ln for ln in stripped.splitlines() if ln.strip()]
+    if lines:
+        m = re.fullmatch(r"\W*\(?([A-H])\)?\W*", lines[-1].strip())
+        if m and m.group(1) in letters:
+            return m.group(1)
+    return None
+
+
+def rationale_of(text: str) -> str:
+    """The reasoning without its final answer line (the answer is stored apart)."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return str(json.loads(stripped).get("reasoning", "")).strip()
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    lines = stripped.splitlines()
+    while lines and (not lines[-1].strip() or re.match(r"\W*answer\s*[:：]", lines[-1], re.IGNORECASE)):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+def answer_schema(letters: list[str]) -> dict:
+    return {"type": "object", "properties": {"reasoning": {"type": "string"},
+                                             "answer": {"type": "string", "enum": letters}},
+            "required": ["reasoning", "answer"], "additionalProperties": False}
+
+
+def reason_request(item: Item, descriptions: dict[str, str], *, feedback: str | None = None,
+                   hint: str | None = None, text_only: bool = False, structured: bool = False,
+                   max_tokens: int = 512, temperature: float = 0.0, seed: int | None = None) -> ChatRequest:
+    letters = item.letters
+    content: list[dict] = []
+    described = describe_images(item, descriptions)
+    if described:
+        content.append({"type": "text", "text": f"{prompts.DESCRIPTIONS_HEADER}\n{described}\n\n"})
+    content.extend(question_parts(item, text_only))
+    tail = "\n\n" + prompts.REASONER_INSTRUCTION.format(letters=", ".join(letters))
+    if feedback:
+        tail += "\n\n" + prompts.FEEDBACK.format(feedback=feedback)
+    if hint:
+        tail += "\n\n" + prompts.HINT.format(gold=hint)
+    content.append({"type": "text", "text": tail})
+    return ChatRequest(
+        messages=[{"role": "system", "content": prompts.REASONER_SYSTEM}, {"role": "user", "content": content}],
+        max_tokens=max_tokens, temperature=temperature, seed=seed,
+        json_schema=answer_schema(letters) if structured else None,
+    )
+
+
+def answer_request(request: ChatRequest, rationale: str, letters: list[str]) -> ChatRequest:
+    """The follow-up turn that forces one letter after a free-form rationale."""
+    return ChatRequest(messages=request.messages + [
+        {"role": "assistant", "content": rationale},
+        {"role": "user", "content": prompts.DIRECT_INSTRUCTION},
+    ], max_tokens=1, temperature=0.0, choices=list(letters))
+
+
+async def reason(backend: Backend, request: ChatRequest, letters: list[str]) -> tuple[list[ChatResult], str, str | None]:
+    """Run the reasoner: (calls made, full text, committed letter or None).
+
+    With `structured: choice` the rationale is generated freely and the letter is then forced to one of the
+    options in a second, constrained turn (vLLM structured choice; letter scoring in-process)."""
+    result = await backend.chat(request)
+    answer = parse_answer(result.text, letters)
+    if backend.config.structured != "choice" or answer is not None:
+        return [result], result.text, answer
+    forced = await backend.chat(answer_request(request, rationale_of(result.text), letters))
+    letter = forced.text.strip()[:1].upper()
+    answer = letter if letter in letters else None
+    text = result.text.rstrip() + "\n" + prompts.ANSWER_LINE.format(letter=letter)
+    return [result, forced], text, answer

@@ -1,0 +1,194 @@
+"""In-process transformers: batched generation and one-pass letter scoring.
+
+Concurrent callers (graph nodes of many items) enqueue requests; one worker drains the queue
+into batches, so the model always sees batches rather than one call per item."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+
+from distill.backends.base import Backend, BackendConfig, BackendError, ChatRequest, ChatResult
+from distill.images import load_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    kind: str  # "chat" | "score"
+    request: ChatRequest
+    letters: list[str] | None
+    future: asyncio.Future
+
+
+def to_hf_messages(messages: list[dict], text_only: bool = False) -> tuple[list[dict], list[str]]:
+    """Neutral messages -> (messages for the chat template, image paths in order)."""
+    out, images = [], []
+    for m in messages:
+        if isinstance(m["content"], str):
+            out.append({"role": m["role"], "content": [{"type": "text", "text": m["content"]}]})
+            continue
+        parts = []
+        for p in m["content"]:
+            if p["type"] == "image":
+                if not text_only:
+                    parts.append({"type": "image"})
+                    images.append(p["image"])
+            else:
+                parts.append({"type": "text", "text": p["text"]})
+        out.append({"role": m["role"], "content": parts})
+    return out, images
+
+
+class Model:
+    """A loaded model + processor with batched generate/score; thread-safe through one lock."""
+
+    def __init__(self, config: BackendConfig):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.config = config
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+        dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
+                 "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[config.dtype]
+        self.processor = AutoProcessor.from_pretrained(config.model)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.tokenizer.padding_side = "left"
+        self.model = AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(self.device).eval()
+        self.lock = threading.Lock()
+
+    def encode(self, requests: list[ChatRequest]):
+        texts, images = [], []
+        for r in requests:
+            msgs, paths = to_hf_messages(r.messages, self.config.text_only)
+            texts.append(self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
+            images.extend(load_image(p, self.config.max_pixels) for p in paths)
+        enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        return enc.to(self.device)
+
+    def letter_ids(self, letters: list[str]) -> list[int]:
+        ids = []
+        for L in letters:
+            tok = self.tokenizer.encode(L, add_special_tokens=False)
+            if len(tok) != 1:
+                raise BackendError(f"letter {L!r} is not a single token")
+            ids.append(tok[0])
+        return ids
+
+    def generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        import torch
+
+        first = requests[0]
+        with self.lock, torch.inference_mode():
+            enc = self.encode(requests)
+            kw = dict(max_new_tokens=max(r.max_tokens for r in requests), do_sample=first.temperature > 0,
+                      pad_token_id=self.tokenizer.pad_token_id)
+            if first.temperature > 0:
+                kw["temperature"] = first.temperature
+            if first.seed is not None:
+                torch.manual_seed(first.seed)
+            out = self.model.generate(**enc, **kw)
+        new = out[:, enc["input_ids"].shape[1]:]
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        eos = set(self.model.generation_config.eos_token_id or []) | {self.tokenizer.pad_token_id}
+        results = []
+        for i, r in enumerate(requests):
+            ids = new[i].tolist()[: r.max_tokens]
+            n = next((k for k, t in enumerate(ids) if t in eos), len(ids))
+            results.append(ChatResult(text=self.tokenizer.decode(ids[:n], skip_special_tokens=True),
+                                      prompt_tokens=int(prompt_lens[i]), completion_tokens=n,
+                                      request={"model": self.config.model, "messages": r.messages,
+                                               "max_tokens": r.max_tokens, "temperature": r.temperature}))
+        return results
+
+    def score(self, requests: list[ChatRequest], letters: list[list[str]]) -> list[dict[str, float]]:
+        import torch
+
+        with self.lock, torch.inference_mode():
+            enc = self.encode(requests)
+            logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+        probs = torch.log_softmax(logits, dim=-1)
+        out = []
+        for i, ls in enumerate(letters):
+            lp = probs[i, self.letter_ids(ls)]
+            p = torch.softmax(lp, dim=-1).tolist()
+            out.append(dict(zip(ls, p)))
+        return out
+
+
+class TransformersBackend(Backend):
+    _models: dict[tuple, Model] = {}
+    _load_lock = threading.Lock()  # agents load in worker threads; one load at a time
+
+    @classmethod
+    def shared(cls, config: BackendConfig) -> "TransformersBackend":
+        return cls(config)
+
+    def __init__(self, config: BackendConfig):
+        super().__init__(config)
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+
+    @property
+    def model(self) -> Model:
+        key = (self.config.model, self.config.device, self.config.dtype, self.config.text_only,
+               self.config.max_pixels)
+        with self._load_lock:
+            if key not in self._models:  # agents that name the same model share one copy of it
+                log.info("loading %s", self.config.model)
+                self._models[key] = Model(self.config)
+            return self._models[key]
+
+    async def _submit(self, kind: str, request: ChatRequest, letters=None):
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._drain())
+        fut = loop.create_future()
+        await self._queue.put(_Job(kind, request, letters, fut))
+        return await fut
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        if request.choices:  # a forced choice of single-token strings: the most probable one
+            probs = await self._submit("score", request, list(request.choices))
+            best = max(probs, key=probs.get)
+            return ChatResult(text=best, completion_tokens=1, request={
+                "model": self.config.model, "messages": request.messages, "choices": request.choices,
+                "probs": probs})
+        return await self._submit("chat", request)
+
+    async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:
+        return await self._submit("score", request, letters)
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = await self._queue.get()
+            for _ in range(3):  # let the other ready callers enqueue before the batch closes
+                await asyncio.sleep(0)
+            jobs = [job]
+            while not self._queue.empty() and len(jobs) < self.config.concurrency:
+                jobs.append(self._queue.get_nowait())
+            groups: dict[tuple, list[_Job]] = {}
+            for j in jobs:
+                key = (j.kind, j.request.temperature, j.request.seed)
+                groups.setdefault(key, []).append(j)
+            for (kind, _, _), group in groups.items():
+                try:
+                    model = await asyncio.to_thread(lambda: self.model)
+                    if kind == "chat":
+                        results = await asyncio.to_thread(model.generate, [j.request for j in group])
+                    else:
+                        results = await asyncio.to_thread(model.score, [j.request for j in group],
+                                                          [j.letters for j in group])
+                except Exception as exc:  # a failed batch fails its callers, not the worker
+                    for j in group:
+                        if not j.future.done():
+                            j.future.set_exception(BackendError(f"{type(exc).__name__}: {exc}"))
+                    continue
+                for j, res in zip(group, results):
+                    if not j.future.done():
+                        j.future.set_result(res)

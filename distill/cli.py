@@ -1,0 +1,243 @@
+"""The `distill` command: a thin face over functions the tests call directly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from distill import logs
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="cover-distill: teach a VLM to match journal covers with their cover stories.\n\n"
+                       "Pipeline: graph (teacher traces) -> augment -> sft -> dpo -> predict -> eval. "
+                       "`distill demo` runs all of it on bundled sample data with a tiny offline model.")
+traces_app = typer.Typer(no_args_is_help=True, help="Inspect the teacher's traces in a store.")
+app.add_typer(traces_app, name="traces")
+log = logging.getLogger("distill")
+
+DB_OPT = typer.Option("runs/demo/traces.db", "--db", help="SQLite store (created and migrated on open).")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logs.setup(verbose)
+
+
+@app.command("sample-data")
+def sample_data(out_dir: Path = typer.Argument(..., help="Folder to write the dataset into."),
+                n_train: int = typer.Option(64, help="Training items per task."),
+                n_dev: int = typer.Option(10, help="Dev items per task."),
+                n_test: int = typer.Option(24, help="Test items per task."),
+                seed: int = typer.Option(0, help="Generator seed.")) -> None:
+    """Write the seeded sample dataset: MAC-format JSON for both tasks, PNG covers, dataset_info.json."""
+    from distill.sample_data import generate
+
+    generate(out_dir, n_train, n_dev, n_test, seed)
+    typer.echo(f"sample data written to {out_dir}")
+
+
+@app.command("tiny-model")
+def tiny_model(out_dir: Path = typer.Argument(..., help="Folder to write the model into."),
+               seed: int = typer.Option(0, help="Initialisation seed.")) -> None:
+    """Build a random tiny Qwen2.5-VL with the real Qwen2.5 tokenizer, offline."""
+    from distill.tiny_model import build_tiny_model
+
+    build_tiny_model(out_dir, seed=seed)
+    typer.echo(f"tiny model written to {out_dir}")
+
+
+@app.command("load")
+def load(files: list[Path] = typer.Argument(..., help="Task JSON files, a dataset_info.json, or MAC CSVs."),
+         db: Path = DB_OPT,
+         skip_invalid: bool = typer.Option(False, help="Report bad records and load the valid rest."),
+         validation_fraction: float = typer.Option(0.1, help="Share of train carved out for validation."),
+         seed: int = typer.Option(0)) -> None:
+    """Validate data files and load them into the store (splits from file names; validation carved from train)."""
+    from distill.config import DataConfig
+    from distill.ingest import ingest
+    from store import open_store
+
+    buckets: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
+    for f in files:
+        split = "test" if "test" in f.stem else "dev" if "dev" in f.stem else "train"
+        buckets[split].append(str(f))
+    cfg = DataConfig(**buckets, skip_invalid=skip_invalid, validation_fraction=validation_fraction, seed=seed)
+    data = ingest(open_store(db), cfg)
+    for e in data.errors:
+        typer.echo(f"skipped: {e}", err=True)
+    for split, per_task in data.counts().items():
+        typer.echo(f"{split:>5}: " + ", ".join(f"{t} {n}" for t, n in sorted(per_task.items())))
+    typer.echo(f"store: {db}")
+
+
+@app.command("graph")
+def graph(config: Path = typer.Option("configs/demo.yaml", "--config", "-c", help="Recipe YAML."),
+          data: Optional[list[Path]] = typer.Option(None, "--data", help="Training files (override the recipe)."),
+          db: Optional[Path] = typer.Option(None, "--db", help="Store (overrides the recipe)."),
+          limit: Optional[int] = typer.Option(None, help="First N training items only."),
+          concurrency: Optional[int] = typer.Option(None, help="Items in flight at once."),
+          resume: Optional[str] = typer.Option(None, help="Run id to resume: finished items are skipped."),
+          run_id: Optional[str] = typer.Option(None, "--run-id", help="Name for a new run.")) -> None:
+    """Run the teacher graph (describer -> reasoner -> critic, retries, rationalization) over training items."""
+    from distill.pipeline import run_teacher
+
+    overrides = {"db": str(db) if db else None, "teacher.limit": limit, "teacher.concurrency": concurrency,
+                 "data.train": [str(d) for d in data] if data else None}
+    summary = run_teacher(config, overrides, resume=resume, run_id=run_id)
+    _print_summary(summary.as_dict())
+
+
+def _print_summary(d: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"run {d['run_id']}")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    for k, v in d.items():
+        if k not in ("run_id", "errors"):
+            t.add_row(k, f"{v:.1f}" if isinstance(v, float) else str(v))
+    logs.console.print(t)
+    for e in d.get("errors", []):
+        typer.echo(f"failed: {e}", err=True)
+
+
+@app.command("demo")
+def demo(workdir: Path = typer.Option("runs/demo", help="Where every artefact goes."),
+         config: Path = typer.Option("configs/demo.yaml", "--config", "-c", help="Recipe YAML.")) -> None:
+    """The main job on the embedded default: sample covers, tiny model, SQLite, the whole pipeline."""
+    from distill.pipeline import run_demo
+
+    run_demo(config, workdir)
+
+
+# --- traces ------------------------------------------------------------------------------------------
+def _store(db: Path):
+    from store import open_store
+
+    if not db.exists():
+        raise FileNotFoundError(f"no store at {db}")
+    return open_store(db)
+
+
+@traces_app.command("path")
+def traces_path(db: Path = DB_OPT) -> None:
+    """Print the store's absolute path (open it with: datasette PATH)."""
+    typer.echo(str(db.resolve()))
+
+
+@traces_app.command("stats")
+def traces_stats(db: Path = DB_OPT, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Counts per run, task and verdict, with acceptance rates."""
+    rows = _store(db).stats()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    from rich.table import Table
+
+    t = Table(title=str(db))
+    for c in ("run", "task", "accepted", "rejected", "cannot_judge", "acceptance"):
+        t.add_column(c, justify="right" if c != "run" else "left")
+    grouped: dict[tuple, dict] = {}
+    for r in rows:
+        grouped.setdefault((r["run_id"], r["task"]), {})[r["verdict"]] = r["n"]
+    for (run, task), v in grouped.items():
+        total = sum(v.values())
+        t.add_row(run, task, str(v.get("accepted", 0)), str(v.get("rejected", 0)), str(v.get("cannot_judge", 0)),
+                  f"{v.get('accepted', 0) / total:.0%}" if total else "-")
+    logs.console.print(t)
+
+
+@traces_app.command("list")
+def traces_list(db: Path = DB_OPT, n: int = typer.Option(10, "-n", help="How many (0 for all)."),
+                run: Optional[str] = typer.Option(None, "--run"), task: Optional[str] = typer.Option(None, "--task"),
+                accepted: bool = typer.Option(False, "--accepted"), rejected: bool = typer.Option(False, "--rejected"),
+                query: Optional[str] = typer.Option(None, "-q", help="Full-text search over rationales."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Newest traces first."""
+    verdict = "accepted" if accepted else "rejected" if rejected else None
+    rows = _store(db).traces(run_id=run, task=task, verdict=verdict, query=query, limit=n or None)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
+    for r in rows:
+        head = r["rationale"].replace("\n", " ")[:100] if r["rationale"] else ""
+        typer.echo(f"{r['id']}  {r['item_id']}  {r['task']}  attempt {r['attempt']}{' hinted' if r['hinted'] else ''}"
+                   f"  answer {r['answer']}  {r['verdict']} ({r['reason']})\n    {head}")
+
+
+@traces_app.command("show")
+def traces_show(trace_id: str = typer.Argument(...), db: Path = DB_OPT) -> None:
+    """One trace in full, with its item and the calls behind it."""
+    s = _store(db)
+    rows = list(s.db["traces"].rows_where("id = ?", [trace_id]))
+    if not rows:
+        raise KeyError(f"no trace {trace_id!r} in {db}")
+    t = rows[0]
+    item = s.get_item(t["item_id"])
+    typer.echo(f"trace {t['id']}  run {t['run_id']}  item {item.id} ({item.task}, gold {item.gold})")
+    typer.echo(f"attempt {t['attempt']}  sample {t['sample']}  hinted {bool(t['hinted'])}  answer {t['answer']}  "
+               f"verdict {t['verdict']} ({t['reason']})")
+    typer.echo("\n--- question ---\n" + item.input)
+    for path, text in json.loads(t["descriptions"] or "{}").items():
+        typer.echo(f"\n--- description of {Path(path).name} ---\n{text}")
+    typer.echo("\n--- rationale ---\n" + (t["rationale"] or ""))
+    if t["feedback"]:
+        typer.echo("\n--- critic feedback ---\n" + t["feedback"])
+
+
+@traces_app.command("export")
+def traces_export(db: Path = DB_OPT, out: Optional[Path] = typer.Option(None, help="JSONL file (default stdout)."),
+                  run: Optional[str] = typer.Option(None, "--run")) -> None:
+    """Every trace with its item, as JSON lines."""
+    from distill.fileio import atomic_write_text
+
+    s = _store(db)
+    lines = []
+    for t in s.traces(run_id=run):
+        item = s.get_item(t["item_id"])
+        lines.append(json.dumps(t | {"item": item.record()}, ensure_ascii=False))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    if out:
+        atomic_write_text(out, text)
+        typer.echo(f"{len(lines)} traces -> {out}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    """Entry point: known failures become one clear line, not a traceback."""
+    from distill.backends.base import BackendError
+    from distill.config import ConfigError
+    from distill.loaders import DataError
+
+    try:
+        app(standalone_mode=False)
+    except (DataError, ConfigError, BackendError, FileNotFoundError, KeyError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        typer.echo(f"error: {msg}", err=True)
+        raise SystemExit(1) from None
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished items are saved; rerun with --resume RUN_ID to continue", err=True)
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

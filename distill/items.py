@@ -1,0 +1,71 @@
+"""The data model: one multiple-choice item of either MAC task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Task = Literal["image2text", "text2image"]
+TASKS: tuple[Task, ...] = ("image2text", "text2image")
+LETTERS = "ABCDEFGH"
+IMAGE_TOKEN = "<image>"
+
+
+class Option(BaseModel):
+    letter: str
+    text: str  # verbatim option text; for text2image the `<image>` placeholder (plus any label text)
+    image: str | None = None  # text2image: the image path of this option
+    span: tuple[int, int] | None = None  # [start, end) of `text` inside Item.input, for re-rendering
+
+
+class Item(BaseModel):
+    id: str
+    task: Task
+    system: str = ""
+    input: str  # the question verbatim, one `<image>` per entry of `images`
+    options: list[Option]
+    images: list[str]  # resolved paths, in placeholder order
+    gold: str | None = None
+    journal: str | None = None
+    split: str | None = None
+    source: str | None = None  # file (and record index) the item came from
+    parents: list[str] = Field(default_factory=list)  # augmentation provenance
+    transform: str | None = None
+    meta: dict = Field(default_factory=dict)
+
+    @property
+    def letters(self) -> list[str]:
+        return [o.letter for o in self.options]
+
+    def option(self, letter: str) -> Option:
+        for o in self.options:
+            if o.letter == letter:
+                return o
+        raise KeyError(f"item {self.id}: no option {letter}")
+
+    @property
+    def gold_option(self) -> Option | None:
+        return self.option(self.gold) if self.gold else None
+
+    def cover_images(self) -> list[str]:
+        """The images a describer has to caption (all images of the item)."""
+        return list(dict.fromkeys(self.images))
+
+    def record(self) -> dict:
+        """The item in the task's own JSON format (LLaMA-Factory's columns)."""
+        rec = {"system": self.system, "input": self.input, "output": self.gold or "", "images": self.images,
+               "id": self.id}
+        if self.journal:
+            rec["journal"] = self.journal
+        return rec
+
+
+def content_id(task: str, system: str, text: str, images: list[str]) -> str:
+    """A stable id for records that carry none: a hash of what the model sees."""
+    from pathlib import Path
+
+    payload = json.dumps([task, system, text, [Path(p).name for p in images]], ensure_ascii=False)
+    return "h" + hashlib.sha256(payload.encode()).hexdigest()[:15]

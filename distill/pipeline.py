@@ -1,0 +1,70 @@
+"""The pipeline's stages as functions: what the CLI commands and the demo call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from distill.config import PipelineConfig, load_config
+
+log = logging.getLogger(__name__)
+
+
+def run_teacher(config: str | Path | PipelineConfig, overrides: dict | None = None, resume: str | None = None,
+                run_id: str | None = None, show_progress: bool = True):
+    from distill.backends import make_backend
+    from distill.ingest import ingest
+    from graphs.runner import run_items
+    from store import open_store
+
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config, overrides)
+    store = open_store(cfg.db)
+    data = ingest(store, cfg.data)
+    items = data.splits.get("train", [])
+    if cfg.teacher.limit:
+        items = items[: cfg.teacher.limit]
+    if not items:
+        raise ValueError("no training items: set data.train in the recipe or pass --data")
+    reasoner = make_backend(cfg.teacher.reasoner)
+    describer = make_backend(cfg.teacher.describer) if cfg.teacher.describer else None
+    if resume:
+        store.reopen_run(resume)
+        run_id = resume
+    else:
+        run_id = store.start_run("graph", cfg.model_dump(), {
+            "reasoner": cfg.teacher.reasoner.model, "describer": cfg.teacher.describer.model
+            if cfg.teacher.describer else None}, run_id=run_id)
+    log.info("run %s: %d training items -> %s", run_id, len(items), cfg.db)
+    try:
+        summary = asyncio.run(run_items(store, items, run_id, reasoner, describer, cfg.teacher,
+                                        show_progress=show_progress))
+    except BaseException:
+        store.end_run(run_id, "interrupted")
+        raise
+    store.end_run(run_id, "done" if not summary.failed else "done_with_failures", summary.as_dict())
+    return summary
+
+
+def run_demo(config: str | Path, workdir: str | Path) -> dict:
+    """Sample data + tiny model (made once), then every stage of the pipeline, on CPU."""
+    from distill.sample_data import generate
+    from distill.tiny_model import build_tiny_model
+
+    workdir = Path(workdir)
+    cfg = load_config(config, {"workdir": str(workdir)})
+    data_dir, model_dir = workdir / "data", workdir / "tiny-model"
+    if not (data_dir / "dataset_info.json").exists():
+        log.info("writing sample data to %s", data_dir)
+        generate(data_dir)
+    if not (model_dir / "config.json").exists():
+        log.info("building the tiny model in %s", model_dir)
+        build_tiny_model(model_dir)
+    artefacts = {"data": str(data_dir), "tiny model": str(model_dir), "store": cfg.db}
+    summary = run_teacher(cfg)
+    artefacts["teacher run"] = summary.run_id
+    log.info("teacher: %d accepted, %d rejected traces over %d items (%d failed)", summary.accepted,
+             summary.rejected, summary.items, summary.failed)
+    for k, v in artefacts.items():
+        log.info("%-12s %s", k, v)
+    return artefacts

@@ -1,0 +1,1 @@
+"""The teacher graph: describe -> reason -> critique, with retries and STaR rationalization."""

@@ -1,0 +1,72 @@
+"""The CLI is a thin face: these check its wiring and its error messages."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from distill.cli import app
+
+runner = CliRunner()
+
+
+def _seed_store(db, sample_dir):
+    from distill.loaders import load_json
+    from store import open_store
+
+    s = open_store(db)
+    items = load_json(sample_dir / "image2text_dev.json").items[:2]
+    s.add_items(items)
+    s.finish_item("r1", items[0].id, "accepted", [], [
+        {"id": "t-acc", "sample": 0, "attempt": 1, "hinted": 0, "rationale": "violet hexagons in a ring",
+         "answer": items[0].gold, "verdict": "accepted", "reason": "ok"},
+        {"id": "t-rej", "sample": 0, "attempt": 0, "hinted": 0, "rationale": "amber stripes", "answer": "A",
+         "verdict": "rejected", "reason": "wrong_answer", "feedback": "look again"}])
+    s.close()
+
+
+def test_help_lists_commands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("graph", "demo", "traces", "load", "sample-data", "tiny-model"):
+        assert cmd in res.output
+
+
+def test_load_reports_splits(tmp_path, sample_dir):
+    db = tmp_path / "s.db"
+    res = runner.invoke(app, ["load", str(sample_dir / "image2text_train.json"), str(sample_dir / "image2text_test.json"),
+                              "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "train: image2text" in res.output and "test: image2text 8" in res.output and "val: image2text" in res.output
+
+
+def test_traces_commands(tmp_path, sample_dir):
+    db = tmp_path / "s.db"
+    _seed_store(db, sample_dir)
+    out = runner.invoke(app, ["traces", "list", "--db", str(db), "--json"])
+    assert {r["id"] for r in json.loads(out.output)} == {"t-acc", "t-rej"}
+    out = runner.invoke(app, ["traces", "list", "--db", str(db), "--accepted", "--json"])
+    assert [r["id"] for r in json.loads(out.output)] == ["t-acc"]
+    out = runner.invoke(app, ["traces", "list", "--db", str(db), "-q", "stripes", "--json"])
+    assert [r["id"] for r in json.loads(out.output)] == ["t-rej"]
+    out = runner.invoke(app, ["traces", "stats", "--db", str(db), "--json"])
+    assert {(r["verdict"], r["n"]) for r in json.loads(out.output)} == {("accepted", 1), ("rejected", 1)}
+    out = runner.invoke(app, ["traces", "show", "t-rej", "--db", str(db)])
+    assert "amber stripes" in out.output and "look again" in out.output and "wrong_answer" in out.output
+    runner.invoke(app, ["traces", "export", "--db", str(db), "--out", str(tmp_path / "t.jsonl")])
+    lines = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all("item" in r and r["item"]["input"] for r in lines)
+    out = runner.invoke(app, ["traces", "path", "--db", str(db)])
+    assert out.output.strip() == str(db.resolve())
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "load", str(tmp_path / "missing_train.json"),
+                          "--db", str(tmp_path / "x.db")], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "error:" in res.stderr and "missing_train.json" in res.stderr and "file not found" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "traces", "show", "nope", "--db",
+                          str(tmp_path / "x.db")], capture_output=True, text=True)
+    assert res.returncode == 1 and "Traceback" not in res.stderr

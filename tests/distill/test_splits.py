@@ -1,0 +1,17 @@
+from distill.loaders import load_json
+from distill.splits import carve_validation
+
+
+def test_validation_split_is_seeded_stratified_and_disjoint(sample_dir):
+    items = load_json(sample_dir / "image2text_train.json").items + load_json(sample_dir / "text2image_train.json").items
+    train, val = carve_validation(items, 0.25, seed=3)
+    again_train, again_val = carve_validation(items, 0.25, seed=3)
+    assert [i.id for i in val] == [i.id for i in again_val]
+    assert not {i.id for i in train} & {i.id for i in val}
+    assert len(train) + len(val) == len(items)
+    for task in ("image2text", "text2image"):
+        n_task = sum(i.task == task for i in items)
+        n_val = sum(i.task == task for i in val)
+        assert abs(n_val - 0.25 * n_task) <= 4  # rounding per (task, letter) stratum
+    other = carve_validation(items, 0.25, seed=4)[1]
+    assert {i.id for i in other} != {i.id for i in val}
