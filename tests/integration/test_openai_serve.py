@@ -1,0 +1,96 @@
+"""A real OpenAI-compatible server (`transformers serve` with the tiny model on 127.0.0.1) behind the graph."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from distill.backends import BackendConfig
+from distill.backends.openai_backend import OpenAIBackend
+from distill.config import TeacherConfig
+from distill.loaders import load_json
+from graphs.runner import run_items
+
+pytestmark = pytest.mark.slow
+MAX_PIXELS = 50176
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path_factory.mktemp("hub")))
+    exe = Path(sys.executable).parent / "transformers"
+    proc = subprocess.Popen([str(exe), "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail("transformers serve exited: " + proc.stdout.read().decode()[-2000:])
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("transformers serve did not come up in 120 s")
+    yield url + "/v1"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_graph_through_a_real_server(server, tiny_model_dir, sample_dir, store, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test-secret-123")
+    cfg = BackendConfig(backend="openai", base_url=server, model=str(tiny_model_dir), max_pixels=MAX_PIXELS,
+                        api_key_env="TEST_TEACHER_KEY", max_retries=1, timeout_s=120)
+    items = load_json(sample_dir / "image2text_dev.json").items[:1] + load_json(sample_dir / "text2image_dev.json").items[:1]
+    store.add_items(items)
+    summary = asyncio.run(run_items(store, items, "served", OpenAIBackend(cfg), OpenAIBackend(cfg),
+                                    TeacherConfig(max_attempts=1, rationalize=False, max_new_tokens=8,
+                                                  describe_tokens=8, min_words=1), show_progress=False))
+    assert summary.failed == 0, summary.errors
+    calls = list(store.db["calls"].rows)
+    describer_calls = [c for c in calls if c["agent"] == "describer"]
+    assert len(describer_calls) == len({p for it in items for p in it.images})
+    reasoner_calls = {c["item_id"]: c for c in calls if c["agent"] == "reasoner"}
+    assert set(reasoner_calls) == {it.id for it in items}
+
+    # The images reached the model: the server's prompt count is the local processor's, image tokens included.
+    from transformers import AutoProcessor
+
+    from agents.reasoner import reason_request
+    from distill.backends.transformers_backend import to_hf_messages
+    from distill.images import image_tokens, load_image
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    descs = {r["image_sha256"]: r["text"] for r in store.db["descriptions"].rows}
+    assert descs
+    for it in items:
+        call = reasoner_calls[it.id]
+        per_image = [image_tokens(*load_image(p, MAX_PIXELS).size, MAX_PIXELS) for p in it.images]
+        assert call["prompt_tokens"] > sum(per_image) > 0
+        t = [t for t in store.traces(run_id="served") if t["item_id"] == it.id][0]
+        import json
+
+        req = reason_request(it, json.loads(t["descriptions"]), max_tokens=8)
+        msgs, paths = to_hf_messages(req.messages)
+        text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        enc = processor(text=[text], images=[load_image(p, MAX_PIXELS) for p in paths])
+        assert call["prompt_tokens"] == len(enc["input_ids"][0])
+        assert "sk-test-secret-123" not in call["request"] and "base64" not in call["request"]
