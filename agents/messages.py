@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-from distill.items import IMAGE_TOKEN, Item
-
-
-def question_parts(item: Item, text_only: bool = False) -> list[dict]:
-    """The item's question verbatim, each `<image>` replaced by the image itself (or a label, text-only)."""
-    parts: list[dict] = []
-    chunks = item.input.split(IMAGE_TOKEN)
-    for k, chunk in enumerate(chunks):
-        if chunk:
-            parts.append({"type": "text", "text": chunk})
-        if k < len(item.images):
-            if text_only:
-                parts.append({"type": "text", "text": f"[Image {k + 1}]"})
-            else:
-                parts.append({"type": "image", "image": item.images[k]})
-    return parts
+from distill.items import Item
+from distill.question import question_parts  # noqa: F401  (re-exported for agents)
 
 
 def describe_images(item: Item, descriptions: dict[str, str]) -> str:

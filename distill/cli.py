@@ -116,6 +116,56 @@ def demo(workdir: Path = typer.Option("runs/demo", help="Where every artefact go
     run_demo(config, workdir)
 
 
+@app.command("predict")
+def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model folder (merged student)."),
+            data: list[Path] = typer.Option(..., "--data", help="Test files, e.g. image2text_test.json."),
+            out: Path = typer.Option(Path("runs/predict"), "--out", help="Folder for answer and details files."),
+            method: str = typer.Option("score", help="score | debias | prior | cot | adaptive"),
+            rotations: int = typer.Option(4, help="debias/prior: rotations of the options."),
+            samples: int = typer.Option(5, help="cot/adaptive: sampled rationales for self-consistency."),
+            threshold: float = typer.Option(0.6, help="adaptive: top probability under which cot runs."),
+            backend: str = typer.Option("transformers", help="transformers | vllm | openai"),
+            base_url: Optional[str] = typer.Option(None, help="openai backend: server URL."),
+            max_pixels: Optional[int] = typer.Option(None, help="Image cap (use the training value)."),
+            batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight."),
+            from_llamafactory: Optional[Path] = typer.Option(
+                None, "--from-llamafactory", help="Convert LLaMA-Factory generated_predictions.jsonl instead "
+                                                  "(one --data file, whose records it pairs with in order).")) -> None:
+    """Answer files in the strict format (every test id once, one letter A-D), plus details JSONL."""
+    if from_llamafactory:
+        from distill.answers import from_llamafactory as convert
+        from distill.answers import write_answers
+        from distill.loaders import load_any
+
+        if len(data) != 1:
+            raise ValueError("--from-llamafactory pairs with exactly one --data file")
+        items = load_any(data[0], check_images=False).items
+        letters, bad = convert(from_llamafactory, [it.id for it in items], [it.letters for it in items])
+        path = write_answers(out / f"{items[0].task}_answer.json", letters, [it.id for it in items])
+        typer.echo(f"{path}: {len(letters)} answers, {len(bad)} unparseable line(s)")
+        return
+    if model is None:
+        raise ValueError("--model is required (or --from-llamafactory)")
+    from distill.pipeline import run_predict
+    from distill.predict import PredictConfig
+
+    cfg = PredictConfig(method=method, rotations=rotations, samples=samples, threshold=threshold)
+    for task, path in run_predict(str(model), data, out, cfg, backend, max_pixels, base_url, batch_size).items():
+        typer.echo(f"{task}: {path}")
+
+
+@app.command("eval")
+def evaluate_cmd(answers: Path = typer.Option(..., "--answers", help="Folder with <task>_answer.json files."),
+                 gold: list[Path] = typer.Option(..., "--gold", help="Labelled files, e.g. image2text_dev.json."),
+                 out: Optional[Path] = typer.Option(None, "--out", help="Where to write eval.json/.md/.png "
+                                                                       "(default: the answers folder).")) -> None:
+    """Accuracy per task and overall, letter confusion, calibration, per-journal accuracy."""
+    from distill.evaluate import evaluate, markdown
+
+    report = evaluate(answers, gold, out or answers)
+    typer.echo(markdown(report))
+
+
 # --- traces ------------------------------------------------------------------------------------------
 def _store(db: Path):
     from store import open_store
@@ -214,11 +264,12 @@ def main() -> None:
     """Entry point: known failures become one clear line, not a traceback."""
     from distill.backends.base import BackendError
     from distill.config import ConfigError
+    from distill.answers import AnswerError
     from distill.loaders import DataError
 
     try:
         app(standalone_mode=False)
-    except (DataError, ConfigError, BackendError, FileNotFoundError, KeyError, ValueError) as exc:
+    except (DataError, ConfigError, BackendError, AnswerError, FileNotFoundError, KeyError, ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         typer.echo(f"error: {msg}", err=True)
         raise SystemExit(1) from None

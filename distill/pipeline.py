@@ -68,3 +68,42 @@ def run_demo(config: str | Path, workdir: str | Path) -> dict:
     for k, v in artefacts.items():
         log.info("%-12s %s", k, v)
     return artefacts
+
+
+def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, cfg=None, backend: str = "transformers",
+                max_pixels: int | None = None, base_url: str | None = None, batch_size: int = 16,
+                show_progress: bool = True) -> dict[str, Path]:
+    """Answer files (validated, atomic) plus a details JSONL per task."""
+    import json
+    import time
+
+    from rich.progress import Progress
+
+    from distill.answers import write_answers
+    from distill.backends import BackendConfig, make_backend
+    from distill.fileio import atomic_write_text
+    from distill.images import DEFAULT_MAX_PIXELS
+    from distill.loaders import load_any
+    from distill.predict import PredictConfig, predict_items
+
+    cfg = cfg or PredictConfig()
+    out = Path(out_dir)
+    be = make_backend(BackendConfig(backend=backend, model=str(model), base_url=base_url,
+                                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS, concurrency=batch_size,
+                                    max_new_tokens=cfg.max_new_tokens))
+    written = {}
+    for f in data_files:
+        items = load_any(f).items
+        if not items:
+            raise ValueError(f"{f}: no items")
+        task = items[0].task
+        t0 = time.perf_counter()
+        with Progress(disable=not show_progress) as bar:
+            tid = bar.add_task(f"{task} ({cfg.method})", total=len(items))
+            rows = asyncio.run(predict_items(be, items, cfg, progress=lambda: bar.advance(tid)))
+        atomic_write_text(out / f"{task}_details.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        written[task] = write_answers(out / f"{task}_answer.json", {r["id"]: r["letter"] for r in rows},
+                                      [it.id for it in items])
+        log.info("%s: %d items in %.1fs (%.2f items/s) -> %s", task, len(items), time.perf_counter() - t0,
+                 len(items) / max(1e-9, time.perf_counter() - t0), written[task])
+    return written

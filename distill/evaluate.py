@@ -1,0 +1,144 @@
+"""`distill eval`: accuracy per task and overall (item-weighted), letter confusion (position bias),
+calibration (ECE, from the details file), per-journal accuracy; JSON, markdown and a PNG."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from distill.answers import AnswerError, read_answers
+from distill.fileio import atomic_write_json, atomic_write_text
+from distill.items import TASKS
+
+LETTERS4 = "ABCD"
+
+
+def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(task, {id: gold}, {id: journal}) from a labelled task file or a `[{"id", "output"}]` key."""
+    path = Path(path)
+    task = next((t for t in TASKS if t in path.name), None)
+    data = json.loads(path.read_text())
+    if data and isinstance(data[0], dict) and "input" in data[0]:
+        from distill.loaders import load_json
+
+        items = load_json(path, check_images=False).items
+        if any(not it.gold for it in items):
+            raise AnswerError(f"{path}: some records have no gold letter; it cannot be used as a key")
+        return items[0].task, {it.id: it.gold for it in items}, {it.id: it.journal for it in items if it.journal}
+    if task is None:
+        raise AnswerError(f"{path}: cannot tell the task from the file name")
+    return task, {str(r["id"]): r["output"] for r in data}, {str(r["id"]): r["journal"] for r in data if r.get("journal")}
+
+
+def ece(confidences: list[float], correct: list[bool], bins: int = 10) -> tuple[float, list[dict]]:
+    table = []
+    total = len(confidences)
+    err = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, c in enumerate(confidences) if (lo < c <= hi) or (b == 0 and c == 0)]
+        if not idx:
+            continue
+        conf = sum(confidences[i] for i in idx) / len(idx)
+        acc = sum(correct[i] for i in idx) / len(idx)
+        err += len(idx) / total * abs(conf - acc)
+        table.append({"bin": [lo, hi], "n": len(idx), "confidence": conf, "accuracy": acc})
+    return err, table
+
+
+def evaluate_task(answers: dict[str, str], gold: dict[str, str], journals: dict[str, str],
+                  details: dict[str, dict] | None = None) -> dict:
+    missing = [i for i in gold if i not in answers]
+    extra = [i for i in answers if i not in gold]
+    if missing or extra:
+        raise AnswerError(f"answers do not match the key: {len(missing)} missing ids {missing[:5]}, "
+                          f"{len(extra)} extra ids {extra[:5]}")
+    correct = {i: answers[i] == g for i, g in gold.items()}
+    confusion = {g: dict(Counter(answers[i] for i in gold if gold[i] == g)) for g in LETTERS4}
+    per_journal = defaultdict(list)
+    for i, j in journals.items():
+        per_journal[j].append(correct[i])
+    report = {
+        "n": len(gold), "accuracy": sum(correct.values()) / len(gold),
+        "predicted_letters": dict(Counter(answers.values())), "gold_letters": dict(Counter(gold.values())),
+        "confusion": confusion,
+        "per_journal": {j: {"n": len(v), "accuracy": sum(v) / len(v)} for j, v in sorted(per_journal.items())},
+    }
+    if details:
+        ids = [i for i in gold if i in details]
+        conf = [max(details[i]["probs"].values()) for i in ids]
+        report["ece"], report["reliability"] = ece(conf, [correct[i] for i in ids])
+    return report
+
+
+def evaluate(answers_dir: str | Path, gold_files: list[str | Path], out_dir: str | Path | None = None) -> dict:
+    answers_dir = Path(answers_dir)
+    tasks = {}
+    for g in gold_files:
+        task, gold, journals = load_gold(g)
+        ans_path = answers_dir / f"{task}_answer.json"
+        if not ans_path.exists():
+            raise AnswerError(f"no answer file {ans_path}")
+        details_path = answers_dir / f"{task}_details.jsonl"
+        details = None
+        if details_path.exists():
+            details = {r["id"]: r for r in map(json.loads, details_path.read_text().splitlines()) if r}
+        tasks[task] = evaluate_task(read_answers(ans_path), gold, journals, details)
+    n = sum(t["n"] for t in tasks.values())
+    report = {"tasks": tasks, "overall": {"n": n, "accuracy": sum(t["accuracy"] * t["n"] for t in tasks.values()) / n}}
+    if out_dir:
+        out = Path(out_dir)
+        atomic_write_json(out / "eval.json", report)
+        atomic_write_text(out / "eval.md", markdown(report))
+        plot(report, out / "eval.png")
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = ["| task | n | accuracy | ECE |", "|---|---:|---:|---:|"]
+    for task, t in report["tasks"].items():
+        e = f"{t['ece']:.3f}" if "ece" in t else "-"
+        lines.append(f"| {task} | {t['n']} | {t['accuracy']:.1%} | {e} |")
+    o = report["overall"]
+    lines.append(f"| **overall** | {o['n']} | **{o['accuracy']:.1%}** | |")
+    for task, t in report["tasks"].items():
+        lines += ["", f"{task}: gold letter (rows) vs predicted (columns)", "", "| gold | A | B | C | D |",
+                  "|---|---:|---:|---:|---:|"]
+        for g in LETTERS4:
+            row = t["confusion"].get(g, {})
+            lines.append(f"| {g} | " + " | ".join(str(row.get(p, 0)) for p in LETTERS4) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(report["tasks"].items())
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 8), squeeze=False)
+    for col, (task, t) in enumerate(tasks):
+        ax = axes[0][col]
+        rel = t.get("reliability", [])
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        if rel:
+            ax.bar([(b["bin"][0] + b["bin"][1]) / 2 for b in rel], [b["accuracy"] for b in rel], width=0.09,
+                   alpha=0.7, label="accuracy")
+            ax.plot([b["confidence"] for b in rel], [b["accuracy"] for b in rel], "o")
+        ax.set(title=f"{task}: reliability" + (f" (ECE {t['ece']:.3f})" if "ece" in t else ""),
+               xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        ax = axes[1][col]
+        xs = range(4)
+        ax.bar([x - 0.2 for x in xs], [t["gold_letters"].get(L, 0) for L in LETTERS4], 0.4, label="gold")
+        ax.bar([x + 0.2 for x in xs], [t["predicted_letters"].get(L, 0) for L in LETTERS4], 0.4, label="predicted")
+        ax.set_xticks(list(xs), list(LETTERS4))
+        ax.set(title=f"{task}: letter bias (accuracy {t['accuracy']:.1%})")
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)
