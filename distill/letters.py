@@ -7,6 +7,8 @@ import re
 
 _ANSWER_PATTERNS = [
     r"answer\s*(?:is)?\s*[:：]\s*\**\s*\(?([A-H])\)?\b",
+    # "the answer is B" / "answer is (c)": a lone letter, so that "the answer is a cover ..." is not A
+    r"(?i:answer\s+is)\s+\**(?:\(([A-Ha-h])\)|([A-H]))\**(?:[.,;:!)\s]|$)",
     r"\b(?:the\s+)?(?:correct|best|matching|final)\s+(?:answer|option|choice)\s+is\s+\**\(?([A-H])\)?\b",
     r"\b(?:option|choice)\s+\(?([A-H])\)?\s+(?:is\s+)?(?:the\s+)?(?:correct|best|right|matching)\b",
 ]
@@ -23,8 +25,9 @@ def parse_answer(text: str, letters: list[str]) -> str | None:
                 return ans
         except (json.JSONDecodeError, AttributeError):
             pass
-    for pat in _ANSWER_PATTERNS:
-        found = [m.group(1) for m in re.finditer(pat, text, flags=re.IGNORECASE)]
+    for k, pat in enumerate(_ANSWER_PATTERNS):
+        flags = 0 if k == 1 else re.IGNORECASE  # pattern 1 keeps its letter case-sensitive
+        found = [next(g for g in m.groups() if g) for m in re.finditer(pat, text, flags=flags)]
         found = [f.upper() for f in found if f.upper() in letters]
         if found:
             return found[-1]

@@ -1,0 +1,105 @@
+import asyncio
+import json
+
+import pytest
+
+from distill.backends.base import Backend, BackendConfig, ChatRequest, ChatResult
+from distill.loaders import load_json
+from distill.permute import permute, rotation
+from distill.predict import PredictConfig, debias, predict_items, score
+
+
+class LetterBiased(Backend):
+    """Prefers letter A four to one, and the gold story's content two to one: a biased but informed model."""
+
+    def __init__(self, gold_text: str):
+        super().__init__(BackendConfig(backend="scripted", model="biased"))
+        self.gold_text = gold_text
+        self.calls = 0
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        raise NotImplementedError
+
+    async def score(self, request: ChatRequest, letters):
+        from distill.options import parse_options
+
+        self.calls += 1
+        text = "".join(p.get("text", "") for p in request.messages[-1]["content"] if p["type"] == "text")
+        opts = parse_options(text)
+        raw = {o.letter: (4.0 if o.letter == "A" else 1.0) * (2.0 if o.text == self.gold_text else 1.0) for o in opts}
+        z = sum(raw.values())
+        return {L: raw[L] / z for L in letters}
+
+
+@pytest.fixture
+def item(sample_dir):
+    it = load_json(sample_dir / "image2text_dev.json").items[0]
+    if it.gold == "A":  # the test needs the bias and the content to disagree
+        it = permute(it, rotation(4, 1))
+    return it
+
+
+def test_debias_picks_the_same_content_under_every_rotation(item):
+    model = LetterBiased(item.gold_option.text)
+    for k in range(4):
+        rotated = permute(item, rotation(4, k))
+        plain = asyncio.run(score(model, rotated))
+        fixed = asyncio.run(debias(model, rotated, 4))
+        assert sum(fixed.values()) == pytest.approx(1.0)
+        assert rotated.option(max(fixed, key=fixed.get)).text == item.gold_option.text
+        if rotated.gold != "A":
+            assert max(plain, key=plain.get) == "A"  # without debiasing the letter bias wins
+
+
+def test_prior_debias_divides_out_the_letter_prior(sample_dir):
+    items = load_json(sample_dir / "image2text_train.json").items[:12]
+
+    class Biased(LetterBiased):
+        async def score(self, request, letters):
+            from distill.options import parse_options
+
+            text = "".join(p.get("text", "") for p in request.messages[-1]["content"] if p["type"] == "text")
+            golds = {it.gold_option.text for it in items}
+            opts = parse_options(text)
+            raw = {o.letter: (4.0 if o.letter == "A" else 1.0) * (2.0 if o.text in golds else 1.0) for o in opts}
+            z = sum(raw.values())
+            return {L: raw[L] / z for L in letters}
+
+    rows = asyncio.run(predict_items(Biased(""), items, PredictConfig(method="prior", prior_share=0.25)))
+    assert sum(r["method"] == "prior-estimate" for r in rows) == 3
+    assert all(r["letter"] == it.gold for r, it in zip(rows, items))
+    plain = asyncio.run(predict_items(Biased(""), items, PredictConfig(method="score")))
+    assert sum(r["letter"] == it.gold for r, it in zip(plain, items)) < len(items)
+
+
+@pytest.mark.slow
+def test_batched_and_single_scoring_agree(tiny_model_dir, sample_dir):
+    from distill.backends.transformers_backend import TransformersBackend
+
+    items = load_json(sample_dir / "text2image_dev.json").items[:3] + load_json(sample_dir / "image2text_dev.json").items[:3]
+    backend = TransformersBackend(BackendConfig(model=str(tiny_model_dir), max_pixels=50176, concurrency=8))
+
+    async def batched():
+        return await asyncio.gather(*(score(backend, it) for it in items))
+
+    together = asyncio.run(batched())
+    alone = [asyncio.run(score(backend, it)) for it in items]
+    for a, b in zip(together, alone):
+        for L in a:
+            assert a[L] == pytest.approx(b[L], abs=2e-4)
+
+
+@pytest.mark.slow
+def test_predict_writes_valid_answer_files(tiny_model_dir, sample_dir, tmp_path):
+    from distill.answers import read_answers
+    from distill.pipeline import run_predict
+
+    files = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
+    written = run_predict(str(tiny_model_dir), files, tmp_path, PredictConfig(method="debias"), max_pixels=50176,
+                          show_progress=False)
+    for task, path in written.items():
+        ids = [it.id for it in load_json(sample_dir / f"{task}_test.json").items]
+        assert sorted(read_answers(path)) == sorted(ids)
+        details = [json.loads(line) for line in (tmp_path / f"{task}_details.jsonl").read_text().splitlines()]
+        assert [d["id"] for d in details] == ids
+        assert all(abs(sum(d["probs"].values()) - 1) < 1e-5 and d["method"] == "debias" for d in details)
