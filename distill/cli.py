@@ -166,6 +166,66 @@ def evaluate_cmd(answers: Path = typer.Option(..., "--answers", help="Folder wit
     typer.echo(markdown(report))
 
 
+TRAIN_CTX = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command("sft", context_settings=TRAIN_CTX)
+def sft(ctx: typer.Context,
+        config: Path = typer.Option("configs/sft-demo.yaml", "--config", "-c", help="Recipe YAML.")) -> None:
+    """Supervised fine-tuning with TRL on accepted rationales (and direct answers).
+
+    Any field of the recipe can be overridden as a flag, e.g. `--learning_rate 2e-4 --max_steps 100`
+    (fields of DistillArguments, trl.SFTConfig and trl.ModelConfig). Resumes from the last checkpoint."""
+    from distill.train.sft import main as sft_main
+
+    result = sft_main(["--config", str(config), *ctx.args])
+    typer.echo(json.dumps(result, indent=1))
+
+
+@app.command("dpo", context_settings=TRAIN_CTX)
+def dpo(ctx: typer.Context,
+        config: Path = typer.Option("configs/dpo-demo.yaml", "--config", "-c", help="Recipe YAML.")) -> None:
+    """DPO with TRL on accepted-vs-rejected rationales (flags override recipe fields, as for sft)."""
+    from distill.train.dpo import main as dpo_main
+
+    result = dpo_main(["--config", str(config), *ctx.args])
+    typer.echo(json.dumps(result, indent=1))
+
+
+@app.command("export")
+def export(kind: str = typer.Argument(..., help="sft | dpo"),
+           db: Path = DB_OPT,
+           out: Path = typer.Option(Path("runs/export"), "--out", help="Output folder."),
+           fmt: str = typer.Option("trl", "--format", help="trl (JSONL for datasets) | llamafactory"),
+           direct_share: float = typer.Option(0.5, help="sft: direct-answer examples per rationale example."),
+           include_hinted: bool = typer.Option(False, help="Include rationalized (hinted) traces."),
+           templates: bool = typer.Option(True, help="Vary system prompts over the template set."),
+           curriculum: str = typer.Option("none", help="none | easy_to_hard | staged"),
+           split: str = typer.Option("train", help="Which split's items.")) -> None:
+    """Write the SFT examples or DPO pairs as files TRL or LLaMA-Factory can train on."""
+    from distill.train.datasets import export_llamafactory, export_trl
+    from distill.train.examples import ExampleOptions, dpo_pairs, sft_examples
+
+    s = _store(db)
+    opts = ExampleOptions(direct_share=direct_share, include_hinted=include_hinted, templates=templates,
+                          curriculum=curriculum)
+    items = s.items(split=split)
+    built = (sft_examples if kind == "sft" else dpo_pairs)(s, items, opts)
+    name = f"cover_distill_{kind}_{split}"
+    path = (export_trl if fmt == "trl" else export_llamafactory)(built.examples, out, name)
+    typer.echo(f"{len(built.examples)} {kind} examples -> {path}  (skipped: {dict(built.skipped)})")
+
+
+@app.command("merge")
+def merge(adapter: Path = typer.Argument(..., help="A LoRA output folder (e.g. runs/sft/final)."),
+          out: Path = typer.Argument(..., help="Where to write the merged model."),
+          base: Optional[str] = typer.Option(None, help="Base model (default: the adapter's own).")) -> None:
+    """Merge a LoRA adapter into its base: a standalone folder vLLM and transformers load."""
+    from distill.train.merge import merge_adapter
+
+    typer.echo(str(merge_adapter(adapter, out, base)))
+
+
 # --- traces ------------------------------------------------------------------------------------------
 def _store(db: Path):
     from store import open_store

@@ -22,8 +22,10 @@ def run_teacher(config: str | Path | PipelineConfig, overrides: dict | None = No
     store = open_store(cfg.db)
     data = ingest(store, cfg.data)
     items = data.splits.get("train", [])
-    if cfg.teacher.limit:
-        items = items[: cfg.teacher.limit]
+    if cfg.teacher.limit:  # the first N, alternating between the tasks
+        by_task = [[it for it in items if it.task == t] for t in ("image2text", "text2image")]
+        mixed = [it for pair in __import__("itertools").zip_longest(*by_task) for it in pair if it is not None]
+        items = mixed[: cfg.teacher.limit]
     if not items:
         raise ValueError("no training items: set data.train in the recipe or pass --data")
     reasoner = make_backend(cfg.teacher.reasoner)
@@ -65,8 +67,39 @@ def run_demo(config: str | Path, workdir: str | Path) -> dict:
     artefacts["teacher run"] = summary.run_id
     log.info("teacher: %d accepted, %d rejected traces over %d items (%d failed)", summary.accepted,
              summary.rejected, summary.items, summary.failed)
+
+    from distill.train.dpo import main as dpo_main
+    from distill.train.sft import main as sft_main
+
+    configs = Path(config).parent
+    common = ["--db", cfg.db, "--max_pixels", str(cfg.data.max_pixels)]
+    sft = sft_main(["--config", str(configs / "sft-demo.yaml"), "--model_name_or_path", str(model_dir),
+                    "--output_dir", str(workdir / "sft"), "--disable_tqdm", "True", *common])
+    artefacts["sft model"] = sft["final"]
+    student = sft["final"]
+    try:
+        dpo = dpo_main(["--config", str(configs / "dpo-demo.yaml"), "--model_name_or_path", sft["final"],
+                        "--output_dir", str(workdir / "dpo"), "--disable_tqdm", "True", *common])
+        student = dpo.get("merged", dpo["final"])
+        artefacts["dpo model"] = student
+    except ValueError as exc:  # no item had both an accepted and a wrong-answer rationale
+        log.warning("DPO skipped: %s", exc)
+
+    from distill.evaluate import evaluate, markdown
+    from distill.predict import PredictConfig
+
+    tests = [str(data_dir / f"{t}_test.json") for t in ("image2text", "text2image")]
+    answers = workdir / "answers"
+    run_predict(student, tests, answers, PredictConfig(method="debias"), max_pixels=cfg.data.max_pixels)
+    report = evaluate(answers, [data_dir / f"{t}_test_gold.json" for t in ("image2text", "text2image")], answers)
+    artefacts["answers"] = str(answers)
+    artefacts["eval report"] = str(answers / "eval.md")
     for k, v in artefacts.items():
         log.info("%-12s %s", k, v)
+    from distill.logs import console
+
+    console.print("\n[bold]Test accuracy of the demo student[/bold] (a tiny random model trained for seconds on "
+                  "CPU: expect chance, 25%):\n" + markdown(report).split("\n\n")[0])
     return artefacts
 
 

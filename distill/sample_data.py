@@ -76,7 +76,10 @@ def _centres(layout: str, rng: random.Random) -> list[tuple[float, float, float]
 
 
 def draw_cover(m: Motif, journal: str, rng: random.Random) -> Image.Image:
-    img = Image.new("RGB", SIZE, rng.choice(BACKGROUNDS))
+    # the background carries a shade of the motif colour, as real covers carry their palette throughout
+    base = rng.choice(BACKGROUNDS)
+    tint = COLOURS[m.colour][0]
+    img = Image.new("RGB", SIZE, tuple(int(0.55 * b + 0.45 * t) for b, t in zip(base, tint)))
     d = ImageDraw.Draw(img)
     d.rectangle([0, 0, SIZE[0], 30], fill=(250, 250, 250))
     d.text((8, 9), journal.upper(), fill=(10, 10, 10))

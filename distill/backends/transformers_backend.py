@@ -46,18 +46,22 @@ def to_hf_messages(messages: list[dict], text_only: bool = False) -> tuple[list[
 class Model:
     """A loaded model + processor with batched generate/score; thread-safe through one lock."""
 
-    def __init__(self, config: BackendConfig):
+    def __init__(self, config: BackendConfig, model=None, processor=None):
+        """Load `config.model`, or wrap an already loaded model and processor (validation during training)."""
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.config = config
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+        if model is not None:
+            self.device = str(next(model.parameters()).device)
+        else:
+            self.device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
         dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
                  "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[config.dtype]
-        self.processor = AutoProcessor.from_pretrained(config.model)
+        self.processor = processor or AutoProcessor.from_pretrained(config.model)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(self.device).eval()
+        self.model = model if model is not None else \
+            AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(self.device).eval()
         self.lock = threading.Lock()
 
     def encode(self, requests: list[ChatRequest]):
@@ -66,7 +70,8 @@ class Model:
             msgs, paths = to_hf_messages(r.messages, self.config.text_only)
             texts.append(self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
             images.extend(load_image(p, self.config.max_pixels) for p in paths)
-        enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        enc = self.processor(text=texts, images=images or None, padding=True, padding_side="left",
+                             return_tensors="pt")
         return enc.to(self.device)
 
     def letter_ids(self, letters: list[str]) -> list[int]:

@@ -1,0 +1,1 @@
+"""Training the student: datasets from the store, TRL's SFT and DPO trainers, validation, merging."""

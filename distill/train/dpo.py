@@ -1,0 +1,53 @@
+"""`distill dpo`: TRL's DPOTrainer on accepted-vs-rejected rationales of the same prompt.
+
+    distill dpo --config configs/dpo-demo.yaml [--beta 0.1 ...]
+
+Start from the SFT model (model_name_or_path: OUTPUT_DIR/final of `distill sft`, merged if LoRA). With LoRA,
+the reference model is the same weights with the adapter disabled; with full fine-tuning TRL copies it."""
+
+from __future__ import annotations
+
+import sys
+
+
+def make_parser():
+    from trl import DPOConfig, ModelConfig, TrlParser
+
+    from distill.train.common import DistillArguments
+
+    return TrlParser((DistillArguments, DPOConfig, ModelConfig))
+
+
+def build(store, train_items, val_items, dargs, training_args):
+    from distill.train.examples import ExampleOptions, dpo_pairs
+
+    opts = ExampleOptions(include_hinted=dargs.include_hinted, templates=dargs.templates,
+                          curriculum=dargs.curriculum, pairs_per_item=dargs.pairs_per_item,
+                          teacher_run=dargs.teacher_run, seed=training_args.seed)
+    built = dpo_pairs(store, train_items, opts)
+    if not built.examples:
+        raise ValueError(f"no DPO pairs in {dargs.db}: items need both an accepted and a wrong-answer rationale "
+                         f"(skipped: {dict(built.skipped)})")
+    counts = {"pairs": len(built.examples), "items": len({e["item_id"] for e in built.examples}),
+              "skipped_items": dict(built.skipped)}
+    return built.examples, None, counts
+
+
+def train_dpo(dargs, training_args, margs) -> dict:
+    from trl import DPOTrainer
+
+    from distill.train.common import run_training
+
+    training_args.precompute_ref_log_probs = False  # not supported with images
+    return run_training("dpo", DPOTrainer, build, dargs, training_args, margs)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from distill.train.common import device_flags
+
+    argv = device_flags(argv if argv is not None else sys.argv[1:])
+    return train_dpo(*make_parser().parse_args_and_config(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""SFT examples and DPO pairs built from the store, in one neutral form both TRL and LLaMA-Factory take.
+
+An example is `{"id", "item_id", "task", "messages": prompt messages, "completion": str, "images": [paths],
+"kind": "rationale" | "direct", "difficulty": float}`; a pair has `chosen` and `rejected` instead."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from distill.items import Item
+from distill.student import completion, prompt_messages
+from distill.templates import pick_template, system_for, template_count
+
+
+@dataclass
+class ExampleOptions:
+    direct_share: float = 0.5  # direct-answer (letter only) examples, as a share of rationale examples (>= 1: one
+    # per training item, whether or not it has a trace)
+    include_hinted: bool = False
+    templates: bool = True
+    curriculum: str = "none"  # none | easy_to_hard | staged
+    pairs_per_item: int = 2
+    teacher_run: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class Built:
+    examples: list[dict] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+
+def difficulty(traces: list[dict]) -> float:
+    """From what the store knows: attempts needed (0 = first try), a hint needed, rejections seen."""
+    if not traces:
+        return 1.0
+    accepted = [t for t in traces if t["verdict"] == "accepted"]
+    if not accepted:
+        return 1.0
+    best = min(accepted, key=lambda t: (t["hinted"], t["attempt"]))
+    rejected = sum(t["verdict"] == "rejected" for t in traces)
+    return min(1.0, 0.15 * best["attempt"] + 0.5 * best["hinted"] + 0.05 * rejected)
+
+
+def _render(item: Item, k: int, use_templates: bool) -> tuple[list[dict], int]:
+    t = pick_template(item.id, k, template_count(item.task)) if use_templates else 0
+    return prompt_messages(item, "cot" if k >= 0 else "direct", system=system_for(item, t)), t
+
+
+def _traces_by_item(store, run: str | None) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for t in store.traces(run_id=run):
+        out.setdefault(t["item_id"], []).append(t)
+    return out
+
+
+def order(examples: list[dict], curriculum: str, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    examples = list(examples)
+    rng.shuffle(examples)
+    if curriculum == "easy_to_hard":
+        examples.sort(key=lambda e: e["difficulty"])
+    elif curriculum == "staged":  # three stages, shuffled within each
+        examples.sort(key=lambda e: min(2, int(e["difficulty"] * 3)))
+    return examples
+
+
+def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
+    built = Built()
+    traces = _traces_by_item(store, opts.teacher_run)
+    rationale_examples = []
+    for item in items:
+        for k, t in enumerate(t for t in traces.get(item.id, []) if t["verdict"] == "accepted"):
+            if t["hinted"] and not opts.include_hinted:
+                built.skipped["hinted"] += 1
+                continue
+            msgs, tpl = _render(item, k, opts.templates)
+            rationale_examples.append({
+                "id": f"{item.id}:r{k}", "item_id": item.id, "task": item.task, "messages": msgs,
+                "completion": completion(item.gold, t["rationale"]), "images": item.images, "kind": "rationale",
+                "template": tpl, "difficulty": difficulty(traces.get(item.id, []))})
+    direct = []
+    rng = random.Random(opts.seed)
+    pool = list(items)
+    n_direct = len(pool) if opts.direct_share >= 1 else round(len(rationale_examples) * opts.direct_share)
+    for item in rng.sample(pool, min(n_direct, len(pool))):
+        if not item.gold:
+            continue
+        t = pick_template(item.id, -1, template_count(item.task)) if opts.templates else 0
+        direct.append({"id": f"{item.id}:d", "item_id": item.id, "task": item.task,
+                       "messages": prompt_messages(item, "direct", system=system_for(item, t)),
+                       "completion": completion(item.gold), "images": item.images, "kind": "direct",
+                       "template": t, "difficulty": difficulty(traces.get(item.id, []))})
+    built.examples = order(rationale_examples + direct, opts.curriculum, opts.seed)
+    return built
+
+
+def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
+    """chosen = an accepted rationale, rejected = one the critic rejected for a wrong answer; same prompt."""
+    built = Built()
+    traces = _traces_by_item(store, opts.teacher_run)
+    pairs = []
+    for item in items:
+        ts = traces.get(item.id, [])
+        good = [t for t in ts if t["verdict"] == "accepted" and (opts.include_hinted or not t["hinted"])]
+        bad = [t for t in ts if t["verdict"] == "rejected" and t["reason"] == "wrong_answer" and t["answer"]]
+        if not good or not bad:
+            built.skipped["no_chosen" if not good else "no_rejected"] += 1
+            continue
+        for k in range(min(opts.pairs_per_item, len(good) * len(bad))):
+            g, b = good[k % len(good)], bad[k % len(bad)]
+            msgs, tpl = _render(item, k, opts.templates)
+            pairs.append({"id": f"{item.id}:p{k}", "item_id": item.id, "task": item.task, "messages": msgs,
+                          "chosen": completion(item.gold, g["rationale"]),
+                          "rejected": completion(b["answer"], b["rationale"]), "images": item.images,
+                          "template": tpl, "difficulty": difficulty(ts)})
+    built.examples = order(pairs, opts.curriculum, opts.seed)
+    return built

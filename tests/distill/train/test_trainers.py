@@ -1,0 +1,75 @@
+"""TRL's real trainers on the tiny model, on CPU."""
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from distill.train.dpo import main as dpo_main
+from distill.train.sft import main as sft_main
+
+pytestmark = pytest.mark.slow
+
+
+def _sft_args(model, db, out, *extra):
+    return ["--model_name_or_path", str(model), "--db", str(db), "--output_dir", str(out), "--max_pixels", "3136",
+            "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--report_to", "none",
+            "--disable_tqdm", "True", "--seed", "0", "--save_total_limit", "10", *extra]
+
+
+def _log(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_store, tmp_path):
+    out = tmp_path / "sft"
+    res = sft_main(_sft_args(tiny_model_dir, train_store, out, "--use_peft", "false", "--direct_share", "1.0",
+                             "--learning_rate", "3e-3", "--lr_scheduler_type", "constant", "--max_steps", "16",
+                             "--logging_steps", "2", "--eval_strategy", "steps", "--eval_steps", "4",
+                             "--save_strategy", "steps", "--save_steps", "4"))
+    losses = [r["loss"] for r in _log(out) if "loss" in r]
+    assert losses[-1] < 0.75 * losses[0] and losses[-1] < min(losses[:3])
+    evals = [(r["step"], r["eval_accuracy"]) for r in _log(out) if "eval_accuracy" in r]
+    assert [s for s, _ in evals] == [4, 8, 12, 16]
+    best_step = max(evals, key=lambda e: (e[1], -e[0]))[0]  # the first of the best, as the Trainer keeps it
+    assert res["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    final = load_file(Path(res["final"]) / "model.safetensors")
+    best = load_file(Path(res["best_checkpoint"]) / "model.safetensors")
+    assert final.keys() == best.keys() and all((final[k] == best[k]).all() for k in final)
+    assert (out / "metrics.png").exists() and (Path(res["final"]) / "preprocessor_config.json").exists() or \
+        (Path(res["final"]) / "processor_config.json").exists()
+    from store import open_store
+
+    [run] = list(open_store(train_store).db["train_runs"].rows_where("id = ?", [res["run_id"]]))
+    assert run["best_step"] == best_step and json.loads(run["dataset"])["direct"] > 0
+
+
+def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
+    out = tmp_path / "lora"
+    args = ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3",
+            "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2"]
+    sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "2"))
+    assert (out / "checkpoint-2" / "adapter_model.safetensors").exists()
+    res = sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "4"))
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    steps = [r["step"] for r in state["log_history"] if "loss" in r]
+    assert steps == [1, 2, 3, 4]  # steps 1-2 from the first run, 3-4 after resuming, none repeated
+    assert (Path(res["final"]) / "adapter_config.json").exists()
+    from distill.train.merge import merge_adapter
+
+    merged = merge_adapter(res["final"], tmp_path / "merged", str(tiny_model_dir))
+    from transformers import AutoModelForImageTextToText
+
+    assert AutoModelForImageTextToText.from_pretrained(merged) is not None
+
+
+def test_dpo_margin_rises(tiny_model_dir, train_store, tmp_path):
+    out = tmp_path / "dpo"
+    dpo_main(_sft_args(tiny_model_dir, train_store, out, "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16",
+                       "--learning_rate", "5e-3", "--lr_scheduler_type", "constant", "--beta", "0.1",
+                       "--max_steps", "8", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+                       "--per_device_train_batch_size", "4", "--pairs_per_item", "1"))
+    margins = [r["rewards/margins"] for r in _log(out) if "rewards/margins" in r]
+    assert len(margins) == 8
+    assert sum(margins[-3:]) / 3 > sum(margins[:3]) / 3 and margins[-1] > 0
