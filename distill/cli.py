@@ -166,6 +166,32 @@ def evaluate_cmd(answers: Path = typer.Option(..., "--answers", help="Folder wit
     typer.echo(markdown(report))
 
 
+@app.command("augment")
+def augment_cmd(db: Path = DB_OPT,
+                out: Path = typer.Option(Path("runs/augment"), "--out", help="Folder for the new dataset."),
+                config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                                      help="Recipe YAML (its `augment:` section)."),
+                permutations: Optional[int] = typer.Option(None, help="Permuted copies per training item."),
+                recombine: Optional[bool] = typer.Option(None, help="Cross-task recombination with hard negatives."),
+                seed: Optional[int] = typer.Option(None)) -> None:
+    """Permute options (balanced gold letters) and recombine (cover, story) pairs across tasks with hard
+    negatives; writes task-format JSON plus a report, and records provenance in the store."""
+    from distill.augment import AugmentConfig, augment, write_dataset
+    from distill.config import load_config
+
+    raw = load_config(config).augment if config else {}
+    over = {k: v for k, v in {"permutations": permutations, "recombine": recombine, "seed": seed}.items()
+            if v is not None}
+    cfg = AugmentConfig(**(raw | over))
+    s = _store(db)
+    items = s.items(split="train")
+    new, report = augment(items, cfg)
+    s.add_items(new)
+    paths = write_dataset(new, out, report)
+    typer.echo(json.dumps({"train_items": len(items), "new_items": len(new), **report.as_dict(),
+                           "files": {k: str(v) for k, v in paths.items()}}, indent=1))
+
+
 TRAIN_CTX = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 

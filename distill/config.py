@@ -48,7 +48,7 @@ class PipelineConfig(Strict):
     db: str = "runs/demo/traces.db"
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    augment: dict = Field(default_factory=dict)
+    augment: dict = Field(default_factory=dict)  # distill.augment.AugmentConfig fields
     sft: dict = Field(default_factory=dict)
     dpo: dict = Field(default_factory=dict)
     predict: dict = Field(default_factory=dict)

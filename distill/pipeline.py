@@ -68,6 +68,16 @@ def run_demo(config: str | Path, workdir: str | Path) -> dict:
     log.info("teacher: %d accepted, %d rejected traces over %d items (%d failed)", summary.accepted,
              summary.rejected, summary.items, summary.failed)
 
+    from distill.augment import AugmentConfig, augment, write_dataset
+    from store import open_store
+
+    store = open_store(cfg.db)
+    new, report = augment(store.items(split="train"), AugmentConfig(**cfg.augment))
+    store.add_items(new)
+    artefacts["augmented"] = str(write_dataset(new, workdir / "augment", report)["image2text"].parent)
+    log.info("augment: %d new training items %s, gold letters %s", len(new), dict(report.counts),
+             dict(report.gold_letters))
+
     from distill.train.dpo import main as dpo_main
     from distill.train.sft import main as sft_main
 
