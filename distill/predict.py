@@ -30,7 +30,8 @@ Method = Literal["score", "debias", "prior", "cot", "adaptive"]
 class PredictConfig(BaseModel):
     method: Method = "score"
     rotations: int = 4
-    prior_share: float = 0.1
+    prior_share: float = 0.03  # share of items scored under all rotations to estimate the letter prior
+    prior_min_items: int = 8
     samples: int = 5
     temperature: float = 0.7
     threshold: float = 0.6
@@ -46,8 +47,13 @@ def _request(item: Item, mode: str = "direct", **kw) -> ChatRequest:
     return ChatRequest(prompt_messages(item, mode), **kw)
 
 
+async def score_all(backend: Backend, items: list[Item]) -> list[dict[str, float]]:
+    """Letter probabilities of every item in one call, so the backend can batch and share work."""
+    return await backend.score_many([_request(it) for it in items], [it.letters for it in items])
+
+
 async def score(backend: Backend, item: Item) -> dict[str, float]:
-    return await backend.score(_request(item), item.letters)
+    return (await score_all(backend, [item]))[0]
 
 
 def unrotate(probs: dict[str, float], order: list[int], letters: list[str]) -> dict[str, float]:
@@ -58,17 +64,23 @@ def unrotate(probs: dict[str, float], order: list[int], letters: list[str]) -> d
     return out
 
 
-async def rotated_scores(backend: Backend, item: Item, k: int) -> list[tuple[list[int], dict[str, float]]]:
-    n = len(item.options)
-    orders = [rotation(n, r) for r in range(min(k, n))]
-    probs = await asyncio.gather(*(score(backend, permute(item, o)) for o in orders))
-    return list(zip(orders, probs))
+async def rotated_all(backend: Backend, items: list[Item], k: int) -> list[list[tuple[list[int], dict]]]:
+    """Per item, (order, probabilities) under each of its first k cyclic rotations."""
+    jobs = [(i, rotation(len(it.options), r)) for i, it in enumerate(items) for r in range(min(k, len(it.options)))]
+    probs = await score_all(backend, [permute(items[i], o) for i, o in jobs])
+    out: list[list] = [[] for _ in items]
+    for (i, o), p in zip(jobs, probs):
+        out[i].append((o, p))
+    return out
+
+
+def average_unrotated(item: Item, pairs: list[tuple[list[int], dict]]) -> dict[str, float]:
+    mapped = [unrotate(p, o, item.letters) for o, p in pairs]
+    return {L: sum(m[L] for m in mapped) / len(mapped) for L in item.letters}
 
 
 async def debias(backend: Backend, item: Item, k: int) -> dict[str, float]:
-    pairs = await rotated_scores(backend, item, k)
-    mapped = [unrotate(p, o, item.letters) for o, p in pairs]
-    return {L: sum(m[L] for m in mapped) / len(mapped) for L in item.letters}
+    return average_unrotated(item, (await rotated_all(backend, [item], k))[0])
 
 
 async def cot(backend: Backend, item: Item, cfg: PredictConfig, samples: int) -> tuple[dict[str, float], list[str]]:
@@ -99,34 +111,43 @@ async def cot(backend: Backend, item: Item, cfg: PredictConfig, samples: int) ->
 async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig, progress=None) -> list[dict]:
     """One details row per item: probabilities (original letters), letter, entropy, method, seconds."""
     rows: dict[str, dict] = {}
-    method = cfg.method
 
-    async def run(item: Item, fn, name: str):
-        t0 = time.perf_counter()
-        out = await fn(item)
-        probs, extra = out if isinstance(out, tuple) else (out, None)
-        row = {"id": item.id, "task": item.task, "method": name, "probs": probs,
-               "letter": max(probs, key=probs.get), "entropy": entropy(probs),
-               "seconds": time.perf_counter() - t0}
-        if extra:
-            row["rationales"] = extra
-        rows[item.id] = row
+    def record(item: Item, probs: dict, name: str, seconds: float, **extra) -> None:
+        rows[item.id] = {"id": item.id, "task": item.task, "method": name, "probs": probs,
+                         "letter": max(probs, key=probs.get), "entropy": entropy(probs), "seconds": seconds,
+                         **extra}
         if progress:
             progress()
 
+    async def scored(subset: list[Item], name: str) -> None:
+        t0 = time.perf_counter()
+        probs = await score_all(backend, subset)
+        for it, p in zip(subset, probs):  # batched: each item is charged its share of the batch time
+            record(it, p, name, (time.perf_counter() - t0) / max(1, len(subset)))
+
+    async def reasoned(item: Item, name: str) -> None:
+        t0 = time.perf_counter()
+        probs, texts = await cot(backend, item, cfg, cfg.samples)
+        record(item, probs, name, time.perf_counter() - t0, rationales=texts)
+
+    method = cfg.method
     if method == "score":
-        await asyncio.gather(*(run(it, lambda i: score(backend, i), "score") for it in items))
+        await scored(items, "score")
     elif method == "debias":
-        await asyncio.gather(*(run(it, lambda i: debias(backend, i, cfg.rotations), "debias") for it in items))
+        t0 = time.perf_counter()
+        per_item = await rotated_all(backend, items, cfg.rotations)
+        dt = (time.perf_counter() - t0) / max(1, len(items))
+        for it, pairs in zip(items, per_item):
+            record(it, average_unrotated(it, pairs), "debias", dt)
     elif method == "prior":
-        await _prior(backend, items, cfg, run, rows)
+        await _prior(backend, items, cfg, record)
     elif method == "cot":
-        await asyncio.gather(*(run(it, lambda i: cot(backend, i, cfg, cfg.samples), "cot") for it in items))
+        await asyncio.gather(*(reasoned(it, "cot") for it in items))
     elif method == "adaptive":
-        await asyncio.gather(*(run(it, lambda i: score(backend, i), "score") for it in items))
+        await scored(items, "score")
         unsure = [it for it in items if max(rows[it.id]["probs"].values()) < cfg.threshold]
         first = {it.id: rows[it.id] for it in unsure}
-        await asyncio.gather(*(run(it, lambda i: cot(backend, i, cfg, cfg.samples), "adaptive-cot") for it in unsure))
+        await asyncio.gather(*(reasoned(it, "adaptive-cot") for it in unsure))
         for it in unsure:
             rows[it.id]["seconds"] += first[it.id]["seconds"]
             rows[it.id]["score_probs"] = first[it.id]["probs"]
@@ -135,33 +156,30 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
     return [rows[it.id] for it in items]
 
 
-async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, run, rows: dict) -> None:
+async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record) -> None:
+    """Rotations on a small share of each task's items estimate the letter prior; it is divided out of the
+    single-pass probabilities of the rest."""
     by_task: dict[str, list[Item]] = {}
     for it in items:
         by_task.setdefault(it.task, []).append(it)
     for task_items in by_task.values():
         rng = random.Random(cfg.seed)
-        k = max(1, round(len(task_items) * cfg.prior_share))
-        sample = rng.sample(task_items, min(k, len(task_items)))
+        k = min(len(task_items), max(cfg.prior_min_items, round(len(task_items) * cfg.prior_share)))
+        sample = rng.sample(task_items, k)
+        t0 = time.perf_counter()
+        per_item = await rotated_all(backend, sample, cfg.rotations)
+        dt = (time.perf_counter() - t0) / max(1, k)
+        collected = [p for pairs in per_item for _, p in pairs]
         letters = task_items[0].letters
-        collected: list[dict[str, float]] = []
-
-        async def estimate(item: Item):
-            pairs = await rotated_scores(backend, item, cfg.rotations)
-            collected.extend(p for _, p in pairs)
-            mapped = [unrotate(p, o, item.letters) for o, p in pairs]
-            return {L: sum(m[L] for m in mapped) / len(mapped) for L in item.letters}
-
-        await asyncio.gather(*(run(it, estimate, "prior-estimate") for it in sample))
         prior = {L: sum(c.get(L, 0.0) for c in collected) / len(collected) for L in letters}
-        rest = [it for it in task_items if it.id not in {s.id for s in sample}]
-
-        async def corrected(item: Item):
-            p = await score(backend, item)
+        for it, pairs in zip(sample, per_item):
+            record(it, average_unrotated(it, pairs), "prior-estimate", dt, prior=prior)
+        chosen = {s.id for s in sample}
+        rest = [it for it in task_items if it.id not in chosen]
+        t0 = time.perf_counter()
+        probs = await score_all(backend, rest)
+        dt = (time.perf_counter() - t0) / max(1, len(rest))
+        for it, p in zip(rest, probs):
             q = {L: p[L] / max(prior.get(L, 1e-9), 1e-9) for L in p}
             z = sum(q.values())
-            return {L: v / z for L, v in q.items()}
-
-        await asyncio.gather(*(run(it, corrected, "prior") for it in rest))
-        for s in sample:
-            rows[s.id]["prior"] = prior
+            record(it, {L: v / z for L, v in q.items()}, "prior", dt)

@@ -73,6 +73,12 @@ class Backend(abc.ABC):
         """Probabilities of each letter as the first token of the reply, normalised over `letters`."""
         raise NotImplementedError(f"{type(self).__name__} cannot score letters")
 
+    async def score_many(self, requests: list[ChatRequest], letters: list[list[str]]) -> list[dict[str, float]]:
+        """Score many prompts at once; backends that can batch across them override this."""
+        import asyncio
+
+        return list(await asyncio.gather(*(self.score(r, ls) for r, ls in zip(requests, letters))))
+
     async def aclose(self) -> None:
         return None
 

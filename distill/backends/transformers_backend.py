@@ -74,6 +74,53 @@ class Model:
                              return_tensors="pt")
         return enc.to(self.device)
 
+    def encode_cached(self, requests: list[ChatRequest], cache):
+        """Like `encode`, with each image preprocessed once and its vision features reused (VisionCache)."""
+        import torch
+
+        texts, paths = [], []
+        for r in requests:
+            msgs, ps = to_hf_messages(r.messages, self.config.text_only)
+            text = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            texts.append(cache.expand(text, ps))
+            paths.extend(ps)
+        enc = self.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt", add_special_tokens=False)
+        image_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        enc["mm_token_type_ids"] = (enc["input_ids"] == image_id).to(torch.int32)
+        enc.update(cache.inputs(paths))
+        return enc.to(self.device)
+
+    def score_sorted(self, requests: list[ChatRequest], letters: list[list[str]], batch_size: int,
+                     share_vision: bool = True) -> list[dict[str, float]]:
+        """Score many prompts: batches of similar length (little padding), each image encoded once."""
+        import torch
+
+        from distill.backends.vision_cache import VisionCache
+
+        def length(r: ChatRequest) -> int:
+            return sum(len(p.get("text", "")) + 1000 * (p["type"] == "image")
+                       for m in r.messages if isinstance(m["content"], list) for p in m["content"])
+
+        order = sorted(range(len(requests)), key=lambda i: length(requests[i]))
+        out: list[dict | None] = [None] * len(requests)
+        cache = VisionCache(self.model, self.processor, self.config.max_pixels)
+        with self.lock, torch.inference_mode(), cache.active():
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                if share_vision:
+                    enc = self.encode_cached([requests[i] for i in idx], cache)
+                else:
+                    enc = self.encode([requests[i] for i in idx])
+                    cache.batch_keys = [p for i in idx for p in
+                                        to_hf_messages(requests[i].messages, self.config.text_only)[1]]
+                    cache.features.clear()
+                logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+                logp = torch.log_softmax(logits, dim=-1)
+                for row, i in enumerate(idx):
+                    lp = logp[row, self.letter_ids(letters[i])]
+                    out[i] = dict(zip(letters[i], torch.softmax(lp, dim=-1).tolist()))
+        return out  # type: ignore[return-value]
+
     def letter_ids(self, letters: list[str]) -> list[int]:
         ids = []
         for L in letters:
@@ -146,6 +193,10 @@ class TransformersBackend(Backend):
                 log.info("loading %s", self.config.model)
                 self._models[key] = Model(self.config)
             return self._models[key]
+
+    async def score_many(self, requests: list[ChatRequest], letters: list[list[str]]) -> list[dict[str, float]]:
+        model = await asyncio.to_thread(lambda: self.model)
+        return await asyncio.to_thread(model.score_sorted, requests, letters, self.config.concurrency)
 
     async def _submit(self, kind: str, request: ChatRequest, letters=None):
         loop = asyncio.get_running_loop()

@@ -65,7 +65,7 @@ def test_prior_debias_divides_out_the_letter_prior(sample_dir):
             z = sum(raw.values())
             return {L: raw[L] / z for L in letters}
 
-    rows = asyncio.run(predict_items(Biased(""), items, PredictConfig(method="prior", prior_share=0.25)))
+    rows = asyncio.run(predict_items(Biased(""), items, PredictConfig(method="prior", prior_share=0.25, prior_min_items=2)))
     assert sum(r["method"] == "prior-estimate" for r in rows) == 3
     assert all(r["letter"] == it.gold for r, it in zip(rows, items))
     plain = asyncio.run(predict_items(Biased(""), items, PredictConfig(method="score")))
