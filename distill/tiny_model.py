@@ -108,7 +108,14 @@ def build_processor(max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFA
                                video_processor=video_processor, chat_template=chat_template())
 
 
-def build_config(text: dict | None = None, vision: dict | None = None):
+# Qwen2.5-VL-7B-Instruct's architecture, for benchmarks at full size with random weights.
+FULL_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                    num_key_value_heads=4)
+FULL_7B_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                      fullatt_block_indexes=[7, 15, 23, 31])
+
+
+def build_config(text: dict | None = None, vision: dict | None = None, tie_word_embeddings: bool = True):
     from transformers import Qwen2_5_VLConfig
 
     text = {**TINY_TEXT, **(text or {})}
@@ -119,14 +126,15 @@ def build_config(text: dict | None = None, vision: dict | None = None):
     vision.setdefault("out_hidden_size", text["hidden_size"])
     return Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=VOCAB_SIZE, max_position_embeddings=32768, rms_norm_eps=1e-6, tie_word_embeddings=True,
+            vocab_size=VOCAB_SIZE, max_position_embeddings=32768, rms_norm_eps=1e-6,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-            bos_token_id=151643, eos_token_id=151645, pad_token_id=151643, **text,
+            bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+            **{**text, "tie_word_embeddings": tie_word_embeddings},
         ),
         vision_config=dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
                            in_channels=3, **vision),
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
     )
 
 

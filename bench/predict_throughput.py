@@ -1,0 +1,155 @@
+"""Inference throughput: naive HF scoring vs `distill predict`'s scoring paths, in one process.
+
+naive:  HF processor + forward on left-padded batches in dataset order, full logits, last position.
+ours:   distill.predict with the in-process backend: length-sorted batches, logits_to_keep=1, each image
+        preprocessed and encoded once (rotations and recurring distractor covers reuse it).
+Prints questions/s, ratios, and the share of bf16 peak reached against the FLOP floor
+(2 x parameters x tokens for the language model, 2 x vision parameters x patches for the vision tower).
+
+    python bench/predict_throughput.py --model 7b --device cuda --n-i2t 256 --n-t2i 128
+    python bench/predict_throughput.py --model tiny --device cpu --n-i2t 8 --n-t2i 8   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["7b", "tiny"], default="7b")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--n-i2t", type=int, default=256)
+    p.add_argument("--n-t2i", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    return p
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def naive(model, processor, items, batch: int, device: str) -> tuple[float, list[dict], int]:
+    import torch
+
+    from distill.backends.transformers_backend import to_hf_messages
+    from distill.images import load_image
+    from distill.student import prompt_messages
+
+    letter_ids = [processor.tokenizer.encode(L, add_special_tokens=False)[0] for L in "ABCD"]
+    probs, tokens = [], 0
+    sync(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(items), batch):
+            chunk = items[s:s + batch]
+            texts, images = [], []
+            for it in chunk:
+                msgs, paths = to_hf_messages(prompt_messages(it))
+                texts.append(processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
+                images.extend(load_image(p, model_max_pixels(processor)) for p in paths)
+            enc = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt").to(device)
+            tokens += int(enc["attention_mask"].sum())
+            logits = model(**enc).logits[:, -1, :].float()
+            p = torch.softmax(logits[:, letter_ids], dim=-1).tolist()
+            probs.extend(dict(zip("ABCD", row)) for row in p)
+    sync(device)
+    return time.perf_counter() - t0, probs, tokens
+
+
+def model_max_pixels(processor) -> int:
+    from bench.workloads import MAX_PIXELS
+
+    return MAX_PIXELS
+
+
+def ours(backend, items, method: str, device: str) -> tuple[float, list[dict]]:
+    from distill.predict import PredictConfig, predict_items
+
+    sync(device)
+    t0 = time.perf_counter()
+    rows = asyncio.run(predict_items(backend, items, PredictConfig(method=method, rotations=4)))
+    sync(device)
+    return time.perf_counter() - t0, rows
+
+
+def matmul_peak(device: str) -> float | None:
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    sync(device)
+    return 10 * 2 * 8192 ** 3 / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    from bench.workloads import MAX_PIXELS, build_model, items as make_items, parameter_counts
+    from distill.backends import BackendConfig
+    from distill.backends.transformers_backend import Model, TransformersBackend
+
+    args = make_parser().parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    model, processor = build_model(args.model, args.device)
+    params = parameter_counts(model)
+    peak = matmul_peak(args.device)
+    cfg = BackendConfig(model=f"<{args.model}>", max_pixels=MAX_PIXELS, concurrency=args.batch)
+    backend = TransformersBackend(cfg)
+    key = (cfg.model, cfg.device, cfg.dtype, cfg.text_only, cfg.max_pixels)
+    TransformersBackend._models[key] = Model(cfg, model=model, processor=processor)
+    results = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
+               "model": args.model, "batch": args.batch, "params": params, "bf16_peak_flops": peak, "tasks": {}}
+    merge = processor.image_processor.merge_size ** 2
+    for task, n in (("image2text", args.n_i2t), ("text2image", args.n_t2i)):
+        its = make_items(task, n, work, seed=1)
+        naive(model, processor, its[: args.batch], args.batch, args.device)  # warm-up
+        ours(backend, its[: args.batch], "score", args.device)
+        t_naive, p_naive, tokens = naive(model, processor, its, args.batch, args.device)
+        runs = {m: ours(backend, its, m, args.device) for m in ("score", "debias", "prior")}
+        agree = max(abs(a[L] - b["probs"][L]) for a, b in zip(p_naive, runs["score"][1]) for L in "ABCD")
+        n_img = sum(len(it.images) for it in its)
+        patches = n_img * (MAX_PIXELS // (14 * 14))
+        floor = 2 * params["language"] * tokens + 2 * params["vision"] * patches
+        r = {"items": n, "tokens_per_item": tokens / n, "naive_qps": n / t_naive,
+             "max_prob_diff_naive_vs_ours": agree, "flop_floor_per_item": floor / n}
+        for m, (t, _) in runs.items():
+            r[f"{m}_qps"] = n / t
+        r["score_vs_naive"] = r["score_qps"] / r["naive_qps"]
+        r["debias_cost_vs_score"] = r["score_qps"] / r["debias_qps"]
+        r["prior_cost_vs_score"] = r["score_qps"] / r["prior_qps"]
+        if peak:
+            r["score_share_of_peak"] = floor / runs["score"][0] / peak
+            r["naive_share_of_peak"] = floor / t_naive / peak
+        results["tasks"][task] = r
+        print(json.dumps({task: r}, indent=1), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"\n{'task':<11} {'naive q/s':>9} {'score q/s':>9} {'x naive':>7} {'debias/score':>12} {'prior/score':>11}")
+    for task, r in results["tasks"].items():
+        print(f"{task:<11} {r['naive_qps']:>9.2f} {r['score_qps']:>9.2f} {r['score_vs_naive']:>7.2f} "
+              f"{r['debias_cost_vs_score']:>12.2f} {r['prior_cost_vs_score']:>11.2f}")
+    print("device:", results["device"])
+    del merge
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Synthetic MAC-shaped workloads for the GPU benchmarks, and the model they run on.
+
+image2text: one 448x448 cover (256 image tokens) and four stories, ~1,000 tokens a prompt;
+text2image: one story and four 448x448 covers, ~1,550 tokens. Lengths vary by +-30% across items, as real
+stories do, and distractor covers recur across items, as in MAC."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image
+
+from distill.items import LETTERS, Item, Option
+from distill.options import parse_options
+from distill.sample_data import Motif, write_story, COLOURS, SHAPES, LAYOUTS
+
+MAX_PIXELS = 448 * 448
+SYSTEM = ("# Requirement\n You are an excellent scientific image reader. Choose the option that matches. "
+          "Answer with the letter of the option.")
+
+
+def _story(rng: random.Random, words: int) -> str:
+    parts = []
+    while sum(len(p.split()) for p in parts) < words:
+        m = Motif(rng.choice(list(COLOURS)), rng.choice(list(SHAPES)), rng.choice(list(LAYOUTS)))
+        parts.append(write_story(m, rng))
+    return " ".join(" ".join(parts).split()[:words])
+
+
+def covers(out: Path, n: int, size: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n):
+        p = out / f"cover_{size}_{k}.png"
+        if not p.exists():
+            img = Image.effect_noise((size, size), 60 + rng.random() * 40).convert("RGB")
+            tint = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+            Image.blend(img, tint, 0.5).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def items(task: str, n: int, out: Path, seed: int = 0, size: int = 448, story_words: int = 130) -> list[Item]:
+    """n items; about 1,000 (image2text) or 1,550 (text2image) tokens each at 448x448."""
+    rng = random.Random(seed)
+    pool = covers(out / "covers", max(8, n), size, seed)
+    result = []
+    for i in range(n):
+        gold = rng.randrange(4)
+        if task == "image2text":
+            stories = [_story(rng, int(story_words * rng.uniform(0.7, 1.3))) for _ in range(4)]
+            body = "\n".join(f"{LETTERS[k]}. {s}" for k, s in enumerate(stories))
+            text = f"<image>\nWhich of the following cover stories matches this cover?\n{body}"
+            images = [pool[i % len(pool)]]
+            opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end)) for o in parse_options(text)]
+        else:
+            story = _story(rng, int(story_words * 2.6 * rng.uniform(0.7, 1.3)))
+            images = [pool[(i + k * 7) % len(pool)] for k in range(4)]  # distractors recur across items
+            body = "\n".join(f"{LETTERS[k]}. <image>" for k in range(4))
+            text = f"Which cover matches this cover story?\n{story}\n{body}"
+            opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=images[k])
+                    for k, o in enumerate(parse_options(text))]
+        result.append(Item(id=f"{task}-{i}", task=task, system=SYSTEM, input=text, options=opts, images=images,
+                           gold=LETTERS[gold]))
+    return result
+
+
+def build_model(size: str, device: str):
+    """`7b`: Qwen2.5-VL-7B's architecture at random weights (bf16, built on the device in about a second);
+    `tiny`: the offline test model. Returns (model, processor)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from distill.tiny_model import FULL_7B_TEXT, FULL_7B_VISION, build_config, build_processor
+
+    processor = build_processor(max_pixels=MAX_PIXELS)
+    if size == "7b":
+        cfg = build_config(FULL_7B_TEXT, FULL_7B_VISION, tie_word_embeddings=False)
+        dtype = torch.bfloat16
+    else:
+        cfg = build_config()
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=dtype)
+    return model.eval(), processor
+
+
+def parameter_counts(model) -> dict[str, int]:
+    vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
+    embed = model.get_input_embeddings().weight.numel()
+    return {"vision": vision, "language": sum(p.numel() for p in model.parameters()) - vision - embed,
+            "embedding": embed}
