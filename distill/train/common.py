@@ -172,6 +172,9 @@ def finish(trainer, processor, training_args, dargs, margs, counts, kind: str, s
     out = Path(training_args.output_dir)
     final = out / "final"
     best = trainer.state.best_model_checkpoint
+    if not trainer.is_world_process_zero():  # under accelerate: rank 0 writes, the others wait for it
+        trainer.accelerator.wait_for_everyone()
+        return {"final": str(final), "rank": trainer.args.process_index}
     if final.exists():
         shutil.rmtree(final)
     if best and Path(best).is_dir():
@@ -191,8 +194,11 @@ def finish(trainer, processor, training_args, dargs, margs, counts, kind: str, s
         from distill.train.merge import merge_adapter
 
         result["merged"] = str(merge_adapter(final, out / "merged", margs.model_name_or_path))
+    counts = counts | {"world_size": training_args.world_size}
     result["run_id"] = record_run(dargs.db, kind, training_args, dargs, margs, counts, trainer, started, "done")
+    result["world_size"] = training_args.world_size
     log.info("%s done: %s", kind, result)
+    trainer.accelerator.wait_for_everyone()
     return result
 
 

@@ -44,9 +44,12 @@ def difficulty(traces: list[dict]) -> float:
     return min(1.0, 0.15 * best["attempt"] + 0.5 * best["hinted"] + 0.05 * rejected)
 
 
-def _render(item: Item, k: int, use_templates: bool) -> tuple[list[dict], int]:
+def _example(item: Item, key: str, k: int, mode: str, use_templates: bool, diff: float, **fields) -> dict:
+    """One example's common fields; the prompt uses a template picked per (item, k)."""
     t = pick_template(item.id, k, template_count(item.task)) if use_templates else 0
-    return prompt_messages(item, "cot" if k >= 0 else "direct", system=system_for(item, t)), t
+    return {"id": f"{item.id}:{key}", "item_id": item.id, "task": item.task,
+            "messages": prompt_messages(item, mode, system=system_for(item, t)), "images": item.images,
+            "template": t, "difficulty": diff, **fields}
 
 
 def _traces_by_item(store, run: str | None) -> dict[str, list[dict]]:
@@ -76,11 +79,9 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
             if t["hinted"] and not opts.include_hinted:
                 built.skipped["hinted"] += 1
                 continue
-            msgs, tpl = _render(item, k, opts.templates)
-            rationale_examples.append({
-                "id": f"{item.id}:r{k}", "item_id": item.id, "task": item.task, "messages": msgs,
-                "completion": completion(item.gold, t["rationale"]), "images": item.images, "kind": "rationale",
-                "template": tpl, "difficulty": difficulty(traces.get(item.id, []))})
+            rationale_examples.append(_example(
+                item, f"r{k}", k, "cot", opts.templates, difficulty(traces.get(item.id, [])),
+                completion=completion(item.gold, t["rationale"]), kind="rationale"))
     direct = []
     rng = random.Random(opts.seed)
     pool = list(items)
@@ -88,11 +89,8 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
     for item in rng.sample(pool, min(n_direct, len(pool))):
         if not item.gold:
             continue
-        t = pick_template(item.id, -1, template_count(item.task)) if opts.templates else 0
-        direct.append({"id": f"{item.id}:d", "item_id": item.id, "task": item.task,
-                       "messages": prompt_messages(item, "direct", system=system_for(item, t)),
-                       "completion": completion(item.gold), "images": item.images, "kind": "direct",
-                       "template": t, "difficulty": difficulty(traces.get(item.id, []))})
+        direct.append(_example(item, "d", -1, "direct", opts.templates, difficulty(traces.get(item.id, [])),
+                               completion=completion(item.gold), kind="direct"))
     built.examples = order(rationale_examples + direct, opts.curriculum, opts.seed)
     return built
 
@@ -111,10 +109,8 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
             continue
         for k in range(min(opts.pairs_per_item, len(good) * len(bad))):
             g, b = good[k % len(good)], bad[k % len(bad)]
-            msgs, tpl = _render(item, k, opts.templates)
-            pairs.append({"id": f"{item.id}:p{k}", "item_id": item.id, "task": item.task, "messages": msgs,
-                          "chosen": completion(item.gold, g["rationale"]),
-                          "rejected": completion(b["answer"], b["rationale"]), "images": item.images,
-                          "template": tpl, "difficulty": difficulty(ts)})
+            pairs.append(_example(item, f"p{k}", k, "cot", opts.templates, difficulty(ts),
+                                  chosen=completion(item.gold, g["rationale"]),
+                                  rejected=completion(b["answer"], b["rationale"])))
     built.examples = order(pairs, opts.curriculum, opts.seed)
     return built
