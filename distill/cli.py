@@ -128,6 +128,9 @@ def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model fo
             base_url: Optional[str] = typer.Option(None, help="openai backend: server URL."),
             max_pixels: Optional[int] = typer.Option(None, help="Image cap (use the training value)."),
             batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight."),
+            devices: Optional[str] = typer.Option(
+                None, help="Data-parallel: one worker per device, e.g. 0,1,2,3 (GPU ids; 'cpu' for none)."),
+            shard: Optional[str] = typer.Option(None, hidden=True, help="Worker use: K/N."),
             from_llamafactory: Optional[Path] = typer.Option(
                 None, "--from-llamafactory", help="Convert LLaMA-Factory generated_predictions.jsonl instead "
                                                   "(one --data file, whose records it pairs with in order).")) -> None:
@@ -150,7 +153,10 @@ def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model fo
     from distill.predict import PredictConfig
 
     cfg = PredictConfig(method=method, rotations=rotations, samples=samples, threshold=threshold)
-    for task, path in run_predict(str(model), data, out, cfg, backend, max_pixels, base_url, batch_size).items():
+    k_n = tuple(int(x) for x in shard.split("/")) if shard else None
+    written = run_predict(str(model), data, out, cfg, backend, max_pixels, base_url, batch_size,
+                          devices=devices.split(",") if devices else None, shard=k_n)
+    for task, path in written.items():
         typer.echo(f"{task}: {path}")
 
 

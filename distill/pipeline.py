@@ -115,15 +115,19 @@ def run_demo(config: str | Path, workdir: str | Path) -> dict:
 
 def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, cfg=None, backend: str = "transformers",
                 max_pixels: int | None = None, base_url: str | None = None, batch_size: int = 16,
-                show_progress: bool = True) -> dict[str, Path]:
-    """Answer files (validated, atomic) plus a details JSONL per task."""
+                show_progress: bool = True, devices: list[str] | None = None,
+                shard: tuple[int, int] | None = None) -> dict[str, Path]:
+    """Answer files (validated, atomic) plus a details JSONL per task.
+
+    `devices`: one worker process per device (data-parallel: each takes every n-th item, sees only its own
+    GPU through CUDA_VISIBLE_DEVICES, and writes a shard of details); the shards are merged here.
+    `shard=(k, n)`: be such a worker (details only)."""
     import json
     import time
 
     from rich.progress import Progress
 
     from distill.answers import write_answers
-    from distill.backends import BackendConfig, make_backend
     from distill.fileio import atomic_write_text
     from distill.images import DEFAULT_MAX_PIXELS
     from distill.loaders import load_any
@@ -131,22 +135,82 @@ def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, c
 
     cfg = cfg or PredictConfig()
     out = Path(out_dir)
-    be = make_backend(BackendConfig(backend=backend, model=str(model), base_url=base_url,
-                                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS, concurrency=batch_size,
-                                    max_new_tokens=cfg.max_new_tokens))
-    written = {}
+    tasks = {}
     for f in data_files:
         items = load_any(f).items
         if not items:
             raise ValueError(f"{f}: no items")
-        task = items[0].task
-        t0 = time.perf_counter()
-        with Progress(disable=not show_progress) as bar:
-            tid = bar.add_task(f"{task} ({cfg.method})", total=len(items))
-            rows = asyncio.run(predict_items(be, items, cfg, progress=lambda: bar.advance(tid)))
-        atomic_write_text(out / f"{task}_details.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        tasks[items[0].task] = items
+    if devices and len(devices) > 1:
+        _predict_on_devices(model, data_files, out, cfg, backend, max_pixels, base_url, batch_size, devices)
+        rows_by_task = {task: _merge_shards(out, task, len(devices), items) for task, items in tasks.items()}
+    else:
+        from distill.backends import BackendConfig, make_backend
+
+        be = make_backend(BackendConfig(backend=backend, model=str(model), base_url=base_url,
+                                        max_pixels=max_pixels or DEFAULT_MAX_PIXELS, concurrency=batch_size,
+                                        max_new_tokens=cfg.max_new_tokens))
+        rows_by_task = {}
+        for task, items in tasks.items():
+            if shard:
+                items = items[shard[0]::shard[1]]
+            t0 = time.perf_counter()
+            with Progress(disable=not show_progress) as bar:
+                tid = bar.add_task(f"{task} ({cfg.method})", total=len(items))
+                rows_by_task[task] = asyncio.run(predict_items(be, items, cfg, progress=lambda: bar.advance(tid)))
+            log.info("%s: %d items in %.1fs (%.2f items/s)", task, len(items), time.perf_counter() - t0,
+                     len(items) / max(1e-9, time.perf_counter() - t0))
+    written = {}
+    for task, rows in rows_by_task.items():
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        if shard:
+            written[task] = atomic_write_text(out / f"{task}_details.shard{shard[0]}of{shard[1]}.jsonl", text)
+            continue
+        atomic_write_text(out / f"{task}_details.jsonl", text)
         written[task] = write_answers(out / f"{task}_answer.json", {r["id"]: r["letter"] for r in rows},
-                                      [it.id for it in items])
-        log.info("%s: %d items in %.1fs (%.2f items/s) -> %s", task, len(items), time.perf_counter() - t0,
-                 len(items) / max(1e-9, time.perf_counter() - t0), written[task])
+                                      [it.id for it in tasks[task]])
+        log.info("%s answers -> %s", task, written[task])
     return written
+
+
+def _predict_on_devices(model, data_files, out: Path, cfg, backend, max_pixels, base_url, batch_size,
+                        devices: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    n = len(devices)
+    procs = []
+    for k, dev in enumerate(devices):
+        cmd = [sys.executable, "-m", "distill.cli", "predict", "--model", str(model), "--out", str(out),
+               "--method", cfg.method, "--rotations", str(cfg.rotations), "--samples", str(cfg.samples),
+               "--threshold", str(cfg.threshold), "--backend", backend, "--batch-size", str(batch_size),
+               "--shard", f"{k}/{n}"]
+        for f in data_files:
+            cmd += ["--data", str(f)]
+        if max_pixels:
+            cmd += ["--max-pixels", str(max_pixels)]
+        if base_url:
+            cmd += ["--base-url", base_url]
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="" if dev == "cpu" else str(dev))
+        log.info("worker %d/%d on device %s", k + 1, n, dev)
+        procs.append(subprocess.Popen(cmd, env=env))
+    failed = [k for k, p in enumerate(procs) if p.wait() != 0]
+    if failed:
+        raise RuntimeError(f"prediction workers {failed} failed; their shards are incomplete")
+
+
+def _merge_shards(out: Path, task: str, n: int, items) -> list[dict]:
+    import json
+
+    rows = {}
+    for k in range(n):
+        path = out / f"{task}_details.shard{k}of{n}.jsonl"
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            rows[r["id"]] = r
+        path.unlink()
+    missing = [it.id for it in items if it.id not in rows]
+    if missing:
+        raise RuntimeError(f"{task}: {len(missing)} items missing from the shards, e.g. {missing[:5]}")
+    return [rows[it.id] for it in items]

@@ -103,3 +103,23 @@ def test_predict_writes_valid_answer_files(tiny_model_dir, sample_dir, tmp_path)
         details = [json.loads(line) for line in (tmp_path / f"{task}_details.jsonl").read_text().splitlines()]
         assert [d["id"] for d in details] == ids
         assert all(abs(sum(d["probs"].values()) - 1) < 1e-5 and d["method"] == "debias" for d in details)
+
+
+@pytest.mark.slow
+def test_data_parallel_workers_give_the_same_answers(tiny_model_dir, sample_dir, tmp_path):
+    from distill.answers import read_answers
+    from distill.pipeline import run_predict
+
+    files = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
+    one = run_predict(str(tiny_model_dir), files, tmp_path / "one", PredictConfig(method="score"), max_pixels=12544,
+                      show_progress=False)
+    two = run_predict(str(tiny_model_dir), files, tmp_path / "two", PredictConfig(method="score"), max_pixels=12544,
+                      show_progress=False, devices=["cpu", "cpu"])
+    for task in one:
+        assert read_answers(one[task]) == read_answers(two[task])
+        a = [json.loads(x) for x in (tmp_path / "one" / f"{task}_details.jsonl").read_text().splitlines()]
+        b = [json.loads(x) for x in (tmp_path / "two" / f"{task}_details.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in a] == [r["id"] for r in b]
+        for ra, rb in zip(a, b):
+            assert ra["probs"] == pytest.approx(rb["probs"], abs=1e-4)
+    assert not list((tmp_path / "two").glob("*shard*"))
