@@ -58,7 +58,7 @@ def answer_request(request: ChatRequest, rationale: str, letters: list[str]) -> 
     return ChatRequest(messages=request.messages + [
         {"role": "assistant", "content": rationale},
         {"role": "user", "content": prompts.DIRECT_INSTRUCTION},
-    ], max_tokens=1, temperature=0.0, choices=list(letters))
+    ], max_tokens=1, temperature=request.temperature, seed=request.seed, choices=list(letters))
 
 
 async def reason(backend: Backend, request: ChatRequest, letters: list[str]) -> tuple[list[ChatResult], str, str | None]:

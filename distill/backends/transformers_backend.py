@@ -208,9 +208,15 @@ class TransformersBackend(Backend):
         return await fut
 
     async def chat(self, request: ChatRequest) -> ChatResult:
-        if request.choices:  # a forced choice of single-token strings: the most probable one
+        if request.choices:  # a forced choice of single-token strings, sampled at the request's temperature
             probs = await self._submit("score", request, list(request.choices))
-            best = max(probs, key=probs.get)
+            if request.temperature > 0:
+                import random
+
+                weights = [p ** (1.0 / request.temperature) for p in probs.values()]
+                best = random.Random(request.seed).choices(list(probs), weights=weights)[0]
+            else:
+                best = max(probs, key=probs.get)
             return ChatResult(text=best, completion_tokens=1, request={
                 "model": self.config.model, "messages": request.messages, "choices": request.choices,
                 "probs": probs})

@@ -30,7 +30,23 @@ def build(store, train_items, val_items, dargs, training_args):
                          f"(skipped: {dict(built.skipped)})")
     counts = {"pairs": len(built.examples), "items": len({e["item_id"] for e in built.examples}),
               "skipped_items": dict(built.skipped)}
-    return built.examples, None, counts
+    return built.examples, letter_pairs(val_items), counts
+
+
+def letter_pairs(items):
+    """Evaluation pairs for held-out items, which never have teacher traces: the gold letter chosen over the
+    next wrong one, as direct answers (DPO's eval loss and reward accuracy on them)."""
+    from distill.student import completion, prompt_messages
+
+    pairs = []
+    for it in items:
+        if not it.gold:
+            continue
+        wrong = it.letters[(it.letters.index(it.gold) + 1) % len(it.letters)]
+        pairs.append({"id": f"{it.id}:v", "item_id": it.id, "task": it.task, "messages": prompt_messages(it),
+                      "images": it.images, "chosen": completion(it.gold), "rejected": completion(wrong),
+                      "template": 0, "difficulty": 0.0})
+    return pairs or None
 
 
 def train_dpo(dargs, training_args, margs) -> dict:
