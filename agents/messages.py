@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from distill.items import Item
-from distill.question import question_parts  # noqa: F401  (re-exported for agents)
 
 
 def describe_images(item: Item, descriptions: dict[str, str]) -> str:

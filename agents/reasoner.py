@@ -6,7 +6,8 @@ import json
 import re
 
 from agents import prompts
-from agents.messages import describe_images, question_parts
+from agents.messages import describe_images
+from distill.question import question_parts
 from distill.backends import Backend, ChatRequest, ChatResult
 from distill.items import Item
 from distill.letters import parse_answer

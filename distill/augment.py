@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from distill.items import IMAGE_TOKEN, LETTERS, Item, Option
+from distill.options import parse_options
 from distill.permute import permute
 
 log = logging.getLogger(__name__)
@@ -177,13 +178,10 @@ def recombine(items: list[Item], cfg: AugmentConfig, report: Report, progress: b
             stories = [pairs[j].story for j in members]
             text = render(task, questions[task], stories, [p.cover])
             images = [p.cover]
-            opts = None
         else:
             covers = [pairs[j].cover for j in members]
             text = render(task, questions[task], [p.story], covers)
             images = covers
-        from distill.options import parse_options
-
         parsed = parse_options(text)
         opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end),
                        image=images[k] if task == "text2image" else None) for k, o in enumerate(parsed)]

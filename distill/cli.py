@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -207,7 +206,8 @@ def sft(ctx: typer.Context,
     """Supervised fine-tuning with TRL on accepted rationales (and direct answers).
 
     Any field of the recipe can be overridden as a flag, e.g. `--learning_rate 2e-4 --max_steps 100`
-    (fields of DistillArguments, trl.SFTConfig and trl.ModelConfig). Resumes from the last checkpoint."""
+    (fields of DistillArguments, trl.SFTConfig and trl.ModelConfig; `python -m distill.train.sft --help` lists
+    them all). Resumes from the last checkpoint."""
     from distill.train.sft import main as sft_main
 
     result = sft_main(["--config", str(config), *ctx.args])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 from rich.progress import track
@@ -67,8 +68,6 @@ def image_rows(items: list[Item]) -> list[dict]:
         seen.add(sha)
         with Image.open(path) as im:
             w, h = im.size
-        from pathlib import Path
-
         rows.append({"sha256": sha, "path": str(path), "width": w, "height": h, "bytes": Path(path).stat().st_size})
     return rows
 

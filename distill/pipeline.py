@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def run_teacher(config: str | Path | PipelineConfig, overrides: dict | None = No
     items = data.splits.get("train", [])
     if cfg.teacher.limit:  # the first N, alternating between the tasks
         by_task = [[it for it in items if it.task == t] for t in ("image2text", "text2image")]
-        mixed = [it for pair in __import__("itertools").zip_longest(*by_task) for it in pair if it is not None]
+        mixed = [it for pair in itertools.zip_longest(*by_task) for it in pair if it is not None]
         items = mixed[: cfg.teacher.limit]
     if not items:
         raise ValueError("no training items: set data.train in the recipe or pass --data")

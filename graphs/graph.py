@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 
 from graphs.nodes import critique_node, describe_node, rationalize_node, reason_node
 from graphs.routing import after_critique, after_describe, after_reason

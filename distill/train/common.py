@@ -266,8 +266,9 @@ def run_training(kind: str, trainer_cls, build, dargs, training_args, margs) -> 
                       eval_dataset=to_dataset(val_examples, dargs.max_pixels) if val_examples else None,
                       processing_class=processor, peft_config=peft_config(margs, dargs), callbacks=callbacks)
     if dargs.curriculum != "none":  # the examples are already in curriculum order: keep it
-        trainer._get_train_sampler = lambda *a, **k: __import__("torch").utils.data.SequentialSampler(
-            trainer.train_dataset)
+        from torch.utils.data import SequentialSampler
+
+        trainer._get_train_sampler = lambda *a, **k: SequentialSampler(trainer.train_dataset)
     resume = last_checkpoint(training_args.output_dir)
     if resume:
         log.info("resuming from %s", resume)

@@ -43,7 +43,7 @@ def test_chat_template_is_qwen2_5_vl(processor):
 
 def test_loads_offline_and_scores_letters_for_1_and_4_images(tiny_model_dir, sample_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from agents.messages import question_parts
+    from distill.question import question_parts
     from distill.backends import BackendConfig, ChatRequest
     from distill.backends.transformers_backend import TransformersBackend
     from distill.loaders import load_json

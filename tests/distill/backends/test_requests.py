@@ -6,7 +6,7 @@ import io
 import pytest
 from PIL import Image
 
-from agents.messages import question_parts
+from distill.question import question_parts
 from agents.reasoner import answer_request, answer_schema, reason_request
 from distill.backends import BackendConfig, BackendError, ChatRequest, make_backend
 from distill.backends.openai_backend import build_chat_kwargs
