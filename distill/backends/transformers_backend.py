@@ -74,8 +74,9 @@ class Model:
                              return_tensors="pt")
         return enc.to(self.device)
 
-    def encode_cached(self, requests: list[ChatRequest], cache):
-        """Like `encode`, with each image preprocessed once and its vision features reused (VisionCache)."""
+    def encode_cached(self, requests: list[ChatRequest], cache) -> tuple[dict, list[str]]:
+        """Like `encode` (on the CPU), with each image preprocessed once; also returns the batch's image paths,
+        which the caller hands to the cache right before the forward pass."""
         import torch
 
         texts, paths = [], []
@@ -88,11 +89,14 @@ class Model:
         image_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
         enc["mm_token_type_ids"] = (enc["input_ids"] == image_id).to(torch.int32)
         enc.update(cache.inputs(paths))
-        return enc.to(self.device)
+        return enc, paths
 
     def score_sorted(self, requests: list[ChatRequest], letters: list[list[str]], batch_size: int,
                      share_vision: bool = True) -> list[dict[str, float]]:
-        """Score many prompts: batches of similar length (little padding), each image encoded once."""
+        """Score many prompts: batches of similar length (little padding), each image encoded once, and the
+        next batch prepared on the CPU while the current one runs on the device."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import torch
 
         from distill.backends.vision_cache import VisionCache
@@ -102,23 +106,33 @@ class Model:
                        for m in r.messages if isinstance(m["content"], list) for p in m["content"])
 
         order = sorted(range(len(requests)), key=lambda i: length(requests[i]))
-        out: list[dict | None] = [None] * len(requests)
+        batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
         cache = VisionCache(self.model, self.processor, self.config.max_pixels)
-        with self.lock, torch.inference_mode(), cache.active():
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                if share_vision:
-                    enc = self.encode_cached([requests[i] for i in idx], cache)
-                else:
-                    enc = self.encode([requests[i] for i in idx])
-                    cache.batch_keys = [p for i in idx for p in
-                                        to_hf_messages(requests[i].messages, self.config.text_only)[1]]
+
+        def prepare(idx: list[int]):
+            if share_vision:
+                return self.encode_cached([requests[i] for i in idx], cache)
+            paths = [p for i in idx for p in to_hf_messages(requests[i].messages, self.config.text_only)[1]]
+            return self.encode([requests[i] for i in idx]).to("cpu"), paths
+
+        pending: list[tuple[list[int], object]] = []
+        with self.lock, torch.inference_mode(), cache.active(), ThreadPoolExecutor(1) as pool:
+            future = pool.submit(prepare, batches[0]) if batches else None
+            for b, idx in enumerate(batches):
+                enc, paths = future.result()
+                if b + 1 < len(batches):
+                    future = pool.submit(prepare, batches[b + 1])
+                cache.batch_keys = paths
+                if not share_vision:
                     cache.features.clear()
-                logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+                logits = self.model(**enc.to(self.device), logits_to_keep=1).logits[:, -1, :].float()
                 logp = torch.log_softmax(logits, dim=-1)
-                for row, i in enumerate(idx):
-                    lp = logp[row, self.letter_ids(letters[i])]
-                    out[i] = dict(zip(letters[i], torch.softmax(lp, dim=-1).tolist()))
+                rows = [torch.softmax(logp[row, self.letter_ids(letters[i])], dim=-1) for row, i in enumerate(idx)]
+                pending.append((idx, rows))  # stays on the device: no sync until every batch is queued
+        out: list[dict | None] = [None] * len(requests)
+        for idx, rows in pending:
+            for i, row in zip(idx, rows):
+                out[i] = dict(zip(letters[i], row.tolist()))
         return out  # type: ignore[return-value]
 
     def letter_ids(self, letters: list[str]) -> list[int]:

@@ -39,13 +39,14 @@ class VisionCache:
         return "".join(out)
 
     def inputs(self, paths: list[str]) -> dict:
+        """Pixel rows and grids of a batch's images, in order. Thread-safe with `active` as long as the caller
+        sets `batch_keys` to the same paths right before the batch's forward pass."""
         import torch
 
         if not paths:
             return {}
         pv = torch.cat([self.preprocess(p)[0] for p in paths])
         grid = torch.stack([self.preprocess(p)[1] for p in paths])
-        self.batch_keys = list(paths)
         return {"pixel_values": pv, "image_grid_thw": grid}
 
     @contextmanager
