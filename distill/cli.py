@@ -373,10 +373,8 @@ def main() -> None:
         raise SystemExit(130) from None
     except SystemExit:
         raise
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors of the command-line parser: its own message, no traceback
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
             exc.show()
             raise SystemExit(exc.exit_code) from None
         raise

@@ -31,6 +31,12 @@ def run_teacher(config: str | Path | PipelineConfig, overrides: dict | None = No
         raise ValueError("no training items: set data.train in the recipe or pass --data")
     reasoner = make_backend(cfg.teacher.reasoner)
     describer = make_backend(cfg.teacher.describer) if cfg.teacher.describer else None
+    for be in (reasoner, describer):  # a wrong model path is one clear error now, not one per item later
+        if be is not None and be.config.backend == "transformers":
+            try:
+                be.model
+            except (OSError, ValueError) as exc:  # missing folder, or a name the hub client rejects offline
+                raise ValueError(f"cannot load the {be.config.backend} model {be.config.model!r}: {exc}") from None
     if resume:
         store.reopen_run(resume)
         run_id = resume

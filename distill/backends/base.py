@@ -8,7 +8,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from distill.images import DEFAULT_MAX_PIXELS
 
@@ -18,6 +18,8 @@ class BackendError(RuntimeError):
 
 
 class BackendConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     backend: Literal["transformers", "openai", "vllm", "scripted"] = "transformers"
     model: str = "runs/demo/tiny-model"
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1

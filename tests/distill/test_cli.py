@@ -70,3 +70,25 @@ def test_errors_are_one_clear_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "distill.cli", "traces", "show", "nope", "--db",
                           str(tmp_path / "x.db")], capture_output=True, text=True)
     assert res.returncode == 1 and "Traceback" not in res.stderr
+
+
+def test_recipe_typos_and_bad_model_paths_are_clear(tmp_path, sample_dir):
+    import yaml
+
+    cfg = {"db": str(tmp_path / "t.db"), "data": {"train": [str(sample_dir / "image2text_train.json")]},
+           "teacher": {"reasoner": {"backend": "transformers", "model": str(tmp_path / "nowhere"), "temprature": 1}}}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "typo.yaml")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "temprature" in res.stderr and "Traceback" not in res.stderr
+    del cfg["teacher"]["reasoner"]["temprature"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "bad.yaml")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "cannot load" in res.stderr and "nowhere" in res.stderr
+
+
+def test_usage_errors_have_no_traceback(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "traces", "stats", "extra", "args"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "unexpected extra argument" in res.stderr
