@@ -158,28 +158,34 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
 
 async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record) -> None:
     """Rotations on a small share of each task's items estimate the letter prior; it is divided out of the
-    single-pass probabilities of the rest."""
+    single-pass probabilities of the rest. All prompts go to the backend in one call, so they share batches."""
     by_task: dict[str, list[Item]] = {}
     for it in items:
         by_task.setdefault(it.task, []).append(it)
-    for task_items in by_task.values():
+    jobs: list[tuple[str, Item, list[int] | None]] = []  # (task, item, rotation order or None for the single pass)
+    chosen: set[str] = set()
+    for task, task_items in by_task.items():
         rng = random.Random(cfg.seed)
         k = min(len(task_items), max(cfg.prior_min_items, round(len(task_items) * cfg.prior_share)))
-        sample = rng.sample(task_items, k)
-        t0 = time.perf_counter()
-        per_item = await rotated_all(backend, sample, cfg.rotations)
-        dt = (time.perf_counter() - t0) / max(1, k)
-        collected = [p for pairs in per_item for _, p in pairs]
+        for it in rng.sample(task_items, k):
+            chosen.add(it.id)
+            jobs += [(task, it, rotation(len(it.options), r)) for r in range(min(cfg.rotations, len(it.options)))]
+        jobs += [(task, it, None) for it in task_items if it.id not in chosen]
+    t0 = time.perf_counter()
+    probs = await score_all(backend, [permute(it, o) if o else it for _, it, o in jobs])
+    dt = (time.perf_counter() - t0) / max(1, len(items))
+    for task, task_items in by_task.items():
+        rotated = [(it, o, p) for (t, it, o), p in zip(jobs, probs) if t == task and o is not None]
         letters = task_items[0].letters
-        prior = {L: sum(c.get(L, 0.0) for c in collected) / len(collected) for L in letters}
-        for it, pairs in zip(sample, per_item):
-            record(it, average_unrotated(it, pairs), "prior-estimate", dt, prior=prior)
-        chosen = {s.id for s in sample}
-        rest = [it for it in task_items if it.id not in chosen]
-        t0 = time.perf_counter()
-        probs = await score_all(backend, rest)
-        dt = (time.perf_counter() - t0) / max(1, len(rest))
-        for it, p in zip(rest, probs):
-            q = {L: p[L] / max(prior.get(L, 1e-9), 1e-9) for L in p}
-            z = sum(q.values())
-            record(it, {L: v / z for L, v in q.items()}, "prior", dt)
+        prior = {L: sum(p.get(L, 0.0) for _, _, p in rotated) / len(rotated) for L in letters}
+        per_item: dict[str, list] = {}
+        for it, o, p in rotated:
+            per_item.setdefault(it.id, []).append((o, p))
+        for it in task_items:
+            if it.id in per_item:
+                record(it, average_unrotated(it, per_item[it.id]), "prior-estimate", dt, prior=prior)
+        for (t, it, o), p in zip(jobs, probs):
+            if t == task and o is None:
+                q = {L: p[L] / max(prior.get(L, 1e-9), 1e-9) for L in p}
+                z = sum(q.values())
+                record(it, {L: v / z for L, v in q.items()}, "prior", dt)
