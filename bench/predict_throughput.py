@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.workloads import MAX_PIXELS, sync
+
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,13 +31,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     return p
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def naive(model, processor, items, batch: int, device: str) -> tuple[float, list[dict], int]:
@@ -56,7 +51,7 @@ def naive(model, processor, items, batch: int, device: str) -> tuple[float, list
             for it in chunk:
                 msgs, paths = to_hf_messages(prompt_messages(it))
                 texts.append(processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
-                images.extend(load_image(p, model_max_pixels(processor)) for p in paths)
+                images.extend(load_image(p, MAX_PIXELS) for p in paths)
             enc = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt").to(device)
             tokens += int(enc["attention_mask"].sum())
             logits = model(**enc).logits[:, -1, :].float()
@@ -64,12 +59,6 @@ def naive(model, processor, items, batch: int, device: str) -> tuple[float, list
             probs.extend(dict(zip("ABCD", row)) for row in p)
     sync(device)
     return time.perf_counter() - t0, probs, tokens
-
-
-def model_max_pixels(processor) -> int:
-    from bench.workloads import MAX_PIXELS
-
-    return MAX_PIXELS
 
 
 def ours(backend, items, method: str, device: str) -> tuple[float, list[dict]]:
@@ -102,7 +91,7 @@ def matmul_peak(device: str) -> float | None:
 def main(argv=None) -> dict:
     import torch
 
-    from bench.workloads import MAX_PIXELS, build_model, items as make_items, parameter_counts
+    from bench.workloads import build_model, items as make_items, parameter_counts
     from distill.backends import BackendConfig
     from distill.backends.transformers_backend import Model, TransformersBackend
 
@@ -117,7 +106,6 @@ def main(argv=None) -> dict:
     TransformersBackend._models[key] = Model(cfg, model=model, processor=processor)
     results = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
                "model": args.model, "batch": args.batch, "params": params, "bf16_peak_flops": peak, "tasks": {}}
-    merge = processor.image_processor.merge_size ** 2
     for task, n in (("image2text", args.n_i2t), ("text2image", args.n_t2i)):
         its = make_items(task, n, work, seed=1)
         naive(model, processor, its[: args.batch], args.batch, args.device)  # warm-up
@@ -147,7 +135,6 @@ def main(argv=None) -> dict:
         print(f"{task:<11} {r['naive_qps']:>9.2f} {r['score_qps']:>9.2f} {r['score_vs_naive']:>7.2f} "
               f"{r['debias_cost_vs_score']:>12.2f} {r['prior_cost_vs_score']:>11.2f}")
     print("device:", results["device"])
-    del merge
     return results
 
 

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.workloads import sync
+
 COMPLETION_WORDS = 90  # a rationale of ~120 tokens plus the answer line
 
 
@@ -34,13 +36,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-dpo", action="store_true")
     p.add_argument("--out", default=None)
     return p
-
-
-def sync(device):
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def reset_peak(device):

@@ -89,6 +89,14 @@ def build_model(size: str, device: str):
     return model.eval(), processor
 
 
+def sync(device: str) -> None:
+    """Wait for the device, so a host clock brackets the work (a no-op on the CPU)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def parameter_counts(model) -> dict[str, int]:
     vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
     embed = model.get_input_embeddings().weight.numel()
