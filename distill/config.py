@@ -4,7 +4,6 @@ Command-line flags override them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -92,5 +91,3 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Pipel
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}:\n{exc}") from None
 
-
-Mode = Literal["train", "dev", "test"]

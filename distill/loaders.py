@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from distill.items import IMAGE_TOKEN, LETTERS, TASKS, Item, Option, Task, content_id
-from distill.options import OptionParseError, parse_options
+from distill.options import OptionParseError, image_indices, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _options(text: str, task: Task, images: list[str]) -> list[Option]:
             raise _Bad("images", f"image2text needs exactly one cover image, got {len(images)}")
         return [Option(letter=o.letter, text=o.text, span=(o.start, o.end)) for o in parsed]
     # text2image: each option holds one placeholder, in order
-    offsets = [i for i in range(len(text)) if text.startswith(IMAGE_TOKEN, i)]
+    offsets = image_indices(text)
     out = []
     for o in parsed:
         inside = [k for k, off in enumerate(offsets) if o.start <= off < o.end]

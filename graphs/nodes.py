@@ -29,7 +29,9 @@ def _call(ctx: GraphContext, item_id: str | None, agent: str, model: str, reques
 async def _description(ctx: GraphContext, path: str) -> str:
     assert ctx.describer is not None
     model = ctx.describer.model_name
-    sha = await asyncio.to_thread(sha256_file, path)
+    if path not in ctx.shas:
+        ctx.shas[path] = await asyncio.to_thread(sha256_file, path)
+    sha = ctx.shas[path]
     cached = ctx.store.description(sha, model, prompts.DESCRIBER_VERSION)
     if cached is not None:
         return cached

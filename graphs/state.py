@@ -47,3 +47,4 @@ class GraphContext:
     run_id: str
     settings: GraphSettings = field(default_factory=GraphSettings)
     pending: dict = field(default_factory=dict)  # image sha -> in-flight description task
+    shas: dict = field(default_factory=dict)  # image path -> sha256 (covers recur across items)

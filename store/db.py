@@ -68,9 +68,6 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def transaction(self):
-        return self.db.conn
-
     # --- runs -------------------------------------------------------------------------------
     def start_run(self, kind: str, config: dict, models: dict | None = None, run_id: str | None = None) -> str:
         from distill import __version__

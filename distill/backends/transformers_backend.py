@@ -126,8 +126,7 @@ class Model:
                 if not share_vision:
                     cache.features.clear()
                 logits = self.model(**enc.to(self.device), logits_to_keep=1).logits[:, -1, :].float()
-                logp = torch.log_softmax(logits, dim=-1)
-                rows = [torch.softmax(logp[row, self.letter_ids(letters[i])], dim=-1) for row, i in enumerate(idx)]
+                rows = self.letter_probs(logits, [letters[i] for i in idx])
                 pending.append((idx, rows))  # stays on the device: no sync until every batch is queued
         out: list[dict | None] = [None] * len(requests)
         for idx, rows in pending:
@@ -176,13 +175,16 @@ class Model:
         with self.lock, torch.inference_mode():
             enc = self.encode(requests)
             logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
-        probs = torch.log_softmax(logits, dim=-1)
-        out = []
-        for i, ls in enumerate(letters):
-            lp = probs[i, self.letter_ids(ls)]
-            p = torch.softmax(lp, dim=-1).tolist()
-            out.append(dict(zip(ls, p)))
-        return out
+        rows = self.letter_probs(logits, letters)
+        return [dict(zip(ls, row.tolist())) for ls, row in zip(letters, rows)]
+
+    def letter_probs(self, logits, letters: list[list[str]]) -> list:
+        """Per row, the probabilities of its option letters as the next token, renormalised over them
+        (tensors, left on the device)."""
+        import torch
+
+        logp = torch.log_softmax(logits, dim=-1)
+        return [torch.softmax(logp[row, self.letter_ids(ls)], dim=-1) for row, ls in enumerate(letters)]
 
 
 class TransformersBackend(Backend):
