@@ -1,9 +1,15 @@
 """Training throughput: a naive LoRA SFT step vs `distill sft`'s TRL path, and the DPO step, in one process.
 
-naive:  plain HF forward/backward with the model's own loss (full 152k-vocabulary logits at every position),
-        left-padded batches, gradient checkpointing, LoRA r=8 on the language model's linear layers.
-ours:   TRL's SFTTrainer as `distill sft` builds it: prompt/completion batches flushed left, the fused LM
-        head scoring only completion positions, the same LoRA; gradient checkpointing only if asked.
+Variants (pick with --variants; each builds a fresh model):
+  naive            plain HF forward/backward with the model's own loss (152k-vocabulary logits at every
+                   position), left-padded batches, gradient checkpointing as `gradient_checkpointing_enable()`
+                   sets it up, LoRA r=8 on the language model's linear layers.
+  naive-text-grads the same with only the text embeddings made to require grad (see distill/train/checkpointing.py)
+  ckpt             TRL's SFTTrainer as `distill sft` builds it (batches flushed left, the fused LM head scoring
+                   completion positions only, the frozen vision tower kept out of autograd), checkpointing on
+  every2           the same, checkpointing every second layer (`gradient_checkpointing_kwargs.every_n_layers`)
+  sac              the same, TRL's selective checkpointing (attention outputs kept)
+  nockpt           the same without checkpointing
 Tokens/s counts non-padding tokens. Peak memory is torch's max allocated during the timed steps.
 
     python bench/train_throughput.py --model 7b --device cuda
@@ -32,7 +38,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch-i2t", type=int, default=4)
     p.add_argument("--batch-t2i", type=int, default=2)
-    p.add_argument("--ours-checkpointing", action="store_true", help="gradient checkpointing on our path too")
+    p.add_argument("--variants", default="naive,ckpt,every2,naive-text-grads,sac,nockpt",
+                   help="comma-separated, run in this order (see above)")
+    p.add_argument("--dpo-variant", default="ckpt", choices=list(OURS))
     p.add_argument("--skip-dpo", action="store_true")
     p.add_argument("--out", default=None)
     return p
@@ -78,14 +86,17 @@ def lora_config():
                       target_modules=r".*\.language_model\..*\.(" + "|".join(LANGUAGE_LINEARS) + ")")
 
 
-def naive_sft(model, processor, exs, batch, steps, warmup, device) -> dict:
+def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: bool = False) -> dict:
     import torch
     from peft import get_peft_model
 
     from distill.backends.transformers_backend import to_hf_messages
     from distill.images import load_image
+    from distill.train.checkpointing import text_only_input_grads
     from bench.workloads import MAX_PIXELS
 
+    if text_grads:
+        text_only_input_grads(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     peft_model = get_peft_model(model, lora_config())
@@ -151,12 +162,21 @@ class StepTimer:
         return CB()
 
 
-def ours(kind, model, processor, exs, batch, steps, warmup, device, checkpointing, work) -> dict:
+# our path's checkpointing settings: (gradient_checkpointing, gradient_checkpointing_kwargs)
+OURS = {"ckpt": (True, None), "every2": (True, {"every_n_layers": 2}), "sac": (True, {"selective": True}),
+        "nockpt": (False, None)}
+
+
+def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, work) -> dict:
     import torch
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from bench.workloads import MAX_PIXELS
+    from distill.train.checkpointing import text_only_input_grads
     from distill.train.datasets import to_dataset
+
+    checkpointing, ckpt_kwargs = OURS[variant]
+    text_only_input_grads(model)  # as distill sft does with the vision tower frozen
 
     cls, cfg_cls = (SFTTrainer, SFTConfig) if kind == "sft" else (DPOTrainer, DPOConfig)
     if kind == "sft":
@@ -167,7 +187,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, checkpointin
     args = cfg_cls(output_dir=str(work / kind), per_device_train_batch_size=batch, max_steps=warmup + steps,
                    learning_rate=1e-4, logging_steps=1, save_strategy="no", report_to="none", bf16=on_gpu,
                    use_cpu=not on_gpu, max_length=None, remove_unused_columns=False, disable_tqdm=True,
-                   gradient_checkpointing=checkpointing, dataloader_num_workers=2 if on_gpu else 0, seed=0)
+                   gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs=ckpt_kwargs,
+                   dataloader_num_workers=2 if on_gpu else 0, seed=0)
     if not on_gpu:
         from distill.train.cpu import compact_logprobs_on_cpu
 
@@ -189,52 +210,66 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, checkpointin
     return out
 
 
+def run_variant(variant, task, exs, batch, args, work) -> dict:
+    import torch
+
+    from bench.workloads import build_model
+
+    model, processor = build_model(args.model, args.device)
+    try:
+        if variant.startswith("naive"):
+            return naive_sft(model, processor, exs, batch, args.steps, args.warmup, args.device,
+                             text_grads=variant == "naive-text-grads")
+        return ours("sft", model, processor, exs, batch, args.steps, args.warmup, args.device, variant, work)
+    except torch.OutOfMemoryError:
+        return {"error": "out of memory"}
+    finally:
+        del model
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
 def main(argv=None) -> dict:
     import torch
 
     from bench.workloads import build_model
 
     args = make_parser().parse_args(argv)
+    variants = args.variants.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     res = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
            "model": args.model, "steps": args.steps, "warmup": args.warmup, "tasks": {}}
+
+    def save():
+        if args.out:  # after every variant, so a run cut short keeps what it measured
+            Path(args.out).write_text(json.dumps(res, indent=1))
+
     for task, batch in (("image2text", args.batch_i2t), ("text2image", args.batch_t2i)):
         exs = examples(task, 64, work, seed=2)
-        r = {"batch": batch}
-        model, processor = build_model(args.model, args.device)
-        r["naive"] = naive_sft(model, processor, exs, batch, args.steps, args.warmup, args.device)
-        del model
-        gc.collect()
-        model, processor = build_model(args.model, args.device)
-        try:
-            r["ours"] = ours("sft", model, processor, exs, batch, args.steps, args.warmup, args.device,
-                             args.ours_checkpointing, work)
-        except torch.OutOfMemoryError:
-            del model
-            gc.collect()
-            torch.cuda.empty_cache()
-            model, processor = build_model(args.model, args.device)
-            r["ours"] = ours("sft", model, processor, exs, batch, args.steps, args.warmup, args.device, True, work)
-            r["ours"]["checkpointing"] = True
-        if "tokens_per_s" in r["ours"]:
-            r["speedup"] = r["ours"]["tokens_per_s"] / r["naive"]["tokens_per_s"]
-        del model
-        gc.collect()
-        res["tasks"][task] = r
-        print(json.dumps({task: r}, indent=1), flush=True)
+        r = res["tasks"][task] = {"batch": batch}
+        for v in variants:
+            r[v] = run_variant(v, task, exs, batch, args, work)
+            base = r.get("naive", {}).get("tokens_per_s")
+            if base and "tokens_per_s" in r[v]:
+                r[v]["speedup"] = r[v]["tokens_per_s"] / base
+                r[v]["memory_vs_naive"] = r[v]["peak_gb"] / r["naive"]["peak_gb"] if r[v]["peak_gb"] else None
+            print(json.dumps({task: {v: r[v]}}), flush=True)
+            save()
     if not args.skip_dpo:
         exs = examples("image2text", 32, work, seed=3)
         model, processor = build_model(args.model, args.device)
         res["dpo_image2text"] = ours("dpo", model, processor, exs, 2, args.steps, args.warmup, args.device,
-                                     args.ours_checkpointing, work)
-        res["dpo_image2text"]["pairs_per_step"] = 2
-        print(json.dumps({"dpo": res["dpo_image2text"]}, indent=1), flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1))
-    print(f"\n{'task':<11} {'naive tok/s':>11} {'ours tok/s':>10} {'speedup':>7} {'naive GB':>8} {'ours GB':>7}")
+                                     args.dpo_variant, work)
+        res["dpo_image2text"].update(pairs_per_step=2, variant=args.dpo_variant)
+        print(json.dumps({"dpo": res["dpo_image2text"]}), flush=True)
+        save()
+    print(f"\n{'task':<11} {'variant':<17} {'tok/s':>7} {'x naive':>7} {'peak GB':>7}")
     for task, r in res["tasks"].items():
-        print(f"{task:<11} {r['naive']['tokens_per_s']:>11.0f} {r['ours'].get('tokens_per_s', 0):>10.0f} "
-              f"{r.get('speedup', 0):>7.2f} {r['naive']['peak_gb'] or 0:>8.1f} {r['ours']['peak_gb'] or 0:>7.1f}")
+        for v in variants:
+            m = r[v]
+            print(f"{task:<11} {v:<17} {m.get('tokens_per_s', 0):>7.0f} {m.get('speedup', 0):>7.2f} "
+                  f"{m.get('peak_gb') or 0:>7.1f} {m.get('error', '')}")
     print("device:", res["device"])
     return res
 

@@ -3,7 +3,8 @@ motifs, and cover stories that explain the science those motifs stand for.
 
 Each cover is (colour, shape, layout). Its story names the motifs as a cover text would ("crimson
 hexagons tiled in a lattice") and ties them to a scientific idea, so a model that reads the motifs
-can beat chance. Distractors are hard: they share one or two motifs with the gold.
+can beat chance. Distractors are hard: they share the shape, the layout or both with the gold, never its
+colour, so the task is learnable by design (colour decides) yet a shallow reader is misled.
 """
 
 from __future__ import annotations
@@ -105,15 +106,13 @@ def write_story(m: Motif, rng: random.Random) -> str:
 
 
 def _distractors(gold: Motif, pool: list[Motif], rng: random.Random, k: int) -> list[Motif]:
-    """Motifs sharing one or two features with the gold, none identical to it."""
-    def shared(m: Motif) -> int:
-        return (m.colour == gold.colour) + (m.shape == gold.shape) + (m.layout == gold.layout)
-
-    close = [m for m in pool if shared(m) in (1, 2)]
+    """Motifs sharing the shape, the layout or both with the gold, each in a colour of its own: a reader of
+    shapes or layouts alone is misled, a reader of colour is not."""
+    close = [m for m in pool if m.colour != gold.colour and (m.shape == gold.shape or m.layout == gold.layout)]
     rng.shuffle(close)
     picked: list[Motif] = []
     for m in close:
-        if m not in picked:
+        if all(m.colour != p.colour for p in picked):
             picked.append(m)
         if len(picked) == k:
             break

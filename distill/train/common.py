@@ -252,6 +252,10 @@ def run_training(kind: str, trainer_cls, build, dargs, training_args, margs) -> 
     counts["val_items"] = len(val_items)
     log.info("%s: %s", kind, counts)
     model, processor = load_model(margs, dargs, training_args)
+    if dargs.freeze_vision:
+        from distill.train.checkpointing import text_only_input_grads
+
+        text_only_input_grads(model)
 
     class Trainer(ScoredEvaluation, trainer_cls):
         pass

@@ -33,6 +33,18 @@ def test_help_lists_commands():
         assert cmd in res.output
 
 
+def test_tiny_model_init_range(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    res = runner.invoke(app, ["tiny-model", str(tmp_path / "m"), "--init-range", "0.2"])
+    assert res.exit_code == 0, res.output
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    q = weights["model.layers.0.self_attn.q_proj.weight"]  # the language model (saved key names)
+    assert 0.15 < float(q.float().std()) < 0.25
+    assert torch.isfinite(q).all()
+
+
 def test_load_reports_splits(tmp_path, sample_dir):
     db = tmp_path / "s.db"
     res = runner.invoke(app, ["load", str(sample_dir / "image2text_train.json"), str(sample_dir / "image2text_test.json"),

@@ -16,17 +16,28 @@ def test_sample_data_is_valid_and_small(sample_dir):
     assert "image2text_train" in registry and "text2image_test" in registry
 
 
-def test_sample_data_is_learnable_by_reading_motifs(sample_dir):
-    """A reader that knows which motif words the cover shows beats chance (25%) by far."""
-    hits = total = 0
+def _motifs(path: str) -> tuple[str, str, str]:
+    _, colour, shape, layout = path.rsplit("/", 1)[1][:-4].split("_")  # journal_colour_shape_layout.png
+    return colour, shape, layout
+
+
+def test_colour_decides_and_shape_alone_misleads(sample_dir):
+    """Learnable by design: the cover's colour names exactly one option; its shape alone often does not."""
+    from distill.sample_data import COLOURS
+
+    colour_hits = shape_hits = total = 0
     for it in load_json(sample_dir / "image2text_train.json").items:
-        name = it.images[0].rsplit("/", 1)[1][:-4]  # journal_colour_shape_layout: the motifs drawn
-        _, colour, shape, _layout = name.split("_")
-        scores = [(colour in o.text.split(":")[1][:40]) + (shape in o.text) for o in it.options]
-        pick = it.options[scores.index(max(scores))].letter
-        hits += pick == it.gold
+        colour, shape, _ = _motifs(it.images[0])
+        named = [{w for w in COLOURS if f" {w} " in o.text} for o in it.options]
+        assert all(len(n) == 1 for n in named) and len(set.union(*named)) == 4  # one colour each, all distinct
+        colour_hits += it.options[[colour in n for n in named].index(True)].letter == it.gold
+        with_shape = [o.letter for o in it.options if f" {shape}s " in o.text]
+        shape_hits += with_shape == [it.gold]
         total += 1
-    assert hits / total > 0.5
+    for it in load_json(sample_dir / "text2image_train.json").items:
+        assert len({_motifs(p)[0] for p in it.images}) == 4
+    assert colour_hits == total
+    assert shape_hits / total < 0.6
 
 
 def test_generator_is_deterministic(tmp_path):

@@ -48,6 +48,7 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
 def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "lora"
     args = ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3",
+            "--gradient_checkpointing", "true",  # with the frozen vision tower kept out of autograd
             "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2"]
     sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "2"))
     assert (out / "checkpoint-2" / "adapter_model.safetensors").exists()
