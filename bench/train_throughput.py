@@ -177,7 +177,6 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
 
     checkpointing, ckpt_kwargs = OURS[variant]
     text_only_input_grads(model)  # as distill sft does with the vision tower frozen
-
     cls, cfg_cls = (SFTTrainer, SFTConfig) if kind == "sft" else (DPOTrainer, DPOConfig)
     if kind == "sft":
         exs = [{k: v for k, v in e.items() if k not in ("chosen", "rejected")} for e in exs]
@@ -210,7 +209,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     return out
 
 
-def run_variant(variant, task, exs, batch, args, work) -> dict:
+def run_variant(variant, exs, batch, args, work) -> dict:
     import torch
 
     from bench.workloads import build_model
@@ -249,7 +248,7 @@ def main(argv=None) -> dict:
         exs = examples(task, 64, work, seed=2)
         r = res["tasks"][task] = {"batch": batch}
         for v in variants:
-            r[v] = run_variant(v, task, exs, batch, args, work)
+            r[v] = run_variant(v, exs, batch, args, work)
             base = r.get("naive", {}).get("tokens_per_s")
             if base and "tokens_per_s" in r[v]:
                 r[v]["speedup"] = r[v]["tokens_per_s"] / base
