@@ -7,10 +7,6 @@ nothing. With the tower frozen only the text embeddings need the hook."""
 
 from __future__ import annotations
 
-import logging
-
-log = logging.getLogger(__name__)
-
 
 def _require_grad(module, inputs, output):
     output.requires_grad_(True)
@@ -24,4 +20,3 @@ def text_only_input_grads(model) -> None:
         model._require_grads_hook = hook
 
     model.enable_input_require_grads = enable_input_require_grads
-
