@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agents import prompts
-from distill.items import Item
+from agents.settings import TeacherConfig
+from distill.data.items import Item
 
 Verdict = Literal["accepted", "rejected", "cannot_judge"]
 
@@ -21,20 +22,13 @@ LEAK = re.compile(
 
 
 @dataclass
-class CriticConfig:
-    min_words: int = 15
-    max_words: int = 800
-
-
-@dataclass
 class Critique:
     verdict: Verdict
     reason: str
     feedback: str | None = None
 
 
-def critique(item: Item, rationale: str, answer: str | None, config: CriticConfig | None = None) -> Critique:
-    cfg = config or CriticConfig()
+def critique(item: Item, rationale: str, answer: str | None, settings: TeacherConfig) -> Critique:
     if answer is None:
         return Critique("rejected", "no_answer", prompts.CRITIC_FEEDBACK["no_answer"])
     if LEAK.search(rationale):
@@ -44,9 +38,9 @@ def critique(item: Item, rationale: str, answer: str | None, config: CriticConfi
     if answer != item.gold:
         return Critique("rejected", "wrong_answer", prompts.CRITIC_FEEDBACK["wrong_answer"])
     n_words = len(rationale.split())
-    if n_words < cfg.min_words:
+    if n_words < settings.min_words:
         return Critique("rejected", "too_short", prompts.CRITIC_FEEDBACK["too_short"])
-    if n_words > cfg.max_words:
+    if n_words > settings.max_words:
         return Critique("rejected", "too_long", prompts.CRITIC_FEEDBACK["too_long"])
     return Critique("accepted", "ok")
 

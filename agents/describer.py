@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from agents import prompts
-from distill.backends import Backend, ChatRequest, ChatResult
+from distill.backends.base import Backend, ChatRequest, ChatResult, TransientBackendError
+
+
+class BlankDescription(TransientBackendError):
+    """An empty or whitespace-only caption: a failed call (retried), never a description."""
+
+    def __init__(self, result: ChatResult):
+        super().__init__(f"the describer returned a blank description ({result.text!r})")
+        self.result = result
 
 
 def describe_request(image: str, max_tokens: int = 256) -> ChatRequest:
@@ -15,4 +23,7 @@ def describe_request(image: str, max_tokens: int = 256) -> ChatRequest:
 
 
 async def describe(backend: Backend, image: str, max_tokens: int = 256) -> ChatResult:
-    return await backend.chat(describe_request(image, max_tokens))
+    result = await backend.chat(describe_request(image, max_tokens))
+    if not result.text.strip():
+        raise BlankDescription(result)
+    return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distill.items import Item
+from distill.data.items import Item
 
 
 def describe_images(item: Item, descriptions: dict[str, str]) -> str:

@@ -7,10 +7,10 @@ import re
 
 from agents import prompts
 from agents.messages import describe_images
-from distill.question import question_parts
-from distill.backends import Backend, ChatRequest, ChatResult
-from distill.items import Item
-from distill.letters import parse_answer
+from distill.data.question import question_parts
+from distill.backends.base import Backend, ChatRequest, ChatResult
+from distill.data.items import Item
+from distill.data.letters import parse_answer
 
 def rationale_of(text: str) -> str:
     """The reasoning without its final answer line (the answer is stored apart)."""

@@ -22,9 +22,9 @@ def main(argv=None) -> None:
     p.add_argument("--gpus", type=int, default=2)
     p.add_argument("--steps", type=int, default=30)
     args = p.parse_args(argv)
-    from distill.config import DataConfig
+    from distill.ingest import DataConfig
     from distill.ingest import ingest
-    from distill.sample_data import generate
+    from distill.data.sample import generate
     from distill.tiny_model import build_tiny_model
     from store import open_store
 
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
             print(res.stdout[-3000:], res.stderr[-6000:])
             raise SystemExit(f"{n} process(es) failed")
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-        run = list(open_store(work / "t.db").db["train_runs"].rows_where("output_dir = ?", [str(out)]))[0]
+        run = next(r for r in open_store(work / "t.db").train_runs() if r["output_dir"] == str(out))
         results[n] = {"seconds": dt, "world_size": json.loads(run["dataset"])["world_size"],
                       "epochs_after_steps": rows[-1].get("epoch"), "examples_per_step": 8 * n,
                       "last_loss": next(r["loss"] for r in reversed(rows) if "loss" in r)}

@@ -55,9 +55,9 @@ def accuracy_by_task(model_dir: Path, items, max_pixels: int) -> dict[str, float
 def main(argv=None) -> dict:
     import torch
 
-    from distill.config import DataConfig
+    from distill.ingest import DataConfig
     from distill.ingest import ingest
-    from distill.sample_data import generate
+    from distill.data.sample import generate
     from distill.tiny_model import build_tiny_model
     from distill.train.sft import main as sft_main
     from store import open_store

@@ -37,8 +37,8 @@ def naive(model, processor, items, batch: int, device: str) -> tuple[float, list
     import torch
 
     from distill.backends.transformers_backend import to_hf_messages
-    from distill.images import load_image
-    from distill.student import prompt_messages
+    from distill.data.images import load_image
+    from distill.data.student import prompt_messages
 
     letter_ids = [processor.tokenizer.encode(L, add_special_tokens=False)[0] for L in "ABCD"]
     probs, tokens = [], 0
@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     import torch
 
     from bench.workloads import build_model, items as make_items, parameter_counts
-    from distill.backends import BackendConfig
+    from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import Model, TransformersBackend
 
     args = make_parser().parse_args(argv)

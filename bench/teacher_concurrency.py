@@ -32,11 +32,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
-    from distill.backends import BackendConfig
+    from distill.backends.config import BackendConfig
     from distill.backends.openai_backend import OpenAIBackend
     from distill.config import TeacherConfig
-    from distill.loaders import load_json
-    from distill.sample_data import generate
+    from distill.data.loaders import load_json
+    from distill.data.sample import generate
     from distill.tiny_model import build_tiny_model
     from graphs.runner import run_items
     from store import open_store

@@ -64,13 +64,13 @@ def examples(task: str, n: int, work: Path, seed: int) -> list[dict]:
     import random
 
     from bench.workloads import _story, items
-    from distill.student import completion, prompt_messages
+    from distill.data.student import completion, prompt_messages
 
     rng = random.Random(seed)
     out = []
     for it in items(task, n, work, seed=seed):
         rationale = _story(rng, int(COMPLETION_WORDS * rng.uniform(0.7, 1.3)))
-        out.append({"id": it.id, "item_id": it.id, "task": task, "messages": prompt_messages(it, "cot"),
+        out.append({"id": it.id, "item_key": it.key, "task": task, "messages": prompt_messages(it, "cot"),
                     "completion": completion(it.gold, rationale), "images": it.images, "kind": "rationale",
                     "difficulty": 0.0, "chosen": completion(it.gold, rationale),
                     "rejected": completion("A" if it.gold != "A" else "B", rationale[::-1][:200])})
@@ -80,7 +80,7 @@ def examples(task: str, n: int, work: Path, seed: int) -> list[dict]:
 def lora_config():
     from peft import LoraConfig
 
-    from distill.train.common import LANGUAGE_LINEARS
+    from distill.train.model import LANGUAGE_LINEARS
 
     return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
                       target_modules=r".*\.language_model\..*\.(" + "|".join(LANGUAGE_LINEARS) + ")")
@@ -91,7 +91,7 @@ def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: b
     from peft import get_peft_model
 
     from distill.backends.transformers_backend import to_hf_messages
-    from distill.images import load_image
+    from distill.data.images import load_image
     from distill.train.checkpointing import text_only_input_grads
     from bench.workloads import MAX_PIXELS
 

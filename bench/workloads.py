@@ -11,9 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from distill.items import LETTERS, Item, Option
-from distill.options import parse_options
-from distill.sample_data import Motif, write_story, COLOURS, SHAPES, LAYOUTS
+from distill.data.items import LETTERS, Item, Option
+from distill.data.options import parse_options
+from distill.data.sample import Motif, write_story, COLOURS, SHAPES, LAYOUTS
 
 MAX_PIXELS = 448 * 448
 SYSTEM = ("# Requirement\n You are an excellent scientific image reader. Choose the option that matches. "

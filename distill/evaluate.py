@@ -7,9 +7,9 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from distill.answers import AnswerError, read_answers
-from distill.fileio import atomic_write_json, atomic_write_text
-from distill.items import TASKS
+from distill.data.answers import AnswerError, read_answers
+from distill.data.fileio import atomic_write_json, atomic_write_text
+from distill.data.items import TASKS
 
 LETTERS4 = "ABCD"
 
@@ -20,7 +20,7 @@ def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
     task = next((t for t in TASKS if t in path.name), None)
     data = json.loads(path.read_text())
     if data and isinstance(data[0], dict) and "input" in data[0]:
-        from distill.loaders import load_json
+        from distill.data.loaders import load_json
 
         items = load_json(path, check_images=False).items
         if any(not it.gold for it in items):

@@ -1,4 +1,4 @@
-"""Logging through rich, to stderr, so stdout stays clean for --json output."""
+"""Logging and progress through rich, to stderr; a command's results go to stdout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 from rich.console import Console
 from rich.logging import RichHandler
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # logs and progress
+stdout = Console(soft_wrap=True)  # a command's results: tables, JSON, paths
 
 
 def setup(verbose: bool = False) -> None:

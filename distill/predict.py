@@ -17,43 +17,48 @@ import random
 import time
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from distill.backends import Backend, ChatRequest
-from distill.items import Item
-from distill.permute import permute, rotation
-from distill.student import parse_completion, prompt_messages
+from distill.backends.base import Backend, ChatRequest
+from distill.data.items import Item
+from distill.data.permute import permute, rotation
+from distill.data.student import DEFAULT_LAYOUT, Layout, parse_completion, prompt_messages
 
 Method = Literal["score", "debias", "prior", "cot", "adaptive"]
 
 
 class PredictConfig(BaseModel):
+    """How `distill predict` answers (every field is also a flag of the command)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     method: Method = "score"
-    rotations: int = 4
-    prior_share: float = 0.03  # share of items scored under all rotations to estimate the letter prior
-    prior_min_items: int = 8
-    samples: int = 5
-    temperature: float = 0.7
-    threshold: float = 0.6
-    max_new_tokens: int = 512
+    rotations: int = Field(4, ge=1)
+    prior_share: float = Field(0.03, ge=0, le=1)  # share of items scored under all rotations for the letter prior
+    prior_min_items: int = Field(8, ge=1)
+    samples: int = Field(5, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    threshold: float = Field(0.6, ge=0, le=1)
+    max_new_tokens: int = Field(512, ge=1)
     seed: int = 0
+    layout: Layout = DEFAULT_LAYOUT  # the prompt layout the model was trained with
 
 
 def entropy(probs: dict[str, float]) -> float:
     return -sum(p * math.log(p) for p in probs.values() if p > 0)
 
 
-def _request(item: Item, mode: str = "direct", **kw) -> ChatRequest:
-    return ChatRequest(prompt_messages(item, mode), **kw)
+def _request(item: Item, layout: Layout, mode: str = "direct", **kw) -> ChatRequest:
+    return ChatRequest(prompt_messages(item, mode, layout=layout), **kw)
 
 
-async def score_all(backend: Backend, items: list[Item]) -> list[dict[str, float]]:
+async def score_all(backend: Backend, items: list[Item], layout: Layout = DEFAULT_LAYOUT) -> list[dict[str, float]]:
     """Letter probabilities of every item in one call, so the backend can batch and share work."""
-    return await backend.score_many([_request(it) for it in items], [it.letters for it in items])
+    return await backend.score_many([_request(it, layout) for it in items], [it.letters for it in items])
 
 
-async def score(backend: Backend, item: Item) -> dict[str, float]:
-    return (await score_all(backend, [item]))[0]
+async def score(backend: Backend, item: Item, layout: Layout = DEFAULT_LAYOUT) -> dict[str, float]:
+    return (await score_all(backend, [item], layout))[0]
 
 
 def unrotate(probs: dict[str, float], order: list[int], letters: list[str]) -> dict[str, float]:
@@ -64,10 +69,11 @@ def unrotate(probs: dict[str, float], order: list[int], letters: list[str]) -> d
     return out
 
 
-async def rotated_all(backend: Backend, items: list[Item], k: int) -> list[list[tuple[list[int], dict]]]:
+async def rotated_all(backend: Backend, items: list[Item], k: int,
+                      layout: Layout = DEFAULT_LAYOUT) -> list[list[tuple[list[int], dict]]]:
     """Per item, (order, probabilities) under each of its first k cyclic rotations."""
     jobs = [(i, rotation(len(it.options), r)) for i, it in enumerate(items) for r in range(min(k, len(it.options)))]
-    probs = await score_all(backend, [permute(items[i], o) for i, o in jobs])
+    probs = await score_all(backend, [permute(items[i], o) for i, o in jobs], layout)
     out: list[list] = [[] for _ in items]
     for (i, o), p in zip(jobs, probs):
         out[i].append((o, p))
@@ -79,17 +85,19 @@ def average_unrotated(item: Item, pairs: list[tuple[list[int], dict]]) -> dict[s
     return {L: sum(m[L] for m in mapped) / len(mapped) for L in item.letters}
 
 
-async def debias(backend: Backend, item: Item, k: int) -> dict[str, float]:
-    return average_unrotated(item, (await rotated_all(backend, [item], k))[0])
+async def debias(backend: Backend, item: Item, k: int, layout: Layout = DEFAULT_LAYOUT) -> dict[str, float]:
+    return average_unrotated(item, (await rotated_all(backend, [item], k, layout))[0])
 
 
-async def cot(backend: Backend, item: Item, cfg: PredictConfig, samples: int) -> tuple[dict[str, float], list[str]]:
-    """Sampled rationales; each sample's vote is weighted by the probability of its letter."""
-    reqs = [_request(item, "cot", max_tokens=cfg.max_new_tokens, temperature=cfg.temperature if samples > 1 else 0.0,
-                     seed=cfg.seed + s) for s in range(samples)]
+async def cot(backend: Backend, item: Item, cfg: PredictConfig,
+              samples: int) -> tuple[dict[str, float], list[str], str | None]:
+    """Sampled rationales; each sample's vote is weighted by the probability of its letter. Returns the
+    distribution, the rationales, and a note when the vote could not be taken as asked."""
+    reqs = [_request(item, cfg.layout, "cot", max_tokens=cfg.max_new_tokens,
+                     temperature=cfg.temperature if samples > 1 else 0.0, seed=cfg.seed + s) for s in range(samples)]
     results = await asyncio.gather(*(backend.chat(r) for r in reqs))
     votes = {L: 0.0 for L in item.letters}
-    texts = []
+    texts, note = [], None
     for req, res in zip(reqs, results):
         texts.append(res.text)
         letter = parse_completion(res.text, item.letters)
@@ -100,20 +108,20 @@ async def cot(backend: Backend, item: Item, cfg: PredictConfig, samples: int) ->
                                                  {"role": "user", "content": "Final answer letter:"}])
             weight = (await backend.score(follow, item.letters))[letter]
         except NotImplementedError:
-            weight = 1.0
+            weight, note = 1.0, "the backend cannot score letters: unweighted vote"
         votes[letter] += max(weight, 1e-6)
     total = sum(votes.values())
-    if total == 0:  # no sample committed to a letter: fall back to scoring
-        return await score(backend, item), texts
-    return {L: v / total for L, v in votes.items()}, texts
+    if total == 0:
+        return await score(backend, item, cfg.layout), texts, "no rationale named a letter: answered by scoring"
+    return {L: v / total for L, v in votes.items()}, texts, note
 
 
 async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig, progress=None) -> list[dict]:
     """One details row per item: probabilities (original letters), letter, entropy, method, seconds."""
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict] = {}  # by item key
 
     def record(item: Item, probs: dict, name: str, seconds: float, **extra) -> None:
-        rows[item.id] = {"id": item.id, "task": item.task, "method": name, "probs": probs,
+        rows[item.key] = {"id": item.id, "task": item.task, "method": name, "probs": probs,
                          "letter": max(probs, key=probs.get), "entropy": entropy(probs), "seconds": seconds,
                          **extra}
         if progress:
@@ -121,21 +129,21 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
 
     async def scored(subset: list[Item], name: str) -> None:
         t0 = time.perf_counter()
-        probs = await score_all(backend, subset)
+        probs = await score_all(backend, subset, cfg.layout)
         for it, p in zip(subset, probs):  # batched: each item is charged its share of the batch time
             record(it, p, name, (time.perf_counter() - t0) / max(1, len(subset)))
 
     async def reasoned(item: Item, name: str) -> None:
         t0 = time.perf_counter()
-        probs, texts = await cot(backend, item, cfg, cfg.samples)
-        record(item, probs, name, time.perf_counter() - t0, rationales=texts)
+        probs, texts, note = await cot(backend, item, cfg, cfg.samples)
+        record(item, probs, name, time.perf_counter() - t0, rationales=texts, **({"note": note} if note else {}))
 
     method = cfg.method
     if method == "score":
         await scored(items, "score")
     elif method == "debias":
         t0 = time.perf_counter()
-        per_item = await rotated_all(backend, items, cfg.rotations)
+        per_item = await rotated_all(backend, items, cfg.rotations, cfg.layout)
         dt = (time.perf_counter() - t0) / max(1, len(items))
         for it, pairs in zip(items, per_item):
             record(it, average_unrotated(it, pairs), "debias", dt)
@@ -145,15 +153,15 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
         await asyncio.gather(*(reasoned(it, "cot") for it in items))
     elif method == "adaptive":
         await scored(items, "score")
-        unsure = [it for it in items if max(rows[it.id]["probs"].values()) < cfg.threshold]
-        first = {it.id: rows[it.id] for it in unsure}
+        unsure = [it for it in items if max(rows[it.key]["probs"].values()) < cfg.threshold]
+        first = {it.key: rows[it.key] for it in unsure}
         await asyncio.gather(*(reasoned(it, "adaptive-cot") for it in unsure))
         for it in unsure:
-            rows[it.id]["seconds"] += first[it.id]["seconds"]
-            rows[it.id]["score_probs"] = first[it.id]["probs"]
+            rows[it.key]["seconds"] += first[it.key]["seconds"]
+            rows[it.key]["score_probs"] = first[it.key]["probs"]
     else:
         raise ValueError(f"unknown method {method!r}")
-    return [rows[it.id] for it in items]
+    return [rows[it.key] for it in items]
 
 
 async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record) -> None:
@@ -168,11 +176,11 @@ async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record
         rng = random.Random(cfg.seed)
         k = min(len(task_items), max(cfg.prior_min_items, round(len(task_items) * cfg.prior_share)))
         for it in rng.sample(task_items, k):
-            chosen.add(it.id)
+            chosen.add(it.key)
             jobs += [(task, it, rotation(len(it.options), r)) for r in range(min(cfg.rotations, len(it.options)))]
-        jobs += [(task, it, None) for it in task_items if it.id not in chosen]
+        jobs += [(task, it, None) for it in task_items if it.key not in chosen]
     t0 = time.perf_counter()
-    probs = await score_all(backend, [permute(it, o) if o else it for _, it, o in jobs])
+    probs = await score_all(backend, [permute(it, o) if o else it for _, it, o in jobs], cfg.layout)
     dt = (time.perf_counter() - t0) / max(1, len(items))
     for task, task_items in by_task.items():
         rotated = [(it, o, p) for (t, it, o), p in zip(jobs, probs) if t == task and o is not None]
@@ -180,10 +188,10 @@ async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record
         prior = {L: sum(p.get(L, 0.0) for _, _, p in rotated) / len(rotated) for L in letters}
         per_item: dict[str, list] = {}
         for it, o, p in rotated:
-            per_item.setdefault(it.id, []).append((o, p))
+            per_item.setdefault(it.key, []).append((o, p))
         for it in task_items:
-            if it.id in per_item:
-                record(it, average_unrotated(it, per_item[it.id]), "prior-estimate", dt, prior=prior)
+            if it.key in per_item:
+                record(it, average_unrotated(it, per_item[it.key]), "prior-estimate", dt, prior=prior)
         for (t, it, o), p in zip(jobs, probs):
             if t == task and o is None:
                 q = {L: p[L] / max(prior.get(L, 1e-9), 1e-9) for L in p}

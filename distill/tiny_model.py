@@ -11,7 +11,7 @@ import importlib.resources
 import logging
 from pathlib import Path
 
-from distill.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from distill.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 log = logging.getLogger(__name__)
 

@@ -6,18 +6,11 @@ from typing import Literal
 
 from langgraph.runtime import Runtime
 
-from graphs.state import GraphContext, GraphState
+from graphs.context import Context
+from graphs.state import GraphState
 
 
-def after_describe(state: GraphState) -> Literal["reason", "__end__"]:
-    return "__end__" if state.get("error") else "reason"
-
-
-def after_reason(state: GraphState) -> Literal["critique", "__end__"]:
-    return "__end__" if state.get("error") else "critique"
-
-
-def after_critique(state: GraphState, runtime: Runtime[GraphContext]) -> Literal["reason", "rationalize", "__end__"]:
+def after_critique(state: GraphState, runtime: Runtime[Context]) -> Literal["reason", "rationalize", "__end__"]:
     s = runtime.context.settings
     if state.get("verdict") != "rejected":
         return "__end__"  # accepted, or the critic cannot judge: retrying would not help

@@ -1,19 +1,37 @@
-"""Opening the store (WAL, migrations on open) and the reads and writes the pipeline needs."""
+"""The store: one SQLite file (WAL) holding items, agent calls, descriptions, traces and runs.
+
+Every multi-statement write is one real transaction (`BEGIN IMMEDIATE` ... `COMMIT`): a process killed at any
+moment leaves either all of a write or none of it. Migrations run in such a transaction too, so concurrent
+first opens serialize and a killed first open leaves the file as it was. Nothing outside this package touches
+the tables."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import sqlite3
 import uuid
+from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from distill.items import Item, Option
+from distill.data.items import Item
 from store.migrations import MIGRATIONS
 
-SECRET_KEYS = {"api_key", "authorization", "Authorization", "x-api-key", "token", "password"}
+SECRET_KEYS = {"api_key", "authorization", "x-api-key", "token", "password", "secret"}
+JSON_ITEM_FIELDS = ("options", "images", "parents", "meta")
+JSON_TRACE_FIELDS = ("descriptions", "consistency", "letter_probs")
+
+
+class StoreError(RuntimeError):
+    """The file cannot be used as a store (not SQLite, damaged, another program's, newer schema)."""
+
+
+class UnknownRun(KeyError):
+    pass
 
 
 def now() -> str:
@@ -27,7 +45,7 @@ def new_id() -> str:
 def scrub(obj):
     """Drop secrets and inline image bytes from a request before it is stored."""
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if k in SECRET_KEYS else scrub(v)) for k, v in obj.items()}
+        return {k: ("<redacted>" if str(k).lower() in SECRET_KEYS else scrub(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [scrub(v) for v in obj]
     if isinstance(obj, str) and obj.startswith("data:image/"):
@@ -35,169 +53,314 @@ def scrub(obj):
     return obj
 
 
-def _dumps(obj) -> str:
+def dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str)
 
 
-def migrate(db: sqlite_utils.Database, upto: int | None = None) -> list[str]:
-    """Apply the migrations not yet applied (the first `upto` only, when given); return their names."""
-    if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
-    done = {r["name"] for r in db["_migrations"].rows}
-    applied = []
-    for fn in MIGRATIONS[:upto]:
-        if fn.__name__ in done:
-            continue
-        with db.conn:
-            fn(db)
-            db["_migrations"].insert({"name": fn.__name__, "applied_at": now()})
-        applied.append(fn.__name__)
-    return applied
+def call_row(run_id: str | None, item_key: str | None, agent: str, model: str, request: dict,
+             response: str | None, prompt_tokens: int | None, completion_tokens: int | None, duration_ms: float,
+             error: str | None = None) -> dict:
+    """One agent call as the store keeps it: the request without secrets or image bytes."""
+    return {"id": new_id(), "run_id": run_id, "item_key": item_key, "agent": agent, "model": model,
+            "request": dumps(scrub(request)), "response": response, "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens, "duration_ms": duration_ms, "error": error,
+            "created_at": now()}
+
+
+def item_row(item: Item) -> dict:
+    row = item.model_dump(mode="json")
+    for key in JSON_ITEM_FIELDS:
+        row[key] = dumps(row[key])
+    return {"key": item.key, **row}
+
+
+def row_item(row: dict) -> Item:
+    data = {k: v for k, v in row.items() if k != "key"}
+    for key in JSON_ITEM_FIELDS:
+        data[key] = json.loads(data[key]) if data.get(key) else ([] if key != "meta" else {})
+    data["system"] = data.get("system") or ""
+    data["system_turn"] = bool(data.get("system_turn"))
+    return Item.model_validate(data)
 
 
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a cover-distill store")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        migrate(self.db)
+        conn = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._check(conn)
+            self.db = sqlite_utils.Database(conn)
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self.db.execute("PRAGMA foreign_keys=ON")  # after migrations: they rebuild tables
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{self.path} is not a cover-distill store ({exc})") from None
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """A damaged file is never written to; another program's database is not adopted."""
+        problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise StoreError(f"{self.path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])}); "
+                             "restore it from a copy")
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+        if tables and "_migrations" not in tables:
+            raise StoreError(f"{self.path} is not a cover-distill store (it holds other tables: "
+                             f"{', '.join(sorted(tables)[:5])})")
+
+    def _migrate(self) -> list[str]:
+        """Apply pending migrations, each committed together with its record; one process at a time."""
+        applied = []
+        with self.transaction():
+            self.db.execute("create table if not exists _migrations (name text primary key, applied_at text)")
+            done = {r["name"] for r in self.db.query("select name from _migrations")}
+            unknown = done - {fn.__name__ for fn in MIGRATIONS}
+            if unknown:
+                raise StoreError(f"{self.path} was written by a newer cover-distill (migrations {sorted(unknown)})")
+            for fn in MIGRATIONS:
+                if fn.__name__ not in done:
+                    fn(self.db)
+                    self.db.execute("insert into _migrations values (?, ?)", [fn.__name__, now()])
+                    applied.append(fn.__name__)
+        return applied
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """All or nothing. `BEGIN IMMEDIATE` takes the write lock up front, so two writers queue instead of
+        failing on a lock upgrade; sqlite-utils' own writes inside become savepoints of this transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
 
-    # --- runs -------------------------------------------------------------------------------
+    # --- runs -----------------------------------------------------------------------------------------
     def start_run(self, kind: str, config: dict, models: dict | None = None, run_id: str | None = None) -> str:
         from distill import __version__
 
         run_id = run_id or f"{kind}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{new_id()[:4]}"
-        with self.db.conn:
-            self.db["runs"].insert({"id": run_id, "kind": kind, "config": _dumps(scrub(config)),
-                                    "models": _dumps(scrub(models or {})), "code_version": __version__,
-                                    "started_at": now(), "status": "running"}, replace=True)
+        with self.transaction():
+            if self.db["runs"].count_where("id = ?", [run_id]):
+                raise ValueError(f"run {run_id!r} already exists in {self.path}: resume it with --resume {run_id}")
+            self.db["runs"].insert({"id": run_id, "kind": kind, "config": dumps(scrub(config)),
+                                    "models": dumps(scrub(models or {})), "code_version": __version__,
+                                    "started_at": now(), "status": "running", "seconds": 0.0, "invocations": 1})
         return run_id
 
-    def end_run(self, run_id: str, status: str, summary: dict | None = None) -> None:
-        with self.db.conn:
-            self.db["runs"].update(run_id, {"ended_at": now(), "status": status, "summary": _dumps(summary or {})})
+    def run(self, run_id: str) -> dict:
+        rows = list(self.db.query("select * from runs where id = ?", [run_id]))
+        if not rows:
+            raise UnknownRun(f"no run {run_id!r} in {self.path}")
+        return rows[0]
 
     def reopen_run(self, run_id: str) -> dict:
-        try:
-            run = self.db["runs"].get(run_id)
-        except sqlite_utils.db.NotFoundError:
-            raise KeyError(f"no run {run_id!r} in {self.path}") from None
-        with self.db.conn:
-            self.db["runs"].update(run_id, {"status": "running", "ended_at": None})
+        run = self.run(run_id)
+        with self.transaction():
+            self.db.execute("update runs set status = 'running', ended_at = null, "
+                            "invocations = coalesce(invocations, 1) + 1 where id = ?", [run_id])
         return run
 
-    # --- items and images ---------------------------------------------------------------------
+    def end_run(self, run_id: str, status: str, seconds: float) -> dict:
+        """Close this invocation of the run; the stored summary covers every invocation so far."""
+        with self.transaction():
+            self.db.execute("update runs set seconds = coalesce(seconds, 0) + ? where id = ?", [seconds, run_id])
+            summary = self.run_summary(run_id)
+            self.db.execute("update runs set ended_at = ?, status = ?, summary = ? where id = ?",
+                            [now(), status, dumps(summary), run_id])
+        return summary
+
+    def run_summary(self, run_id: str) -> dict:
+        statuses = Counter({r["status"]: r["n"] for r in self.db.query(
+            "select status, count(*) as n from item_runs where run_id = ? group by status", [run_id])})
+        verdicts = Counter({r["verdict"]: r["n"] for r in self.db.query(
+            f"select verdict, count(*) as n from traces where run_id = ? and {_CURRENT} group by verdict",
+            [run_id])})
+        hinted = self.db.execute(f"select count(*) from traces where run_id = ? and {_CURRENT} and "
+                                 "verdict = 'accepted' and hinted = 1", [run_id]).fetchone()[0]
+        calls = self.db.execute("select count(*), coalesce(sum(prompt_tokens), 0) + "
+                                "coalesce(sum(completion_tokens), 0), sum(error is not null) from calls "
+                                "where run_id = ?", [run_id]).fetchone()
+        errors = [f"{r['item_key']}: {r['error']}" for r in self.db.query(
+            "select item_key, error from item_runs where run_id = ? and status = 'failed' order by item_key "
+            "limit 20", [run_id])]
+        run = self.run(run_id)
+        return {"run_id": run_id, "items": sum(statuses.values()), "accepted_items": statuses["accepted"],
+                "rejected_items": statuses["rejected"], "cannot_judge_items": statuses["cannot_judge"],
+                "failed": statuses["failed"], "accepted": verdicts["accepted"], "rejected": verdicts["rejected"],
+                "cannot_judge": verdicts["cannot_judge"], "hinted_accepted": hinted, "calls": calls[0],
+                "failed_calls": calls[2] or 0, "tokens": calls[1], "seconds": run["seconds"] or 0.0,
+                "invocations": run["invocations"] or 1, "errors": errors}
+
+    # --- items and images -------------------------------------------------------------------------------
     def add_items(self, items: Iterable[Item]) -> int:
-        rows = [{"id": it.id, "task": it.task, "split": it.split, "source": it.source, "system": it.system,
-                 "input": it.input, "options": _dumps([o.model_dump() for o in it.options]),
-                 "images": _dumps(it.images), "gold": it.gold, "journal": it.journal,
-                 "parents": _dumps(it.parents), "transform": it.transform} for it in items]
-        with self.db.conn:
-            self.db["items"].upsert_all(rows, pk="id")
+        """Insert items, or update ones already stored. An item may not move between a held-out split (dev,
+        test) and one that trains (train, val): that would leak it, so it is an error."""
+        rows = [item_row(it) for it in items]
+        with self.transaction():
+            known = {r["key"]: r["split"] for r in self.db.query("select key, split from items")}
+            moved = [(r["key"], known[r["key"]], r["split"]) for r in rows
+                     if r["key"] in known and _held_out(known[r["key"]]) != _held_out(r["split"])]
+            if moved:
+                key, old, new = moved[0]
+                raise ValueError(f"item {key} is already stored as {old}, now given as {new}: held-out items "
+                                 f"never move to training ({len(moved)} such item(s))")
+            self.db["items"].upsert_all(rows, pk="key")
         return len(rows)
 
-    def get_item(self, item_id: str) -> Item:
-        r = self.db["items"].get(item_id)
-        return Item(id=r["id"], task=r["task"], split=r["split"], source=r["source"], system=r["system"] or "",
-                    input=r["input"], options=[Option(**o) for o in json.loads(r["options"])],
-                    images=json.loads(r["images"]), gold=r["gold"], journal=r["journal"],
-                    parents=json.loads(r["parents"] or "[]"), transform=r["transform"])
+    def get_item(self, key: str) -> Item:
+        rows = list(self.db.query("select * from items where key = ?", [key]))
+        if not rows:
+            raise KeyError(f"no item {key!r} in {self.path}")
+        return row_item(rows[0])
 
     def items(self, split: str | None = None, task: str | None = None) -> list[Item]:
         where, args = [], []
-        if split:
-            where.append("split = ?")
-            args.append(split)
-        if task:
-            where.append("task = ?")
-            args.append(task)
-        ids = [r["id"] for r in self.db["items"].rows_where(" and ".join(where) or None, args, select="id",
-                                                             order_by="rowid")]
-        return [self.get_item(i) for i in ids]
-
-    def add_images(self, rows: list[dict]) -> None:
-        with self.db.conn:
-            self.db["images"].upsert_all(rows, pk="sha256")
-
-    # --- agent calls, descriptions, traces ---------------------------------------------------------
-    @staticmethod
-    def call_row(run_id: str, item_id: str | None, agent: str, model: str, request: dict, response: str | None,
-                 prompt_tokens: int | None, completion_tokens: int | None, duration_ms: float,
-                 error: str | None = None) -> dict:
-        return {"id": new_id(), "run_id": run_id, "item_id": item_id, "agent": agent, "model": model,
-                "request": _dumps(scrub(request)), "response": response, "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens, "duration_ms": duration_ms, "error": error,
-                "created_at": now()}
-
-    def description(self, sha: str, model: str, prompt_version: str) -> str | None:
-        rows = list(self.db["descriptions"].rows_where(
-            "image_sha256 = ? and model = ? and prompt_version = ?", [sha, model, prompt_version], limit=1))
-        return rows[0]["text"] if rows else None
-
-    def save_description(self, sha: str, model: str, prompt_version: str, text: str, call: dict) -> None:
-        with self.db.conn:
-            self.db["calls"].insert(call)
-            self.db["descriptions"].upsert({"image_sha256": sha, "model": model, "prompt_version": prompt_version,
-                                            "text": text, "call_id": call["id"], "created_at": now()},
-                                           pk=("image_sha256", "model", "prompt_version"))
-
-    def finish_item(self, run_id: str, item_id: str, status: str, calls: list[dict], traces: list[dict],
-                    error: str | None = None) -> None:
-        """Everything an item produced, in one transaction: a kill never leaves half an item."""
-        for t in traces:
-            t.setdefault("id", new_id())
-            t.setdefault("created_at", now())
-            for key in ("descriptions", "consistency", "letter_probs"):
-                if key in t and not isinstance(t[key], (str, type(None))):
-                    t[key] = _dumps(t[key])
-            t["run_id"], t["item_id"] = run_id, item_id
-        with self.db.conn:
-            self.db["traces"].delete_where("run_id = ? and item_id = ?", [run_id, item_id])
-            self.db["calls"].delete_where("run_id = ? and item_id = ? and agent != 'describer'", [run_id, item_id])
-            if calls:
-                self.db["calls"].insert_all(calls)
-            if traces:
-                self.db["traces"].insert_all(traces, alter=True)
-            self.db["item_runs"].upsert({
-                "run_id": run_id, "item_id": item_id, "status": status,
-                "accepted": sum(t["verdict"] == "accepted" for t in traces),
-                "rejected": sum(t["verdict"] == "rejected" for t in traces),
-                "error": error, "finished_at": now()}, pk=("run_id", "item_id"))
-
-    def done_items(self, run_id: str) -> set[str]:
-        """Items a run has finished; failed ones (backend errors) are retried on resume."""
-        return {r["item_id"] for r in self.db["item_runs"].rows_where("run_id = ? and status != 'failed'", [run_id],
-                                                                      select="item_id")}
-
-    def traces(self, run_id: str | None = None, task: str | None = None, verdict: str | None = None,
-               query: str | None = None, limit: int | None = None, item_id: str | None = None) -> list[dict]:
-        sql = ["select t.*, i.task as task from traces t join items i on i.id = t.item_id"]
-        where, args = [], []
-        if query:
-            sql.append("join traces_fts f on f.rowid = t.rowid")
-            where.append("traces_fts match ?")
-            args.append(query)
-        for col, val in (("t.run_id", run_id), ("i.task", task), ("t.verdict", verdict), ("t.item_id", item_id)):
+        for col, val in (("split", split), ("task", task)):
             if val:
                 where.append(f"{col} = ?")
                 args.append(val)
-        if where:
-            sql.append("where " + " and ".join(where))
-        sql.append("order by t.created_at desc, t.rowid desc")
-        if limit:
-            sql.append(f"limit {int(limit)}")
-        return [dict(r) for r in self.db.query(" ".join(sql), args)]
+        sql = "select * from items" + (" where " + " and ".join(where) if where else "") + " order by rowid"
+        return [row_item(r) for r in self.db.query(sql, args)]
+
+    def add_images(self, rows: list[dict]) -> None:
+        with self.transaction():
+            self.db["images"].upsert_all(rows, pk="sha256")
+
+    def image_hashes(self) -> dict[str, str]:
+        """Path -> sha256 of every image the store knows."""
+        return {r["path"]: r["sha256"] for r in self.db.query("select path, sha256 from images")}
+
+    # --- agent calls, descriptions, traces ----------------------------------------------------------------
+    def record_call(self, call: dict) -> None:
+        """A call on its own (a failed one, before its node is retried): history that is never erased."""
+        with self.transaction():
+            self.db["calls"].insert(call)
+
+    def description(self, sha: str, model: str, prompt_version: str) -> str | None:
+        row = self.db.execute("select text from descriptions where image_sha256 = ? and model = ? and "
+                              "prompt_version = ?", [sha, model, prompt_version]).fetchone()
+        return row[0] if row else None
+
+    def save_description(self, sha: str, model: str, prompt_version: str, text: str, call: dict) -> str:
+        """Keep the first description of a cover: a second writer's call is recorded, its text is not stored.
+        Returns the stored text."""
+        with self.transaction():
+            self.db["calls"].insert(call)
+            self.db.execute("insert or ignore into descriptions values (?, ?, ?, ?, ?, ?)",
+                            [sha, model, prompt_version, text, call["id"], now()])
+            return self.description(sha, model, prompt_version)
+
+    def next_item_attempt(self, run_id: str, item_key: str) -> int:
+        """The number the next attempt at an item in a run gets: past finished attempts and past calls (of an
+        attempt that was killed before it finished) both count."""
+        return 1 + self.db.execute(
+            "select max(coalesce((select max(attempt) from item_attempts where run_id = ? and item_key = ?), 0), "
+            "coalesce((select max(item_attempt) from calls where run_id = ? and item_key = ?), 0))",
+            [run_id, item_key, run_id, item_key]).fetchone()[0]
+
+    def finish_item(self, run_id: str, item_key: str, attempt: int, status: str, traces: list[dict],
+                    error: str | None = None) -> None:
+        """An attempt at an item ends: its traces and status in one transaction (its calls were recorded as they
+        happened). Earlier attempts stay as they are."""
+        rows = []
+        for t in traces:
+            row = {"id": new_id(), "created_at": now(), **t, "run_id": run_id, "item_key": item_key,
+                   "item_attempt": attempt}
+            for key in JSON_TRACE_FIELDS:
+                if key in row and not isinstance(row[key], (str, type(None))):
+                    row[key] = dumps(row[key])
+            rows.append(row)
+        with self.transaction():
+            if rows:
+                self.db["traces"].insert_all(rows)
+            self.db["item_attempts"].insert({"run_id": run_id, "item_key": item_key, "attempt": attempt,
+                                             "status": status, "error": error, "finished_at": now()})
+            self.db["item_runs"].upsert({
+                "run_id": run_id, "item_key": item_key, "attempts": attempt, "status": status,
+                "accepted": sum(t["verdict"] == "accepted" for t in traces),
+                "rejected": sum(t["verdict"] == "rejected" for t in traces),
+                "error": error, "finished_at": now()}, pk=("run_id", "item_key"))
+
+    def done_items(self, run_id: str) -> set[str]:
+        """Items a run has finished; failed ones (backend errors) are redone on resume."""
+        return {r["item_key"] for r in self.db.query(
+            "select item_key from item_runs where run_id = ? and status != 'failed'", [run_id])}
+
+    def traces(self, run_id: str | None = None, task: str | None = None, verdict: str | None = None,
+               query: str | None = None, limit: int | None = None, item_key: str | None = None,
+               history: bool = False) -> list[dict]:
+        """Traces, newest first; by default only those of each item's latest attempt in its run (what training
+        reads). `history` includes earlier attempts; `query` is a full-text search over rationales."""
+        where, args = ([], []) if history else ([_CURRENT], [])
+        for col, val in (("run_id", run_id), ("verdict", verdict), ("item_key", item_key)):
+            if val:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if task:
+            where.append("item_key like ?")
+            args.append(f"{task}/%")
+        clause = " and ".join(where) or None
+        if query:  # sqlite-utils' search takes named arguments
+            named = "".join(p + (f":p{k}" if k < len(args) else "") for k, p in enumerate((clause or "").split("?")))
+            rows = list(self.db["traces"].search(query, where=named or None, limit=limit,
+                                                 where_args={f"p{k}": v for k, v in enumerate(args)},
+                                                 order_by="created_at desc"))
+        else:
+            sql = "select * from traces" + (f" where {clause}" if clause else "")
+            sql += " order by created_at desc, rowid desc" + (f" limit {int(limit)}" if limit else "")
+            rows = list(self.db.query(sql, args))
+        for r in rows:
+            r["task"] = r["item_key"].split("/", 1)[0]
+        return rows
+
+    def get_trace(self, trace_id: str) -> tuple[dict, Item, list[dict]]:
+        """A trace, its item, and every call of its item's attempt (describer calls this item triggered too)."""
+        rows = list(self.db.query("select * from traces where id = ?", [trace_id]))
+        if not rows:
+            raise KeyError(f"no trace {trace_id!r} in {self.path}")
+        t = rows[0]
+        calls = list(self.db.query("select * from calls where run_id = ? and item_key = ? and item_attempt = ? "
+                                   "order by created_at", [t["run_id"], t["item_key"], t["item_attempt"]]))
+        return t, self.get_item(t["item_key"]), calls
 
     def stats(self) -> list[dict]:
         return list(self.db.query(
-            """select t.run_id, i.task, t.verdict, count(*) as n from traces t join items i on i.id = t.item_id
-               group by 1, 2, 3 order by 1, 2, 3"""))
+            f"""select run_id, substr(item_key, 1, instr(item_key, '/') - 1) as task, verdict, count(*) as n
+                from traces where {_CURRENT} group by 1, 2, 3 order by 1, 2, 3"""))
+
+    # --- training runs ------------------------------------------------------------------------------------
+    def record_train_run(self, kind: str, config: dict, dataset: dict, output_dir: str, best_step: int | None,
+                         metrics: dict, started_at: str, status: str, allow_leakage: bool, audit: dict) -> str:
+        run_id = f"{kind}-{new_id()[:8]}"
+        with self.transaction():
+            self.db["train_runs"].insert({
+                "id": run_id, "kind": kind, "config": dumps(scrub(config)), "dataset": dumps(dataset),
+                "output_dir": output_dir, "best_step": best_step, "metrics": dumps(metrics),
+                "started_at": started_at, "ended_at": now(), "status": status,
+                "allow_leakage": int(allow_leakage), "audit": dumps(audit)})
+        return run_id
+
+    def train_runs(self) -> list[dict]:
+        return list(self.db.query("select * from train_runs order by started_at"))
+
+
+# A trace belongs to its item's latest attempt in its run: what training and the summaries read.
+_CURRENT = ("traces.item_attempt = (select ir.attempts from item_runs ir where ir.run_id = traces.run_id and "
+            "ir.item_key = traces.item_key)")
+
+
+def _held_out(split: str | None) -> bool:
+    return split in ("dev", "test")
 
 
 def open_store(path: str | Path) -> Store:

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
-    from distill.sample_data import generate
+    from distill.data.sample import generate
 
     return generate(tmp_path_factory.mktemp("sample"), n_train=32, n_dev=6, n_test=8, seed=0)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from distill.backends.base import Backend, BackendConfig, BackendError, ChatRequest, ChatResult
+from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult
+from distill.backends.config import BackendConfig
 
 
 class ScriptedBackend(Backend):

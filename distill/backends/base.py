@@ -5,36 +5,18 @@ each backend turns it into what its engine takes, after the shared image policy.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from distill.images import DEFAULT_MAX_PIXELS
+from distill.backends.config import BackendConfig
 
 
 class BackendError(RuntimeError):
     """A call failed for good (after the retries the backend does)."""
 
 
-class BackendConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    backend: Literal["transformers", "openai", "vllm", "scripted"] = "transformers"
-    model: str = "runs/demo/tiny-model"
-    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
-    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    timeout_s: float = 600.0
-    max_retries: int = 5
-    concurrency: int = 8  # openai: requests in flight; transformers: largest batch
-    structured: Literal["none", "choice", "json_schema"] = "none"  # how to force a final letter
-    text_only: bool = False  # a text-only model (DAD reasoner): send descriptions, never images
-    device: str = "auto"
-    dtype: str = "auto"
-    extra: dict = {}  # engine keyword arguments (vLLM: tensor_parallel_size, gpu_memory_utilization, ...)
+class TransientBackendError(BackendError):
+    """A call failed in a way a retry may fix (a blank reply, a dropped connection): graph nodes retry these."""
 
 
 @dataclass
@@ -60,9 +42,36 @@ def image_paths(messages: list[dict]) -> list[str]:
             if p.get("type") == "image"]
 
 
+def letter_distribution(logprobs: dict[str, float], letters: list[str]) -> dict[str, float]:
+    """Log-probabilities of the option letters as the next token -> their distribution over the options.
+    Every letter must be present: a letter the engine did not return has no probability we know, and filling
+    it in (uniform, or zero) would be an answer the model never gave."""
+    missing = [L for L in letters if L not in logprobs]
+    if missing:
+        raise BackendError(f"no log-probability for option letter(s) {missing}: the engine did not score them")
+    top = max(logprobs[L] for L in letters)
+    mass = {L: math.exp(logprobs[L] - top) for L in letters}
+    total = sum(mass.values())
+    return {L: v / total for L, v in mass.items()}
+
+
+def require_local_model(path: str, what: str = "model") -> None:
+    """A local model folder with a config, or one clear error: never a hub lookup that waits minutes offline."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_dir():
+        raise BackendError(f"{what} folder not found: {p}")
+    if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        raise BackendError(f"{what} folder {p} holds no config.json (nor adapter_config.json)")
+
+
 class Backend(abc.ABC):
     def __init__(self, config: BackendConfig):
         self.config = config
+
+    def check(self) -> None:
+        """Fail now, with one clear line, on a configuration that cannot work (a missing model folder, ...)."""
 
     @property
     def model_name(self) -> str:
@@ -76,28 +85,10 @@ class Backend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot score letters")
 
     async def score_many(self, requests: list[ChatRequest], letters: list[list[str]]) -> list[dict[str, float]]:
-        """Score many prompts at once; backends that can batch across them override this."""
+        """Score many prompts at once; backends that batch across prompts override this."""
         import asyncio
 
         return list(await asyncio.gather(*(self.score(r, ls) for r, ls in zip(requests, letters))))
 
     async def aclose(self) -> None:
         return None
-
-
-def make_backend(config: BackendConfig | dict) -> Backend:
-    if isinstance(config, dict):
-        config = BackendConfig(**config)
-    if config.backend == "openai":
-        from distill.backends.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(config)
-    if config.backend == "transformers":
-        from distill.backends.transformers_backend import TransformersBackend
-
-        return TransformersBackend.shared(config)
-    if config.backend == "vllm":
-        from distill.backends.vllm_backend import VLLMBackend
-
-        return VLLMBackend(config)
-    raise ValueError(f"backend {config.backend!r} cannot be built from a config (scripted backends are for tests)")

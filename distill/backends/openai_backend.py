@@ -1,16 +1,26 @@
-"""Any OpenAI-compatible server: `vllm serve`, `transformers serve`, hosted APIs.
+"""Any OpenAI-compatible server: `vllm serve`, `transformers serve`, hosted APIs; one or several replicas.
 
-Retries with exponential backoff on 429/5xx/timeouts are the `openai` client's own (`max_retries`);
-concurrency is bounded by a semaphore."""
+Requests in flight are bounded by the HTTP client's connection pool (`concurrency` connections a replica). With
+one server, the `openai` client's own retries (exponential backoff on 429/5xx/timeouts) handle failures. With
+several replicas of one model, each request goes to the live replica with the fewest requests outstanding; a
+replica that cannot be reached is set aside for a while and the request moves to another (the client's own
+retries would keep it on the dead one)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
+import time
+from dataclasses import dataclass
 
-from distill.backends.base import Backend, BackendConfig, BackendError, ChatRequest, ChatResult
-from distill.images import data_url
+from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, letter_distribution
+from distill.backends.config import BackendConfig
+from distill.data.images import data_url
+
+log = logging.getLogger(__name__)
+DEAD_FOR_S = 30.0  # how long an unreachable replica is set aside before it is tried again
 
 
 def to_openai_messages(messages: list[dict], max_pixels: int, text_only: bool = False) -> list[dict]:
@@ -53,26 +63,83 @@ def build_chat_kwargs(config: BackendConfig, request: ChatRequest) -> dict:
     return kw
 
 
+def score_kwargs(config: BackendConfig, request: ChatRequest, letters: list[str]) -> dict:
+    """One scored step: the first token's log-probabilities. With `structured: choice` (vLLM) the step is
+    restricted to the option letters, so all of them come back, as a distribution over the options."""
+    kw = build_chat_kwargs(config, ChatRequest(request.messages, max_tokens=1, temperature=0.0,
+                                               choices=list(letters)))
+    kw.update(logprobs=True, top_logprobs=len(letters) if config.structured == "choice" else 20)
+    return kw
+
+
+@dataclass
+class _Replica:
+    url: str
+    client: object
+    outstanding: int = 0
+    dead_until: float = 0.0
+
+
 class OpenAIBackend(Backend):
     def __init__(self, config: BackendConfig):
         super().__init__(config)
-        from openai import AsyncOpenAI
-
-        if not config.base_url:
+        if not config.base_urls:
             raise BackendError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
-        self.client = AsyncOpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "EMPTY",
-                                  timeout=config.timeout_s, max_retries=config.max_retries)
-        self._sem = asyncio.Semaphore(config.concurrency)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._replicas: list[_Replica] = []
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
+    def _clients(self) -> list[_Replica]:
+        """Clients belong to the event loop that made them: a new loop (a second `asyncio.run`) gets new ones."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            import httpx
+            from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+            c = self.config
+            key = os.environ.get(c.api_key_env) or "EMPTY"
+            retries = c.max_retries if len(c.base_urls) == 1 else 0
+            self._replicas = [_Replica(url, AsyncOpenAI(
+                base_url=url, api_key=key, max_retries=retries, timeout=httpx.Timeout(c.timeout_s, pool=None),
+                http_client=DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=c.concurrency,
+                                                                        max_keepalive_connections=c.concurrency))))
+                for url in c.base_urls]
+            self._loop = loop
+        return self._replicas
+
+    async def _create(self, kw: dict):
         import openai
 
-        kw = build_chat_kwargs(self.config, request)
-        async with self._sem:
+        replicas = self._clients()
+        tried: set[str] = set()
+        errors = []
+        for round_ in range(1 + (self.config.max_retries if len(replicas) > 1 else 0)):
+            now = time.monotonic()
+            live = [r for r in replicas if r.url not in tried and r.dead_until <= now] or \
+                [r for r in replicas if r.url not in tried]
+            if not live:  # every replica failed this request: wait, then try them all again
+                tried.clear()
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** round_))
+                continue
+            r = min(live, key=lambda x: (x.outstanding, x.dead_until))
+            r.outstanding += 1
             try:
-                resp = await self.client.chat.completions.create(**kw)
+                return await r.client.chat.completions.create(**kw)
+            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                errors.append(f"{r.url}: {type(exc).__name__}: {exc}")
+                if len(replicas) == 1:
+                    break
+                r.dead_until = time.monotonic() + DEAD_FOR_S
+                tried.add(r.url)
+                log.warning("replica %s unreachable (%s); set aside for %.0fs", r.url, exc, DEAD_FOR_S)
             except openai.OpenAIError as exc:
-                raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+                raise BackendError(f"{r.url}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                r.outstanding -= 1
+        raise BackendError("; ".join(errors[-3:]) or "no replica answered")
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        kw = build_chat_kwargs(self.config, request)
+        resp = await self._create(kw)
         choice = resp.choices[0]
         usage = resp.usage
         return ChatResult(text=choice.message.content or "",
@@ -80,27 +147,18 @@ class OpenAIBackend(Backend):
                           completion_tokens=usage.completion_tokens if usage else None, request=kw)
 
     async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:
-        import openai
-
-        kw = build_chat_kwargs(self.config, ChatRequest(request.messages, max_tokens=1, temperature=0.0))
-        kw.update(logprobs=True, top_logprobs=20)
-        async with self._sem:
-            try:
-                resp = await self.client.chat.completions.create(**kw)
-            except openai.OpenAIError as exc:
-                raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+        resp = await self._create(score_kwargs(self.config, request, letters))
         content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
         if not content:
             raise BackendError("the server returned no logprobs")
-        mass = {L: 0.0 for L in letters}
-        for top in content[0].top_logprobs:
-            tok = top.token.strip()
-            if tok in mass:
-                mass[tok] += math.exp(top.logprob)
-        total = sum(mass.values())
-        if total == 0:
-            return {L: 1.0 / len(letters) for L in letters}
-        return {L: v / total for L, v in mass.items()}
+        top: dict[str, float] = {}
+        for t in content[0].top_logprobs:  # "A" and " A" are both the letter A
+            tok = t.token.strip()
+            if tok in letters:
+                top[tok] = math.log(math.exp(top[tok]) + math.exp(t.logprob)) if tok in top else t.logprob
+        return letter_distribution(top, letters)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        for r in self._replicas:
+            await r.client.close()
+        self._replicas, self._loop = [], None

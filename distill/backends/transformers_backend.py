@@ -10,8 +10,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from distill.backends.base import Backend, BackendConfig, BackendError, ChatRequest, ChatResult
-from distill.images import load_image
+from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult
+from distill.backends.config import BackendConfig
+from distill.data.images import load_image
 
 log = logging.getLogger(__name__)
 
@@ -191,14 +192,21 @@ class TransformersBackend(Backend):
     _models: dict[tuple, Model] = {}
     _load_lock = threading.Lock()  # agents load in worker threads; one load at a time
 
-    @classmethod
-    def shared(cls, config: BackendConfig) -> "TransformersBackend":
-        return cls(config)
-
     def __init__(self, config: BackendConfig):
         super().__init__(config)
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def check(self) -> None:
+        """The folder exists and the model loads (agents that name the same model share one copy)."""
+        from distill.backends.base import require_local_model
+
+        require_local_model(self.config.model)
+        try:
+            self.model
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot load the model {self.config.model!r}: {exc}") from None
 
     @property
     def model(self) -> Model:
@@ -216,8 +224,8 @@ class TransformersBackend(Backend):
 
     async def _submit(self, kind: str, request: ChatRequest, letters=None):
         loop = asyncio.get_running_loop()
-        if self._queue is None or self._worker is None or self._worker.done():
-            self._queue = asyncio.Queue()
+        if self._loop is not loop or self._worker is None or self._worker.done():  # one queue per event loop
+            self._loop, self._queue = loop, asyncio.Queue()
             self._worker = loop.create_task(self._drain())
         fut = loop.create_future()
         await self._queue.put(_Job(kind, request, letters, fut))

@@ -20,7 +20,7 @@ class VisionCache:
 
     def preprocess(self, path: str):
         if path not in self.pixels:
-            from distill.images import load_image
+            from distill.data.images import load_image
 
             out = self.processor.image_processor(images=[load_image(path, self.max_pixels)], return_tensors="pt")
             self.pixels[path] = (out["pixel_values"], out["image_grid_thw"][0])

@@ -5,9 +5,9 @@ Request building is plain Python and unit-tested without vLLM; the engine itself
 from __future__ import annotations
 
 import asyncio
-import math
 
-from distill.backends.base import Backend, BackendConfig, BackendError, ChatRequest, ChatResult
+from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, letter_distribution
+from distill.backends.config import BackendConfig
 from distill.backends.openai_backend import to_openai_messages
 
 
@@ -32,14 +32,6 @@ def sampling_kwargs(request: ChatRequest, logprobs: int | None = None) -> dict:
     return kw
 
 
-def letter_probs(top_logprobs: dict[str, float], letters: list[str]) -> dict[str, float]:
-    """Normalise the first token's top logprobs (decoded token -> logprob) over the option letters."""
-    mass = {L: 0.0 for L in letters}
-    for tok, lp in top_logprobs.items():
-        if tok.strip() in mass:
-            mass[tok.strip()] += math.exp(lp)
-    total = sum(mass.values())
-    return {L: (v / total if total else 1.0 / len(letters)) for L, v in mass.items()}
 
 
 class VLLMBackend(Backend):
@@ -82,4 +74,4 @@ class VLLMBackend(Backend):
         req = ChatRequest(request.messages, max_tokens=1, temperature=0.0)
         out = (await asyncio.to_thread(self._run, [req], 20))[0]
         first = out.outputs[0].logprobs[0]
-        return letter_probs({lp.decoded_token: lp.logprob for lp in first.values()}, letters)
+        return letter_distribution({lp.decoded_token.strip(): lp.logprob for lp in first.values()}, letters)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distill.fileio import atomic_write_json, atomic_write_text
-from distill.images import load_image
+from distill.data.fileio import atomic_write_json, atomic_write_text
+from distill.data.images import load_image
 
 
 def _hf_content(content) -> list[dict]:
@@ -44,43 +44,89 @@ def to_dataset(examples: list[dict], max_pixels: int):
     return ds.with_transform(decode)
 
 
-def export_trl(examples: list[dict], out_dir: str | Path, name: str) -> Path:
-    """JSONL that `datasets.load_dataset("json", data_files=...)` reads; images as paths."""
+def portable_images(paths: list[str], out: Path, copy: bool) -> list[str]:
+    """Image paths for an export folder: relative to it (the folder LLaMA-Factory takes as `dataset_dir`, and its
+    default `media_dir`), so that the export and its images can move together. With `copy`, each image is hard
+    linked (copied across file systems) into OUTPUT/images, and the folder stands alone."""
+    import os
+    import shutil
+
+    out_paths = []
+    for p in paths:
+        src = Path(p).resolve()
+        if copy:
+            from distill.data.images import sha256_file
+
+            dest = out / "images" / f"{sha256_file(src)[:12]}{src.suffix.lower()}"
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(src, dest)
+                except OSError:
+                    shutil.copy2(src, dest)
+            src = dest
+        out_paths.append(os.path.relpath(src, out))
+    return out_paths
+
+
+def export_trl(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = False) -> Path:
+    """JSONL that `datasets.load_dataset("json", data_files=...)` reads; image paths relative to the folder."""
     out = Path(out_dir)
-    text = "".join(json.dumps(trl_record(ex), ensure_ascii=False) + "\n" for ex in examples)
-    return atomic_write_text(out / f"{name}.jsonl", text)
+    lines = [json.dumps(trl_record(ex | {"images": portable_images(ex["images"], out, copy_images)}),
+                        ensure_ascii=False) for ex in examples]
+    return atomic_write_text(out / f"{name}.jsonl", "".join(line + "\n" for line in lines))
 
 
-def _sharegpt_text(content) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join("<image>" if p["type"] == "image" else p["text"] for p in content)
+def lf_prompt(messages: list[dict]) -> dict:
+    """A rendered prompt as an alpaca record's `system` and `input`: the user turn verbatim (its images as
+    `<image>`), the system turn or "" for the chat template's default. LLaMA-Factory rebuilds exactly this prompt
+    from the columns written by `register`."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    [user] = [m for m in messages if m["role"] == "user"]
+    text = user["content"] if isinstance(user["content"], str) else \
+        "".join("<image>" if p["type"] == "image" else p["text"] for p in user["content"])
+    return {"system": system, "input": text}
 
 
-def export_llamafactory(examples: list[dict], out_dir: str | Path, name: str) -> Path:
-    """ShareGPT-style JSON plus its `dataset_info.json` entry (DPO: `ranking: true` with chosen/rejected)."""
-    out = Path(out_dir)
-    records, preference = [], any("chosen" in ex for ex in examples)
-    for ex in examples:
-        system = next((m["content"] for m in ex["messages"] if m["role"] == "system"), "")
-        conv = [{"from": "human" if m["role"] == "user" else "gpt", "value": _sharegpt_text(m["content"])}
-                for m in ex["messages"] if m["role"] != "system"]
-        rec = {"conversations": conv, "system": system, "images": list(ex["images"])}
-        if preference:
-            rec["chosen"] = {"from": "gpt", "value": ex["chosen"]}
-            rec["rejected"] = {"from": "gpt", "value": ex["rejected"]}
-        else:
-            rec["conversations"] = conv + [{"from": "gpt", "value": ex["completion"]}]
-        records.append(rec)
-    atomic_write_json(out / f"{name}.json", records)
-    entry = {"file_name": f"{name}.json", "formatting": "sharegpt",
-             "columns": {"messages": "conversations", "system": "system", "images": "images"},
-             "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
-    if preference:
+LF_COLUMNS = {"system": "system", "query": "input", "response": "output", "images": "images"}
+
+
+def register(out: Path, name: str, file: Path, ranking: bool = False) -> None:
+    """Add `name` to OUTPUT/dataset_info.json (alpaca formatting; `file` relative to the folder)."""
+    entry: dict = {"file_name": file.name, "columns": dict(LF_COLUMNS)}
+    if ranking:
         entry["ranking"] = True
-        entry["columns"].update(chosen="chosen", rejected="rejected")
+        entry["columns"] |= {"chosen": "chosen", "rejected": "rejected"}
+        del entry["columns"]["response"]
     info_path = out / "dataset_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     info[name] = entry
     atomic_write_json(info_path, info, indent=2)
-    return out / f"{name}.json"
+
+
+def export_llamafactory(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = False) -> Path:
+    """Alpaca records plus their `dataset_info.json` entry (DPO: `ranking: true` with chosen/rejected)."""
+    out = Path(out_dir)
+    preference = any("chosen" in ex for ex in examples)
+    records = []
+    for ex in examples:
+        rec = lf_prompt(ex["messages"]) | {"images": portable_images(ex["images"], out, copy_images)}
+        rec |= {"chosen": ex["chosen"], "rejected": ex["rejected"]} if preference else {"output": ex["completion"]}
+        records.append(rec)
+    path = atomic_write_json(out / f"{name}.json", records)
+    register(out, name, path, ranking=preference)
+    return path
+
+
+def export_items(items: list, out_dir: str | Path, name: str, layout: str, copy_images: bool = False) -> Path:
+    """Held-out items (dev/test) for LLaMA-Factory's `vllm_infer.py`, in the given prompt layout, with ids and
+    golds ("" when unknown): the prompts it builds are the ones `distill` trains and predicts with."""
+    from distill.data.student import prompt_messages
+
+    out = Path(out_dir)
+    records = [lf_prompt(prompt_messages(it, layout=layout)) | {
+        "output": it.gold or "", "images": portable_images(it.images, out, copy_images), "id": it.id}
+        for it in items]
+    path = atomic_write_json(out / f"{name}.json", records)
+    register(out, name, path)
+    return path

@@ -13,7 +13,7 @@ import sys
 def make_parser():
     from trl import DPOConfig, ModelConfig, TrlParser
 
-    from distill.train.common import DistillArguments
+    from distill.train.arguments import DistillArguments
 
     return TrlParser((DistillArguments, DPOConfig, ModelConfig))
 
@@ -23,27 +23,28 @@ def build(store, train_items, val_items, dargs, training_args):
 
     opts = ExampleOptions(include_hinted=dargs.include_hinted, templates=dargs.templates,
                           curriculum=dargs.curriculum, pairs_per_item=dargs.pairs_per_item,
-                          teacher_run=dargs.teacher_run, seed=training_args.seed)
+                          teacher_run=dargs.teacher_run, layout=dargs.layout, seed=training_args.seed)
     built = dpo_pairs(store, train_items, opts)
     if not built.examples:
         raise ValueError(f"no DPO pairs in {dargs.db}: items need both an accepted and a wrong-answer rationale "
                          f"(skipped: {dict(built.skipped)})")
-    counts = {"pairs": len(built.examples), "items": len({e["item_id"] for e in built.examples}),
+    counts = {"pairs": len(built.examples), "items": len({e["item_key"] for e in built.examples}),
               "skipped_items": dict(built.skipped)}
-    return built.examples, letter_pairs(val_items), counts
+    return built.examples, letter_pairs(val_items, dargs.layout), counts
 
 
-def letter_pairs(items):
+def letter_pairs(items, layout):
     """Evaluation pairs for held-out items, which never have teacher traces: the gold letter chosen over the
     next wrong one, as direct answers (DPO's eval loss and reward accuracy on them)."""
-    from distill.student import completion, prompt_messages
+    from distill.data.student import completion, prompt_messages
 
     pairs = []
     for it in items:
         if not it.gold:
             continue
         wrong = it.letters[(it.letters.index(it.gold) + 1) % len(it.letters)]
-        pairs.append({"id": f"{it.id}:v", "item_id": it.id, "task": it.task, "messages": prompt_messages(it),
+        pairs.append({"id": f"{it.key}:v", "item_key": it.key, "task": it.task,
+                      "messages": prompt_messages(it, layout=layout),
                       "images": it.images, "chosen": completion(it.gold), "rejected": completion(wrong),
                       "template": 0, "difficulty": 0.0})
     return pairs or None
@@ -52,14 +53,14 @@ def letter_pairs(items):
 def train_dpo(dargs, training_args, margs) -> dict:
     from trl import DPOTrainer
 
-    from distill.train.common import run_training
+    from distill.train.run import run_training
 
     training_args.precompute_ref_log_probs = False  # not supported with images
     return run_training("dpo", DPOTrainer, build, dargs, training_args, margs)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from distill.train.common import device_flags
+    from distill.train.run import device_flags
 
     argv = device_flags(argv if argv is not None else sys.argv[1:])
     return train_dpo(*make_parser().parse_args_and_config(argv))

@@ -1,6 +1,6 @@
 """SFT examples and DPO pairs built from the store, in one neutral form both TRL and LLaMA-Factory take.
 
-An example is `{"id", "item_id", "task", "messages": prompt messages, "completion": str, "images": [paths],
+An example is `{"id", "item_key", "task", "messages": prompt messages, "completion": str, "images": [paths],
 "kind": "rationale" | "direct", "difficulty": float}`; a pair has `chosen` and `rejected` instead."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from distill.items import Item
-from distill.student import completion, prompt_messages
-from distill.templates import pick_template, system_for, template_count
+from distill.data.items import Item
+from distill.data.student import DEFAULT_LAYOUT, completion, prompt_messages
+from distill.data.templates import pick_template, system_for, template_count
 
 
 @dataclass
@@ -23,6 +23,7 @@ class ExampleOptions:
     curriculum: str = "none"  # none | easy_to_hard | staged
     pairs_per_item: int = 2
     teacher_run: str | None = None
+    layout: str = DEFAULT_LAYOUT
     seed: int = 0
 
 
@@ -44,18 +45,18 @@ def difficulty(traces: list[dict]) -> float:
     return min(1.0, 0.15 * best["attempt"] + 0.5 * best["hinted"] + 0.05 * rejected)
 
 
-def _example(item: Item, key: str, k: int, mode: str, use_templates: bool, diff: float, **fields) -> dict:
+def _example(item: Item, key: str, k: int, mode: str, opts: "ExampleOptions", diff: float, **fields) -> dict:
     """One example's common fields; the prompt uses a template picked per (item, k)."""
-    t = pick_template(item.id, k, template_count(item.task)) if use_templates else 0
-    return {"id": f"{item.id}:{key}", "item_id": item.id, "task": item.task,
-            "messages": prompt_messages(item, mode, system=system_for(item, t)), "images": item.images,
-            "template": t, "difficulty": diff, **fields}
+    t = pick_template(item.id, k, template_count(item.task)) if opts.templates else 0
+    return {"id": f"{item.key}:{key}", "item_key": item.key, "task": item.task,
+            "messages": prompt_messages(item, mode, system=system_for(item, t), layout=opts.layout),
+            "images": item.images, "template": t, "difficulty": diff, **fields}
 
 
 def _traces_by_item(store, run: str | None) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for t in store.traces(run_id=run):
-        out.setdefault(t["item_id"], []).append(t)
+        out.setdefault(t["item_key"], []).append(t)
     return out
 
 
@@ -75,12 +76,12 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
     traces = _traces_by_item(store, opts.teacher_run)
     rationale_examples = []
     for item in items:
-        for k, t in enumerate(t for t in traces.get(item.id, []) if t["verdict"] == "accepted"):
+        for k, t in enumerate(t for t in traces.get(item.key, []) if t["verdict"] == "accepted"):
             if t["hinted"] and not opts.include_hinted:
                 built.skipped["hinted"] += 1
                 continue
             rationale_examples.append(_example(
-                item, f"r{k}", k, "cot", opts.templates, difficulty(traces.get(item.id, [])),
+                item, f"r{k}", k, "cot", opts, difficulty(traces.get(item.key, [])),
                 completion=completion(item.gold, t["rationale"]), kind="rationale"))
     direct = []
     rng = random.Random(opts.seed)
@@ -89,7 +90,7 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
     for item in rng.sample(pool, min(n_direct, len(pool))):
         if not item.gold:
             continue
-        direct.append(_example(item, "d", -1, "direct", opts.templates, difficulty(traces.get(item.id, [])),
+        direct.append(_example(item, "d", -1, "direct", opts, difficulty(traces.get(item.key, [])),
                                completion=completion(item.gold), kind="direct"))
     built.examples = order(rationale_examples + direct, opts.curriculum, opts.seed)
     return built
@@ -101,7 +102,7 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
     traces = _traces_by_item(store, opts.teacher_run)
     pairs = []
     for item in items:
-        ts = traces.get(item.id, [])
+        ts = traces.get(item.key, [])
         good = [t for t in ts if t["verdict"] == "accepted" and (opts.include_hinted or not t["hinted"])]
         bad = [t for t in ts if t["verdict"] == "rejected" and t["reason"] == "wrong_answer" and t["answer"]]
         if not good or not bad:
@@ -109,7 +110,7 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
             continue
         for k in range(min(opts.pairs_per_item, len(good) * len(bad))):
             g, b = good[k % len(good)], bad[k % len(bad)]
-            pairs.append(_example(item, f"p{k}", k, "cot", opts.templates, difficulty(ts),
+            pairs.append(_example(item, f"p{k}", k, "cot", opts, difficulty(ts),
                                   chosen=completion(item.gold, g["rationale"]),
                                   rejected=completion(b["answer"], b["rationale"])))
     built.examples = order(pairs, opts.curriculum, opts.seed)

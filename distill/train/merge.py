@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+from distill.data.student import LAYOUT_FILE
 
-def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None) -> Path:
-    import json
 
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None,
+                  overwrite: bool = False) -> Path:
+    """Written to a temporary folder beside `out_dir`, then moved into place: never half a model."""
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from distill.backends.base import require_local_model
+
     adapter_dir, out = Path(adapter_dir), Path(out_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir} is not a LoRA adapter folder (no adapter_config.json)")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
     cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
     base = base or cfg["base_model_name_or_path"]
+    require_local_model(base, "base model")
     model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(out)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
     src = adapter_dir if (adapter_dir / "preprocessor_config.json").exists() or \
         (adapter_dir / "processor_config.json").exists() else base
-    AutoProcessor.from_pretrained(src).save_pretrained(out)
+    AutoProcessor.from_pretrained(src).save_pretrained(tmp)
+    if (adapter_dir / LAYOUT_FILE).is_file():
+        shutil.copy2(adapter_dir / LAYOUT_FILE, tmp / LAYOUT_FILE)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
     return out

@@ -12,7 +12,7 @@ import sys
 def make_parser():
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from distill.train.common import DistillArguments
+    from distill.train.arguments import DistillArguments
 
     return TrlParser((DistillArguments, SFTConfig, ModelConfig))
 
@@ -22,7 +22,7 @@ def build(store, train_items, val_items, dargs, training_args):
 
     opts = ExampleOptions(direct_share=dargs.direct_share, include_hinted=dargs.include_hinted,
                           templates=dargs.templates, curriculum=dargs.curriculum, teacher_run=dargs.teacher_run,
-                          seed=training_args.seed)
+                          layout=dargs.layout, seed=training_args.seed)
     built = sft_examples(store, train_items, opts)
     if not built.examples:
         raise ValueError(f"no SFT examples in {dargs.db}: run `distill graph` first, or set direct_share >= 1")
@@ -30,20 +30,21 @@ def build(store, train_items, val_items, dargs, training_args):
               "rationale": sum(e["kind"] == "rationale" for e in built.examples),
               "direct": sum(e["kind"] == "direct" for e in built.examples), "skipped": dict(built.skipped)}
     # eval loss on the validation items' direct answers; accuracy comes from letter scoring
-    val = sft_examples(store, val_items, ExampleOptions(direct_share=1.0, templates=False)).examples
+    val = sft_examples(store, val_items, ExampleOptions(direct_share=1.0, templates=False,
+                                                        layout=dargs.layout)).examples
     return built.examples, val, counts
 
 
 def train_sft(dargs, training_args, margs) -> dict:
     from trl import SFTTrainer
 
-    from distill.train.common import run_training
+    from distill.train.run import run_training
 
     return run_training("sft", SFTTrainer, build, dargs, training_args, margs)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from distill.train.common import device_flags
+    from distill.train.run import device_flags
 
     argv = device_flags(argv if argv is not None else sys.argv[1:])
     return train_sft(*make_parser().parse_args_and_config(argv))

@@ -1,14 +1,21 @@
-"""Validation accuracy by letter scoring (one forward pass per item), on the held-out split."""
+"""Validation accuracy by letter scoring (one forward pass per item) on the held-out split, at every evaluation.
+
+This extends the trainer's `evaluate` rather than using `compute_metrics`: the score is the next-token letter
+distribution after the prompt alone, over items rather than training examples, and TRL's fused LM head builds no
+logits for `compute_metrics` (it recomputes them in an extra pass, deprecated since TRL 1.x)."""
 
 from __future__ import annotations
 
-from distill.backends.base import BackendConfig, ChatRequest
+from distill.backends.base import ChatRequest
+from distill.backends.config import BackendConfig
 from distill.backends.transformers_backend import Model
-from distill.items import Item
-from distill.student import prompt_messages
+from distill.data.images import DEFAULT_MAX_PIXELS
+from distill.data.items import Item
+from distill.data.student import prompt_messages
 
 
-def letter_accuracy(model, processor, items: list[Item], max_pixels: int, batch_size: int = 8) -> dict[str, float]:
+def letter_accuracy(model, processor, items: list[Item], max_pixels: int, batch_size: int = 8,
+                    layout: str = "system") -> dict[str, float]:
     """Accuracy and mean gold probability of `model` (in memory, possibly a PEFT model) on labelled items."""
     import torch
 
@@ -17,16 +24,31 @@ def letter_accuracy(model, processor, items: list[Item], max_pixels: int, batch_
     scorer = Model(BackendConfig(model="<in memory>", max_pixels=max_pixels), model=model, processor=processor)
     was_training = model.training
     model.eval()
-    hits, gold_p = 0, 0.0
     try:
-        for start in range(0, len(items), batch_size):
-            batch = items[start:start + batch_size]
-            with torch.no_grad():
-                probs = scorer.score([ChatRequest(prompt_messages(it, "direct")) for it in batch],
-                                     [it.letters for it in batch])
-            for it, p in zip(batch, probs):
-                hits += max(p, key=p.get) == it.gold
-                gold_p += p[it.gold]
+        with torch.no_grad():
+            probs = scorer.score_sorted([ChatRequest(prompt_messages(it, "direct", layout=layout)) for it in items],
+                                        [it.letters for it in items], batch_size)
     finally:
         model.train(was_training)
-    return {"accuracy": hits / len(items), "gold_prob": gold_p / len(items)}
+    hits = sum(max(p, key=p.get) == it.gold for it, p in zip(items, probs))
+    return {"accuracy": hits / len(items), "gold_prob": sum(p[it.gold] for it, p in zip(items, probs)) / len(items)}
+
+
+class ScoredEvaluation:
+    """Mixed into a TRL trainer: every evaluation also scores the validation items by letter probability,
+    so `metric_for_best_model="accuracy"` keeps the best checkpoint and early stopping can watch it."""
+
+    val_items: list = []
+    val_max_pixels: int = DEFAULT_MAX_PIXELS
+    val_layout: str = "system"
+
+    def evaluate(self, *args, **kwargs):
+        metrics = super().evaluate(*args, **kwargs) if self.eval_dataset is not None else {}
+        if not self.val_items:
+            return metrics
+        scores = letter_accuracy(self.model, self.processing_class, self.val_items, self.val_max_pixels,
+                                 self.args.per_device_eval_batch_size, self.val_layout)
+        extra = {"eval_accuracy": scores["accuracy"], "eval_gold_prob": scores["gold_prob"]}
+        metrics.update(extra)
+        self.log(extra)
+        return metrics

@@ -1,7 +1,9 @@
 from agents.critic import critique, same_option
-from distill.loaders import load_json
-from distill.permute import permute, rotation
+from agents.settings import TeacherConfig
+from distill.data.loaders import load_json
+from distill.data.permute import permute, rotation
 
+S = TeacherConfig()
 GOOD = ("The cover tiles crimson hexagons in a lattice, a picture of long-range order in a carbon sheet; "
         "only one story speaks of that order and that hue.")
 
@@ -13,21 +15,21 @@ def _item(sample_dir):
 def test_verdicts(sample_dir):
     item = _item(sample_dir)
     wrong = next(L for L in item.letters if L != item.gold)
-    assert critique(item, GOOD, item.gold).verdict == "accepted"
-    assert critique(item, GOOD, wrong).reason == "wrong_answer"
-    assert critique(item, GOOD, None).reason == "no_answer"
-    assert critique(item, "Too short.", item.gold).reason == "too_short"
+    assert critique(item, GOOD, item.gold, S).verdict == "accepted"
+    assert critique(item, GOOD, wrong, S).reason == "wrong_answer"
+    assert critique(item, GOOD, None, S).reason == "no_answer"
+    assert critique(item, "Too short.", item.gold, S).reason == "too_short"
     leak = GOOD + " As the hint says, this is the one."
-    assert critique(item, leak, item.gold).reason == "hint_leak"
-    assert critique(item, "The matching option is given, so " + GOOD, item.gold).reason == "hint_leak"
+    assert critique(item, leak, item.gold, S).reason == "hint_leak"
+    assert critique(item, "The matching option is given, so " + GOOD, item.gold, S).reason == "hint_leak"
     unlabelled = item.model_copy(update={"gold": None})
-    assert critique(unlabelled, GOOD, "A").verdict == "cannot_judge"
+    assert critique(unlabelled, GOOD, "A", S).verdict == "cannot_judge"
 
 
 def test_feedback_never_reveals_the_gold(sample_dir):
     item = _item(sample_dir)
     wrong = next(L for L in item.letters if L != item.gold)
-    fb = critique(item, GOOD, wrong).feedback
+    fb = critique(item, GOOD, wrong, S).feedback
     assert item.gold_option.text not in fb and f" {item.gold}" not in fb
 
 

@@ -12,17 +12,21 @@ runner = CliRunner()
 
 
 def _seed_store(db, sample_dir):
-    from distill.loaders import load_json
+    from distill.data.loaders import load_json
     from store import open_store
+    from store.db import call_row
 
     s = open_store(db)
     items = load_json(sample_dir / "image2text_dev.json").items[:2]
     s.add_items(items)
-    s.finish_item("r1", items[0].id, "accepted", [], [
+    run = s.start_run("graph", {}, run_id="r1")
+    call = call_row(run, items[0].key, "reasoner", "teacher-model", {}, "amber stripes\nAnswer: A", 40, 9, 12.0)
+    s.record_call(call | {"item_attempt": 1})
+    s.finish_item(run, items[0].key, 1, "accepted", [
         {"id": "t-acc", "sample": 0, "attempt": 1, "hinted": 0, "rationale": "violet hexagons in a ring",
          "answer": items[0].gold, "verdict": "accepted", "reason": "ok"},
         {"id": "t-rej", "sample": 0, "attempt": 0, "hinted": 0, "rationale": "amber stripes", "answer": "A",
-         "verdict": "rejected", "reason": "wrong_answer", "feedback": "look again"}])
+         "verdict": "rejected", "reason": "wrong_answer", "feedback": "look again", "call_id": call["id"]}])
     s.close()
 
 
@@ -66,9 +70,14 @@ def test_traces_commands(tmp_path, sample_dir):
     assert {(r["verdict"], r["n"]) for r in json.loads(out.output)} == {("accepted", 1), ("rejected", 1)}
     out = runner.invoke(app, ["traces", "show", "t-rej", "--db", str(db)])
     assert "amber stripes" in out.output and "look again" in out.output and "wrong_answer" in out.output
+    assert "calls of this attempt at the item (1)" in out.output and "teacher-model  40+9 tokens" in out.output
     runner.invoke(app, ["traces", "export", "--db", str(db), "--out", str(tmp_path / "t.jsonl")])
     lines = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all("item" in r and r["item"]["input"] for r in lines)
+    again = runner.invoke(app, ["traces", "export", "--db", str(db), "--out", str(tmp_path / "t.jsonl")])
+    assert again.exit_code != 0 and "--overwrite" in str(again.exception)  # never replaced silently
+    no_db = runner.invoke(app, ["traces", "list"])
+    assert no_db.exit_code == 2 and "--db" in no_db.output  # no silent default store
     out = runner.invoke(app, ["traces", "path", "--db", str(db)])
     assert out.output.strip() == str(db.resolve())
 
@@ -97,7 +106,8 @@ def test_recipe_typos_and_bad_model_paths_are_clear(tmp_path, sample_dir):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     res = subprocess.run([sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "bad.yaml")],
                          capture_output=True, text=True)
-    assert res.returncode == 1 and "cannot load" in res.stderr and "nowhere" in res.stderr
+    assert res.returncode == 1 and "model folder not found" in res.stderr and "nowhere" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_usage_errors_have_no_traceback(tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from distill.answers import AnswerError
+from distill.data.answers import AnswerError
 from distill.evaluate import ece, evaluate
 
 

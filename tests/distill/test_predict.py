@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from distill.backends.base import Backend, BackendConfig, ChatRequest, ChatResult
-from distill.loaders import load_json
-from distill.permute import permute, rotation
+from distill.backends.base import Backend, ChatRequest, ChatResult
+from distill.backends.config import BackendConfig
+from distill.data.loaders import load_json
+from distill.data.permute import permute, rotation
 from distill.predict import PredictConfig, debias, predict_items, score
 
 
@@ -21,7 +22,7 @@ class LetterBiased(Backend):
         raise NotImplementedError
 
     async def score(self, request: ChatRequest, letters):
-        from distill.options import parse_options
+        from distill.data.options import parse_options
 
         self.calls += 1
         text = "".join(p.get("text", "") for p in request.messages[-1]["content"] if p["type"] == "text")
@@ -56,7 +57,7 @@ def test_prior_debias_divides_out_the_letter_prior(sample_dir):
 
     class Biased(LetterBiased):
         async def score(self, request, letters):
-            from distill.options import parse_options
+            from distill.data.options import parse_options
 
             text = "".join(p.get("text", "") for p in request.messages[-1]["content"] if p["type"] == "text")
             golds = {it.gold_option.text for it in items}
@@ -91,7 +92,7 @@ def test_batched_and_single_scoring_agree(tiny_model_dir, sample_dir):
 
 @pytest.mark.slow
 def test_predict_writes_valid_answer_files(tiny_model_dir, sample_dir, tmp_path):
-    from distill.answers import read_answers
+    from distill.data.answers import read_answers
     from distill.pipeline import run_predict
 
     files = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
@@ -107,7 +108,7 @@ def test_predict_writes_valid_answer_files(tiny_model_dir, sample_dir, tmp_path)
 
 @pytest.mark.slow
 def test_data_parallel_workers_give_the_same_answers(tiny_model_dir, sample_dir, tmp_path):
-    from distill.answers import read_answers
+    from distill.data.answers import read_answers
     from distill.pipeline import run_predict
 
     files = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]

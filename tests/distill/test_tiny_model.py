@@ -43,10 +43,11 @@ def test_chat_template_is_qwen2_5_vl(processor):
 
 def test_loads_offline_and_scores_letters_for_1_and_4_images(tiny_model_dir, sample_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from distill.question import question_parts
-    from distill.backends import BackendConfig, ChatRequest
+    from distill.data.question import question_parts
+    from distill.backends.base import ChatRequest
+    from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import TransformersBackend
-    from distill.loaders import load_json
+    from distill.data.loaders import load_json
 
     backend = TransformersBackend(BackendConfig(model=str(tiny_model_dir), max_pixels=50176))
     for task in ("image2text", "text2image"):
@@ -56,6 +57,7 @@ def test_loads_offline_and_scores_letters_for_1_and_4_images(tiny_model_dir, sam
         assert set(probs) == set("ABCD")
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
         enc = backend.model.encode([req])
-        n_images = int((enc["input_ids"] == 151655).sum())
-        assert n_images > 0 and enc["image_grid_thw"].shape[0] == len(item.images)
+        n_pads = int((enc["input_ids"] == 151655).sum())
+        assert enc["image_grid_thw"].shape[0] == len(item.images)
+        assert n_pads == int(enc["image_grid_thw"].prod(-1).sum()) // 4  # one pad per 2x2 merged patch, every image
     assert torch.get_num_threads() >= 1

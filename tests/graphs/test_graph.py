@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from distill.config import TeacherConfig
-from distill.loaders import load_json
+from agents.settings import TeacherConfig
+from distill.data.loaders import load_json
 from graphs.runner import run_items
 from tests.scripted import RATIONALE, ScriptedBackend, request_text
 
@@ -22,8 +22,11 @@ def _wrong(item):
     return next(L for L in item.letters if L != item.gold)
 
 
-def _run(store, items, reasoner, describer=None, **cfg):
-    return asyncio.run(run_items(store, items, "run", reasoner, describer, TeacherConfig(**cfg), show_progress=False))
+def _run(store, items, reasoner, describer_backend=None, **cfg):
+    """One invocation of run "run" (a resume after the first)."""
+    resume = "run" if store.db["runs"].count_where("id = 'run'") else None
+    return asyncio.run(run_items(store, items, TeacherConfig(**cfg), reasoner, describer_backend, run_id="run",
+                                 resume=resume, show_progress=False))
 
 
 def _gold_of(req, items):
@@ -32,9 +35,7 @@ def _gold_of(req, items):
 
 
 def test_accept_on_first_try(store, items):
-    golds = {it.id: it.gold for it in items}
-    order = iter(items)
-    reasoner = ScriptedBackend(lambda req, n: f"{RATIONALE}\nAnswer: {golds[next(order).id]}")
+    reasoner = ScriptedBackend(lambda req, n: f"{RATIONALE}\nAnswer: {_gold_of(req, items).gold}")
     s = _run(store, items, reasoner, concurrency=1)
     assert (s.accepted, s.rejected, s.accepted_items) == (3, 0, 3)
     traces = store.traces(run_id="run")
@@ -96,10 +97,10 @@ def test_unparseable_answer_is_rejected_with_feedback(store, items):
 def test_backend_failure_is_recorded_not_dropped(store, items):
     s = _run(store, items[:1], ScriptedBackend(lambda req, n: RuntimeError("HTTP 500 after 5 retries")))
     assert s.failed == 1 and "HTTP 500" in s.errors[0]
-    row = store.db["item_runs"].get(("run", items[0].id))
+    row = store.db["item_runs"].get(("run", items[0].key))
     assert row["status"] == "failed" and "HTTP 500" in row["error"]
     [call] = list(store.db["calls"].rows)
-    assert "HTTP 500" in call["error"] and call["item_id"] == items[0].id
+    assert "HTTP 500" in call["error"] and call["item_key"] == items[0].key and call["item_attempt"] == 1
 
 
 def test_each_cover_is_described_once(store, items):
@@ -131,10 +132,22 @@ def test_several_samples_per_item(store, items):
     assert sorted(t["sample"] for t in store.traces(run_id="run")) == [0, 1, 2]
 
 
-def test_failed_items_are_retried_on_resume(store, items):
+def test_failed_items_are_retried_on_resume_and_history_stays(store, items):
     _run(store, items[:1], ScriptedBackend(lambda req, n: RuntimeError("connection refused")))
     s = _run(store, items[:1], ScriptedBackend(lambda req, n: f"{RATIONALE}\nAnswer: {items[0].gold}"))
-    assert (s.items, s.skipped, s.accepted_items) == (1, 0, 1)
-    assert store.db["item_runs"].get(("run", items[0].id))["status"] == "accepted"
+    assert (s.todo, s.skipped, s.accepted_items, s.failed, s.invocations) == (1, 0, 1, 0, 2)
+    assert store.db["item_runs"].get(("run", items[0].key))["status"] == "accepted"
+    calls = [(c["item_attempt"], c["error"]) for c in store.db.query("select * from calls order by created_at")]
+    assert calls[0] == (1, "connection refused") and calls[-1] == (2, None)  # the failure is still on record
     s = _run(store, items[:1], ScriptedBackend(lambda req, n: RuntimeError("must not be called")))
-    assert (s.items, s.skipped) == (0, 1)
+    assert (s.todo, s.skipped) == (0, 1)
+
+
+def test_blank_descriptions_are_retried_then_fail_the_item(store, items):
+    describer = ScriptedBackend(lambda req, n: "   \n", model="desc")
+    reasoner = ScriptedBackend(lambda req, n: f"{RATIONALE}\nAnswer: A")
+    s = _run(store, items[:1], reasoner, describer, describer={"backend": "scripted", "max_retries": 2})
+    assert s.failed == 1 and "blank description" in s.errors[0]
+    assert store.db["descriptions"].count == 0 and not reasoner.requests
+    # the first cover was asked 3 times (1 + max_retries), each a failed call on record
+    assert store.db["calls"].count_where("error like '%blank description%'") >= 3

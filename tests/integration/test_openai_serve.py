@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from distill.backends import BackendConfig
+from distill.backends.config import BackendConfig
 from distill.backends.openai_backend import OpenAIBackend
-from distill.config import TeacherConfig
-from distill.loaders import load_json
+from agents.settings import TeacherConfig
+from distill.data.loaders import load_json
 from graphs.runner import run_items
 
 pytestmark = pytest.mark.slow
@@ -61,31 +61,40 @@ def test_graph_through_a_real_server(server, tiny_model_dir, sample_dir, store, 
                         api_key_env="TEST_TEACHER_KEY", max_retries=1, timeout_s=120)
     items = load_json(sample_dir / "image2text_dev.json").items[:1] + load_json(sample_dir / "text2image_dev.json").items[:1]
     store.add_items(items)
-    summary = asyncio.run(run_items(store, items, "served", OpenAIBackend(cfg), OpenAIBackend(cfg),
-                                    TeacherConfig(max_attempts=1, rationalize=False, max_new_tokens=8,
-                                                  describe_tokens=8, min_words=1), show_progress=False))
+    settings = TeacherConfig(describer=cfg, reasoner=cfg, max_attempts=1, rationalize=False, max_new_tokens=8,
+                             describe_tokens=8, min_words=1)
+    # With the describer: a random model's caption may well be blank, and a blank caption is a failed call
+    # (retried, then the item fails), never a description.
+    described = asyncio.run(run_items(store, items, settings, OpenAIBackend(cfg), OpenAIBackend(cfg),
+                                      run_id="described", show_progress=False))
+    captions = [c for c in store.db.query("select * from calls where agent = 'describer'")]
+    assert captions and all((c["error"] is not None) == (not (c["response"] or "").strip()) for c in captions)
+    kept = {r["text"] for r in store.db.query("select text from descriptions")}
+    assert all(t.strip() for t in kept) and described.failed == sum(
+        any(not (c["response"] or "").strip() for c in captions if c["item_key"] == it.key) for it in items)
+
+    # The reasoner alone: every call reaches the model with its images.
+    settings = settings.model_copy(update={"describer": None})
+    summary = asyncio.run(run_items(store, items, settings, OpenAIBackend(cfg), None, run_id="served",
+                                    show_progress=False))
     assert summary.failed == 0, summary.errors
-    calls = list(store.db["calls"].rows)
-    describer_calls = [c for c in calls if c["agent"] == "describer"]
-    assert len(describer_calls) == len({p for it in items for p in it.images})
-    reasoner_calls = {c["item_id"]: c for c in calls if c["agent"] == "reasoner"}
-    assert set(reasoner_calls) == {it.id for it in items}
+    calls = list(store.db.query("select * from calls where run_id = 'served'"))
+    reasoner_calls = {c["item_key"]: c for c in calls if c["agent"] == "reasoner"}
+    assert set(reasoner_calls) == {it.key for it in items}
 
     # The images reached the model: the server's prompt count is the local processor's, image tokens included.
     from transformers import AutoProcessor
 
     from agents.reasoner import reason_request
     from distill.backends.transformers_backend import to_hf_messages
-    from distill.images import image_tokens, load_image
+    from distill.data.images import image_tokens, load_image
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    descs = {r["image_sha256"]: r["text"] for r in store.db["descriptions"].rows}
-    assert descs
     for it in items:
-        call = reasoner_calls[it.id]
+        call = reasoner_calls[it.key]
         per_image = [image_tokens(*load_image(p, MAX_PIXELS).size, MAX_PIXELS) for p in it.images]
         assert call["prompt_tokens"] > sum(per_image) > 0
-        t = [t for t in store.traces(run_id="served") if t["item_id"] == it.id][0]
+        t = [t for t in store.traces(run_id="served") if t["item_key"] == it.key][0]
         import json
 
         req = reason_request(it, json.loads(t["descriptions"]), max_tokens=8)

@@ -1,4 +1,4 @@
-"""How requests are built for the OpenAI-compatible and vLLM backends (vLLM itself cannot run here)."""
+"""How requests are built for the OpenAI-compatible backend, and the one letter normaliser."""
 
 import base64
 import io
@@ -6,12 +6,13 @@ import io
 import pytest
 from PIL import Image
 
-from distill.question import question_parts
+from distill.data.question import question_parts
 from agents.reasoner import answer_request, answer_schema, reason_request
-from distill.backends import BackendConfig, BackendError, ChatRequest, make_backend
+from distill.backends.base import BackendError, ChatRequest, letter_distribution
+from distill.backends.config import BackendConfig
+from distill.backends.factory import make_backend
 from distill.backends.openai_backend import build_chat_kwargs
-from distill.backends.vllm_backend import engine_kwargs, letter_probs, sampling_kwargs
-from distill.loaders import load_json
+from distill.data.loaders import load_json
 
 
 @pytest.fixture
@@ -50,34 +51,34 @@ def test_text_only_reasoner_gets_no_images(t2i):
 
 
 def test_api_key_comes_from_the_environment(monkeypatch):
+    import asyncio
+
     monkeypatch.setenv("MY_KEY", "sk-abc")
     b = make_backend({"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "MY_KEY"})
-    assert b.client.api_key == "sk-abc"
+
+    async def key():
+        [replica] = b._clients()
+        return replica.client.api_key
+
+    assert asyncio.run(key()) == "sk-abc"
     assert "sk-abc" not in b.config.model_dump_json()
 
 
-def test_vllm_engine_and_sampling_arguments():
-    cfg = BackendConfig(backend="vllm", model="/models/qwen", max_pixels=262144,
-                        extra={"gpu_memory_utilization": 0.9})
-    kw = engine_kwargs(cfg)
-    assert kw["limit_mm_per_prompt"] == {"image": 4}
-    assert kw["mm_processor_kwargs"] == {"max_pixels": 262144}
-    assert kw["gpu_memory_utilization"] == 0.9
-    s = sampling_kwargs(ChatRequest([], max_tokens=1, choices=["A", "B"]), logprobs=20)
-    assert s == {"max_tokens": 1, "temperature": 0.0, "structured_outputs": {"choice": ["A", "B"]}, "logprobs": 20}
-
-
-def test_vllm_letter_probabilities_from_logprobs():
+def test_letter_distribution_is_exact_or_an_error():
     import math
 
-    probs = letter_probs({"A": math.log(0.5), " B": math.log(0.25), "The": math.log(0.2)}, list("ABCD"))
-    assert probs["A"] == pytest.approx(2 / 3) and probs["B"] == pytest.approx(1 / 3) and probs["C"] == 0
+    probs = letter_distribution({"A": math.log(0.5), "B": math.log(0.25), "C": math.log(0.2), "D": math.log(0.05)},
+                                list("ABCD"))
+    assert probs == pytest.approx({"A": 0.5, "B": 0.25, "C": 0.2, "D": 0.05})
+    with pytest.raises(BackendError, match=r"\['C', 'D'\]"):  # never a uniform or zero stand-in
+        letter_distribution({"A": math.log(0.5), "B": math.log(0.25)}, list("ABCD"))
 
 
-def test_vllm_backend_is_import_guarded():
-    pytest.importorskip  # vLLM is an optional extra: without it the backend says how to install it
+def test_vllm_backend_without_vllm_says_how_to_install():
     try:
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(BackendError, match=r"cover-distill\[vllm\]"):
             make_backend({"backend": "vllm", "model": "m"})
+    else:
+        pytest.skip("vLLM is installed here: the engine tests in tests/vllm cover it")

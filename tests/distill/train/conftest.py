@@ -1,7 +1,6 @@
 import pytest
 
-from distill.config import DataConfig
-from distill.ingest import ingest
+from distill.ingest import DataConfig, ingest
 
 
 @pytest.fixture(scope="module")
@@ -11,11 +10,12 @@ def train_store(sample_dir, tmp_path_factory):
 
     path = tmp_path_factory.mktemp("train") / "traces.db"
     s = open_store(path)
+    run = s.start_run("graph", {}, run_id="teacher")
     ingest(s, DataConfig(train=[str(sample_dir / "image2text_train.json"), str(sample_dir / "text2image_train.json")],
                          validation_fraction=0.25, max_pixels=3136))
     for k, item in enumerate(s.items(split="train")):
         wrong = next(L for L in item.letters if L != item.gold)
-        s.finish_item("teacher", item.id, "accepted", [], [
+        s.finish_item(run, item.key, 1, "accepted", [
             {"sample": 0, "attempt": 0, "hinted": 0, "answer": wrong, "verdict": "rejected", "reason": "wrong_answer",
              "rationale": "The stripes suggest layered growth, so the option about rows fits best."},
             {"sample": 0, "attempt": 1, "hinted": int(k % 5 == 0), "answer": item.gold, "verdict": "accepted",

@@ -7,7 +7,7 @@ def _lora_step(tiny_model_dir, sample_dir, text_only: bool):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from distill.images import load_image
+    from distill.data.images import load_image
     from distill.train.checkpointing import text_only_input_grads
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)

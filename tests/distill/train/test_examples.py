@@ -1,6 +1,6 @@
 from datasets import load_dataset
 
-from distill.train.datasets import export_llamafactory, export_trl, to_dataset
+from distill.train.datasets import export_llamafactory, export_trl, to_dataset, trl_record
 from distill.train.examples import ExampleOptions, dpo_pairs, sft_examples
 from store import open_store
 
@@ -14,23 +14,32 @@ def test_sft_examples_from_accepted_traces(train_store):
     assert built.skipped["hinted"] == sum(1 for k in range(len(items)) if k % 5 == 0)
     assert len(rationale) == len(items) - built.skipped["hinted"]
     assert len(direct) == round(len(rationale) * 0.5)
-    gold = {it.id: it.gold for it in items}
+    gold = {it.key: it.gold for it in items}
     for e in rationale:
-        assert e["completion"].endswith(f"\nAnswer: {gold[e['item_id']]}")
+        assert e["completion"].endswith(f"\nAnswer: {gold[e['item_key']]}")
         assert "hint" not in e["completion"].lower()
-    assert all(e["completion"] == gold[e["item_id"]] for e in direct)
-    val_ids = {it.id for it in s.items(split="val")}
-    assert not val_ids & {e["item_id"] for e in built.examples}
+    assert all(e["completion"] == gold[e["item_key"]] for e in direct)
+    val_ids = {it.key for it in s.items(split="val")}
+    assert not val_ids & {e["item_key"] for e in built.examples}
 
 
 def test_dpo_pairs_share_the_prompt(train_store):
+    from distill.data.student import prompt_messages
+    from distill.data.templates import system_for
+
     s = open_store(train_store)
-    built = dpo_pairs(s, s.items(split="train"), ExampleOptions(pairs_per_item=3))
+    items = {it.key: it for it in s.items(split="train")}
+    built = dpo_pairs(s, list(items.values()), ExampleOptions(pairs_per_item=3))
     assert built.examples
     for p in built.examples:
+        it = items[p["item_key"]]
+        # one prompt for both answers: the item's question in chain-of-thought mode, under the pair's template
+        assert p["messages"] == prompt_messages(it, "cot", system=system_for(it, p["template"]))
+        record = trl_record(p)
+        assert record["prompt"] and record["chosen"][0]["role"] == record["rejected"][0]["role"] == "assistant"
         assert p["chosen"] != p["rejected"]
         assert p["chosen"].rsplit("Answer: ", 1)[1] != p["rejected"].rsplit("Answer: ", 1)[1]
-    assert max(sum(p["item_id"] == i for p in built.examples) for i in {p["item_id"] for p in built.examples}) == 1
+    assert max(sum(p["item_key"] == i for p in built.examples) for i in {p["item_key"] for p in built.examples}) == 1
 
 
 def test_curriculum_orders_easy_to_hard(train_store):
@@ -41,7 +50,10 @@ def test_curriculum_orders_easy_to_hard(train_store):
     assert d == sorted(d) and d[0] < d[-1]
 
 
-def test_exports_load_with_datasets(train_store, tmp_path):
+def test_exports_load_with_datasets_and_move_with_their_images(train_store, tmp_path):
+    import json
+    import shutil
+
     s = open_store(train_store)
     items = s.items(split="train")
     sft = sft_examples(s, items, ExampleOptions()).examples
@@ -50,17 +62,16 @@ def test_exports_load_with_datasets(train_store, tmp_path):
     assert set(ds.column_names) == {"prompt", "completion", "images"} and len(ds) == len(sft)
     ds = load_dataset("json", data_files=str(export_trl(dpo, tmp_path, "dpo")), split="train")
     assert set(ds.column_names) == {"prompt", "chosen", "rejected", "images"}
-    lf = export_llamafactory(sft, tmp_path / "lf", "cd_sft")
-    export_llamafactory(dpo, tmp_path / "lf", "cd_dpo")
-    import json
-
+    lf = export_llamafactory(sft, tmp_path / "lf", "cd_sft", copy_images=True)
+    export_llamafactory(dpo, tmp_path / "lf", "cd_dpo", copy_images=True)
     info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
     assert info["cd_dpo"]["ranking"] is True and "ranking" not in info["cd_sft"]
     rec = json.loads(lf.read_text())[0]
-    n_img = sum(m["value"].count("<image>") for m in rec["conversations"])
-    assert n_img == len(rec["images"]) and rec["conversations"][-1]["from"] == "gpt"
-    ds = load_dataset("json", data_files=str(lf), split="train")
-    assert "conversations" in ds.column_names
+    assert rec["input"].count("<image>") == len(rec["images"]) and rec["output"] == sft[0]["completion"]
+    moved = shutil.move(tmp_path / "lf", tmp_path / "elsewhere" / "lf")
+    for path in json.loads((moved / "cd_sft.json").read_text())[0]["images"]:
+        assert not path.startswith("/") and (moved / path).is_file()  # relative to the folder, which carries them
+    assert "conversations" not in load_dataset("json", data_files=str(moved / "cd_sft.json"), split="train").column_names
 
 
 def test_lazy_dataset_loads_capped_rgb_images(train_store):
@@ -68,4 +79,7 @@ def test_lazy_dataset_loads_capped_rgb_images(train_store):
     ex = sft_examples(s, s.items(split="train")[:2], ExampleOptions(direct_share=1.0)).examples
     row = to_dataset(ex, 3136)[0]
     assert row["images"][0].mode == "RGB" and row["images"][0].width * row["images"][0].height <= 3136
-    assert row["prompt"][-1]["content"][0] in ({"type": "image"}, {"type": "text", "text": row["prompt"][-1]["content"][0].get("text")})
+    blocks = row["prompt"][-1]["content"]
+    assert sum(b == {"type": "image"} for b in blocks) == len(row["images"]) == len(ex[0]["images"])
+    source = ex[0]["messages"][-1]["content"]
+    assert [b.get("text") for b in blocks] == [p.get("text") for p in source]  # text and image order kept

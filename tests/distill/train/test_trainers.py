@@ -37,7 +37,8 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
     final = load_file(Path(res["final"]) / "model.safetensors")
     best = load_file(Path(res["best_checkpoint"]) / "model.safetensors")
     assert final.keys() == best.keys() and all((final[k] == best[k]).all() for k in final)
-    assert (out / "metrics.png").exists() and (Path(res["final"]) / "preprocessor_config.json").exists() or \
+    assert (out / "metrics.png").exists()
+    assert (Path(res["final"]) / "preprocessor_config.json").exists() or \
         (Path(res["final"]) / "processor_config.json").exists()
     from store import open_store
 
@@ -52,7 +53,7 @@ def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
             "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2"]
     sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "2"))
     assert (out / "checkpoint-2" / "adapter_model.safetensors").exists()
-    res = sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "4"))
+    res = sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "4", "--resume"))
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     steps = [r["step"] for r in state["log_history"] if "loss" in r]
     assert steps == [1, 2, 3, 4]  # steps 1-2 from the first run, 3-4 after resuming, none repeated
@@ -74,3 +75,18 @@ def test_dpo_margin_rises(tiny_model_dir, train_store, tmp_path):
     margins = [r["rewards/margins"] for r in _log(out) if "rewards/margins" in r]
     assert len(margins) == 8
     assert sum(margins[-3:]) / 3 > sum(margins[:3]) / 3 and margins[-1] > 0
+
+
+def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_store, tiny_model_dir):
+    args = ["--model_name_or_path", str(tiny_model_dir), "--db", str(train_store), "--output_dir",
+            str(tmp_path / "sft"), "--max_pixels", "3136", "--direct_share", "1.0", "--report_to", "none",
+            "--use_peft", "false", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "1",
+            "--per_device_train_batch_size", "4"]
+    sft_main(args + ["--max_steps", "1"])
+    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+        sft_main(args + ["--max_steps", "2"])
+    res = sft_main(args + ["--max_steps", "2", "--resume"])
+    state = json.loads((tmp_path / "sft" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and res["final"]
+    sft_main(args + ["--max_steps", "1", "--overwrite"])
+    assert not (tmp_path / "sft" / "checkpoint-2").exists()

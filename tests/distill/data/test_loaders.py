@@ -4,7 +4,9 @@ import shutil
 
 import pytest
 
-from distill.loaders import DataError, load_any, load_csv, load_json, load_registry
+from distill.data.loaders import DataError, load_any, load_json
+from distill.data.mac_csv import load_csv
+from distill.data.registry import load_registry
 
 
 def test_json_registry_and_csv_give_the_same_items(sample_dir, tmp_path):
@@ -79,7 +81,7 @@ def test_malformed_records_each_named(bad_corpus):
     assert "does not decode" in errors["corrupt-png"].message
     assert "placeholder" in errors["two-images"].message
     assert errors["bad-gold"].field == "output"
-    assert errors["good"].message == "duplicate id"
+    assert errors["good"].message == "duplicate image2text id"
     assert "cannot parse the options" in errors["no-options"].message
     assert str(bad_corpus) in str(err.value) and "id=bad-gold" in str(err.value)
 
@@ -100,11 +102,12 @@ def test_truncated_json_names_the_file(tmp_path):
 
 def test_registry_with_renamed_columns(sample_dir, tmp_path):
     recs = json.loads((sample_dir / "image2text_dev.json").read_text())
-    renamed = [{"sys": r["system"], "q": r["input"], "a": r["output"], "pics": r["images"], "id": r["id"]}
-               for r in recs]
+    # LLaMA-Factory resolves relative image paths against the registry's folder: these live elsewhere
+    renamed = [{"sys": r["system"], "q": r["input"], "a": r["output"], "id": r["id"],
+                "pics": [str(sample_dir / p) for p in r["images"]]} for r in recs]
     (sample_dir / "renamed.json").write_text(json.dumps(renamed))
     reg = tmp_path / "dataset_info.json"
-    reg.write_text(json.dumps({"image2text_custom": {"file_name": str(sample_dir / "renamed.json"), "columns": {
+    reg.write_text(json.dumps({"image2text_custom_dev": {"file_name": str(sample_dir / "renamed.json"), "columns": {
         "prompt": "sys", "query": "q", "response": "a", "images": "pics"}}}))
     items = load_registry(reg).items
     assert [i.gold for i in items] == [r["output"] for r in recs]

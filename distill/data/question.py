@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distill.items import IMAGE_TOKEN, Item
+from distill.data.items import IMAGE_TOKEN, Item
 
 
 def question_parts(item: Item, text: str | None = None, text_only: bool = False) -> list[dict]:

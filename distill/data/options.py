@@ -5,12 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from distill.items import IMAGE_TOKEN, LETTERS
+from distill.data.items import IMAGE_TOKEN, LETTERS
 
 # "A. text", "A) text", "(A) text", "A: text", "[A] text", optionally "Option A." / "**A.**"
 _LABEL = re.compile(
     r"^[ \t]*(?:\*\*)?(?:Option[ \t]+)?(?:\((?P<p>[A-H])\)|\[(?P<b>[A-H])\]|(?P<l>[A-H])[.):])(?:\*\*)?[ \t]*",
     re.MULTILINE,
+)
+
+
+# A line that instructs rather than informs: "Answer with the option's letter...", "Please choose...", ...
+INSTRUCTION_LINE = re.compile(
+    r"^[ \t]*(?:answer|please|choose|select|respond|reply|output|give|pick|only|return|note)\b.*$",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 
@@ -29,8 +36,8 @@ class ParsedOption:
 def parse_options(text: str, min_options: int = 2) -> list[ParsedOption]:
     """The last run of consecutive labels A, B, C, ... in `text`.
 
-    An option runs to the next label; the last option runs to the first blank line after it
-    (instructions may follow the options), or to the end of the text.
+    An option runs to the next label; the last option runs to the first blank line after it, or to the first
+    instruction line after it (instructions may follow the options), or to the end of the text.
     """
     labels = [(m, m.group("p") or m.group("b") or m.group("l")) for m in _LABEL.finditer(text)]
     best: list = []
@@ -53,8 +60,9 @@ def parse_options(text: str, min_options: int = 2) -> list[ParsedOption]:
         if i + 1 < len(best):
             end = best[i + 1][0].start()
         else:
-            blank = re.search(r"\n[ \t]*\n", text[start:])
-            end = start + blank.start() if blank else len(text)
+            rest = text[start:]
+            stops = [m.start() for m in (re.search(r"\n[ \t]*\n", rest), INSTRUCTION_LINE.search(rest, 1)) if m]
+            end = start + min(stops) if stops else len(text)
         body = text[start:end]
         stripped = body.rstrip()
         out.append(ParsedOption(letter, stripped, start, start + len(stripped)))
@@ -81,6 +89,6 @@ def image_indices(text: str) -> list[int]:
 
 
 def render_options(options: list[str], style: str = "A. ") -> str:
-    """Options as lines in one of the label styles found in such data."""
+    """Options as lines in one of the label styles found in such data: the one renderer of option lists."""
     fmt = {"A. ": "{}. {}", "A) ": "{}) {}", "(A) ": "({}) {}", "A: ": "{}: {}"}[style]
     return "\n".join(fmt.format(LETTERS[i], t) for i, t in enumerate(options))

@@ -1,5 +1,5 @@
-from distill.loaders import load_json
-from distill.splits import carve_validation
+from distill.data.loaders import load_json
+from distill.data.splits import carve_validation
 
 
 def test_validation_split_is_seeded_stratified_and_disjoint(sample_dir):

@@ -3,8 +3,8 @@ text2image: the images). Used by the critic's consistency check, augmentation an
 
 from __future__ import annotations
 
-from distill.items import LETTERS, Item, Option
-from distill.options import replace_spans
+from distill.data.items import LETTERS, Item, Option
+from distill.data.options import replace_spans
 
 
 def permute(item: Item, order: list[int], new_id: str | None = None) -> Item:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+from collections import Counter
 from pathlib import Path
 
-from distill.fileio import atomic_write_json
-from distill.letters import parse_answer
+from distill.data.fileio import atomic_write_json
+from distill.data.letters import parse_reply
 
 log = logging.getLogger(__name__)
 VALID = set("ABCD")
@@ -60,28 +60,40 @@ def read_answers(path: str | Path) -> dict[str, str]:
     return {a["id"]: a["output"] for a in data}
 
 
-def from_llamafactory(jsonl: str | Path, ids: list[str], letters: list[list[str]], fallback: str = "A"):
+FILL_RULE = ("an unparseable line gets the letter its task's parsed answers have chosen least often so far "
+             "(ties: the earliest such letter in A-D order), so fills never pile onto one letter")
+
+
+def from_llamafactory(jsonl: str | Path, ids: list[str], letters: list[list[str]],
+                      fallback: str | None = None) -> tuple[dict[str, str], list[dict]]:
     """LLaMA-Factory `vllm_infer.py` output (one JSON line per dataset record, in order: `prompt`, `predict`,
-    `label`) -> {id: letter}, plus the line numbers that held no parseable letter (given `fallback`)."""
-    lines = [ln for ln in Path(jsonl).read_text().splitlines() if ln.strip()]
+    `label`) -> ({id: letter}, one detail row per line). Replies are parsed strictly; a line with no letter
+    named as the answer is filled by `fallback` (a letter) or, by default, by FILL_RULE, and its row says so."""
+    lines = [ln for ln in Path(jsonl).read_text(encoding="utf-8").splitlines() if ln.strip()]
     if len(lines) != len(ids):
         raise AnswerError(f"{jsonl}: {len(lines)} predictions for {len(ids)} test records (they pair up in order)")
-    out, bad = {}, []
+    rows: list[dict] = []
     for n, (line, rid, opts) in enumerate(zip(lines, ids, letters), start=1):
         try:
-            pred = json.loads(line).get("predict", "")
-        except json.JSONDecodeError:
-            bad.append((n, "not JSON"))
-            out[rid] = fallback
+            raw = json.loads(line).get("predict", "")
+        except (json.JSONDecodeError, AttributeError):
+            raw, letter, why = line, None, "not a JSON object"
+        else:
+            letter, why = parse_reply(str(raw), opts)
+        rows.append({"id": rid, "line": n, "raw": raw, "letter": letter, "parsed": letter is not None,
+                     **({"why": why} if why else {})})
+    chosen = Counter(r["letter"] for r in rows if r["parsed"])
+    for r, opts in zip(rows, letters):
+        if r["parsed"]:
             continue
-        text = re.sub(r"<think>.*?</think>", "", str(pred), flags=re.DOTALL).strip()
-        letter = parse_answer(text, opts)
-        if letter is None and text[:1].upper() in opts and (len(text) == 1 or not text[1].isalpha()):
-            letter = text[0].upper()
-        if letter is None:
-            bad.append((n, f"no letter in {text[:60]!r}"))
-            letter = fallback
-        out[rid] = letter
-    for n, why in bad:
-        log.warning("%s line %d: %s (answered %s)", jsonl, n, why, fallback)
-    return out, bad
+        if fallback:
+            if fallback not in opts:
+                raise AnswerError(f"--fallback {fallback} is not an option letter ({''.join(opts)})")
+            r["letter"], r["filled_by"] = fallback, "--fallback"
+        else:
+            r["letter"] = min(opts, key=lambda L: (chosen[L], L))
+            r["filled_by"] = "least-chosen"
+            chosen[r["letter"]] += 1
+        log.warning("%s line %d (id %s): %s in %r; answered %s (%s)", jsonl, r["line"], r["id"], r["why"],
+                    str(r["raw"])[:60], r["letter"], r["filled_by"])
+    return {r["id"]: r["letter"] for r in rows}, rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from distill.items import Item
+from distill.data.items import Item
 
 TEMPLATES_VERSION = "templates-v1"
 

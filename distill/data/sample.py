@@ -5,6 +5,9 @@ Each cover is (colour, shape, layout). Its story names the motifs as a cover tex
 hexagons tiled in a lattice") and ties them to a scientific idea, so a model that reads the motifs
 can beat chance. Distractors are hard: they share the shape, the layout or both with the gold, never its
 colour, so the task is learnable by design (colour decides) yet a shallow reader is misled.
+
+Held-out items (dev, test) take their own motifs from a pool that no training item uses, as gold or as
+distractor: no dev/test cover or story is reachable from training data (what `distill audit` checks).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from distill.items import LETTERS
-from distill.loaders import DEFAULT_SYSTEM
+from distill.data.items import LETTERS
+from distill.data.loaders import DEFAULT_SYSTEM
+from distill.data.options import render_options
 
 COLOURS = {
     "crimson": ((200, 30, 45), "heat flowing through the material"),
@@ -46,6 +50,7 @@ BACKGROUNDS = [(12, 18, 40), (28, 28, 28), (235, 235, 225), (60, 20, 30)]
 JOURNALS = ["Nature", "Science", "Cell", "ACS Nano"]
 FIELDS = ["materials scientists", "biophysicists", "chemists", "physicists", "cell biologists"]
 SIZE = (224, 280)
+HELD_OUT_MOTIFS = 40  # of the 150 motifs, the ones only dev and test items are about
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,9 @@ def generate(out_dir: str | Path, n_train: int = 64, n_dev: int = 10, n_test: in
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     motifs = [Motif(c, s, l) for c in COLOURS for s in SHAPES for l in LAYOUTS]
-    n_total = n_train + n_dev + n_test
+    pool = list(motifs)
+    random.Random(f"{seed}:held-out").shuffle(pool)
+    held_out, training = pool[:HELD_OUT_MOTIFS], pool[HELD_OUT_MOTIFS:]
     covers: dict[tuple[Motif, str], str] = {}
 
     def cover(m: Motif, journal: str) -> str:
@@ -139,21 +146,21 @@ def generate(out_dir: str | Path, n_train: int = 64, n_dev: int = 10, n_test: in
     registry = {}
     for task in ("image2text", "text2image"):
         records = []
-        for i in range(n_total):
-            gold = rng.choice(motifs)
+        for i in range(n_train + n_dev + n_test):
+            train = i < n_train
+            gold = rng.choice(training if train else held_out)
             journal = rng.choice(JOURNALS)
-            options = _distractors(gold, motifs, rng, 3) + [gold]
+            options = _distractors(gold, training if train else motifs, rng, 3) + [gold]
             rng.shuffle(options)
             answer = LETTERS[options.index(gold)]
             if task == "image2text":
                 stories = [write_story(m, rng) for m in options]
-                body = "\n".join(f"{LETTERS[k]}. {s}" for k, s in enumerate(stories))
-                text = f"<image>\nWhich of the following cover stories matches this {journal} cover?\n{body}"
+                text = (f"<image>\nWhich of the following cover stories matches this {journal} cover?\n"
+                        f"{render_options(stories)}")
                 images = [cover(gold, journal)]
             else:
                 story = write_story(gold, rng)
-                body = "\n".join(f"{LETTERS[k]}. <image>" for k in range(len(options)))
-                text = f"Which {journal} cover matches this cover story?\n{story}\n{body}"
+                text = f"Which {journal} cover matches this cover story?\n{story}\n{render_options(['<image>'] * 4)}"
                 images = [cover(m, journal) for m in options]
             records.append({"system": DEFAULT_SYSTEM[task], "input": text, "output": answer, "images": images,
                             "id": f"{task[:3]}-{i:04d}", "journal": journal})

@@ -1,6 +1,6 @@
 from PIL import Image
 
-from distill.images import capped_size, image_tokens, load_image, sha256_file, to_rgb
+from distill.data.images import capped_size, image_tokens, load_image, sha256_file, to_rgb
 
 
 def test_cap_keeps_area_under_max_and_multiples_of_28():

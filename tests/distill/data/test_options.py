@@ -1,6 +1,6 @@
 import pytest
 
-from distill.options import OptionParseError, parse_options, render_options
+from distill.data.options import OptionParseError, parse_options, render_options
 
 
 @pytest.mark.parametrize("style", ["A. ", "A) ", "(A) ", "A: "])

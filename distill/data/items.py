@@ -24,7 +24,10 @@ class Option(BaseModel):
 class Item(BaseModel):
     id: str
     task: Task
-    system: str = ""
+    system: str = ""  # the task's requirement text ("# Requirement\n You are an excellent scientific ...")
+    # Where LLaMA-Factory puts `system`: False (the task's registry maps it to `prompt`): at the start of the user
+    # turn, under the chat template's default system prompt; True (a registry's `system` column): the system turn.
+    system_turn: bool = False
     input: str  # the question verbatim, one `<image>` per entry of `images`
     options: list[Option]
     images: list[str]  # resolved paths, in placeholder order
@@ -35,6 +38,11 @@ class Item(BaseModel):
     parents: list[str] = Field(default_factory=list)  # augmentation provenance
     transform: str | None = None
     meta: dict = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Ids are unique per task, not across tasks (MAC's ids name the journal issue): this is unique."""
+        return item_key(self.task, self.id)
 
     @property
     def letters(self) -> list[str]:
@@ -54,13 +62,17 @@ class Item(BaseModel):
         """The images a describer has to caption (all images of the item)."""
         return list(dict.fromkeys(self.images))
 
-    def record(self) -> dict:
-        """The item in the task's own JSON format (LLaMA-Factory's columns)."""
-        rec = {"system": self.system, "input": self.input, "output": self.gold or "", "images": self.images,
-               "id": self.id}
+    def record(self, images: list[str] | None = None) -> dict:
+        """The item in the task's own JSON format (`images`: the paths to write, default the item's)."""
+        rec = {"system": self.system, "input": self.input, "output": self.gold or "",
+               "images": self.images if images is None else images, "id": self.id}
         if self.journal:
             rec["journal"] = self.journal
         return rec
+
+
+def item_key(task: str, item_id: str) -> str:
+    return f"{task}/{item_id}"
 
 
 def content_id(task: str, system: str, text: str, images: list[str]) -> str:

@@ -1,8 +1,8 @@
 import pytest
 
-from distill.loaders import load_json
-from distill.options import parse_options
-from distill.permute import permute, rotation
+from distill.data.loaders import load_json
+from distill.data.options import parse_options
+from distill.data.permute import permute, rotation
 
 
 @pytest.mark.parametrize("task", ["image2text", "text2image"])

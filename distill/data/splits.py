@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 
-from distill.items import Item
+from distill.data.items import Item
 
 
 def _rank(seed: int, item_id: str) -> str:
@@ -27,13 +27,13 @@ def carve_validation(items: list[Item], fraction: float = 0.1, seed: int = 0,
     val_ids: set[str] = set()
     for (task, _), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         k = round(len(group) * fraction)
-        val_ids.update(it.id for it in sorted(group, key=lambda it: _rank(seed, it.id))[:k])
+        val_ids.update(it.key for it in sorted(group, key=lambda it: _rank(seed, it.id))[:k])
     for task, total in per_task_total.items():  # small sets: make sure each task gets its minimum
-        have = [it for it in items if it.task == task and it.id in val_ids]
-        rest = sorted((it for it in items if it.task == task and it.id not in val_ids),
+        have = [it for it in items if it.task == task and it.key in val_ids]
+        rest = sorted((it for it in items if it.task == task and it.key not in val_ids),
                       key=lambda it: _rank(seed, it.id))
         need = min(min_per_task, total - 1) - len(have)
-        val_ids.update(it.id for it in rest[:max(0, need)])
-    train = [it.model_copy(update={"split": "train"}) for it in items if it.id not in val_ids]
-    val = [it.model_copy(update={"split": "val"}) for it in items if it.id in val_ids]
+        val_ids.update(it.key for it in rest[:max(0, need)])
+    train = [it.model_copy(update={"split": "train"}) for it in items if it.key not in val_ids]
+    val = [it.model_copy(update={"split": "val"}) for it in items if it.key in val_ids]
     return train, val

@@ -1,6 +1,6 @@
 import json
 
-from distill.loaders import load_json
+from distill.data.loaders import load_json
 
 
 def test_sample_data_is_valid_and_small(sample_dir):
@@ -23,7 +23,7 @@ def _motifs(path: str) -> tuple[str, str, str]:
 
 def test_colour_decides_and_shape_alone_misleads(sample_dir):
     """Learnable by design: the cover's colour names exactly one option; its shape alone often does not."""
-    from distill.sample_data import COLOURS
+    from distill.data.sample import COLOURS
 
     colour_hits = shape_hits = total = 0
     for it in load_json(sample_dir / "image2text_train.json").items:
@@ -41,7 +41,7 @@ def test_colour_decides_and_shape_alone_misleads(sample_dir):
 
 
 def test_generator_is_deterministic(tmp_path):
-    from distill.sample_data import generate
+    from distill.data.sample import generate
 
     a = generate(tmp_path / "a", 4, 2, 2, seed=7)
     b = generate(tmp_path / "b", 4, 2, 2, seed=7)

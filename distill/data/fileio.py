@@ -1,4 +1,5 @@
-"""Atomic writes: a temporary file in the same folder, fsynced, then renamed over the target."""
+"""Writing outputs: atomic (a temporary file in the same folder, fsynced, renamed over the target), readable by
+others (0644), and never over an existing output unless the caller was told `--overwrite`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    present = [str(p) for p in paths if Path(p).exists()]
+    if present and not overwrite:
+        more = f" and {len(present) - 3} more" if len(present) > 3 else ""
+        raise FileExistsError(f"{', '.join(present[:3])}{more} already exist(s): pass --overwrite to replace")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -17,6 +25,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an output is for others to read too
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

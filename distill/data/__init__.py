@@ -1,0 +1,1 @@
+"""The data core: items, their options and images, the files they come from and go to. Imports nothing else of the project."""

@@ -1,0 +1,89 @@
+"""What the student sees and writes: the prompt for an item and the completion it is trained to give.
+
+Training, export, prediction and evaluation all render prompts here, so the forms never drift apart. The prompt
+layout is an explicit setting, recorded with every trained model:
+- `llamafactory` (default): what LLaMA-Factory builds from the item's registry. With the task's registry
+  (`"prompt": "system", "query": "input"`) the requirement text opens the user turn, joined to the question by a
+  newline, under the chat template's default system prompt; from a registry's `system` column
+  (`item.system_turn`) it is the system turn. A student trained this way reads the prompts `vllm_infer.py`
+  gives it.
+- `system`: the requirement text as the system message, the question alone as the user turn."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+from distill.data.items import Item
+from distill.data.letters import parse_answer
+from distill.data.question import question_parts
+
+Layout = Literal["llamafactory", "system"]
+LAYOUTS: tuple[Layout, ...] = ("llamafactory", "system")
+DEFAULT_LAYOUT: Layout = "llamafactory"
+LAYOUT_FILE = "distill_prompt.json"  # written beside a trained model: the layout it was trained with
+
+COT_INSTRUCTION = ("Think step by step about what the cover's visual elements stand for, compare the options, "
+                   "then end with a last line 'Answer: X'.")
+ANSWER_RE = re.compile(r"Answer:\s*\(?([A-H])\)?\s*$", re.IGNORECASE)
+
+
+def user_text(item: Item, mode: str = "direct", system: str | None = None, layout: Layout = DEFAULT_LAYOUT,
+              text: str | None = None) -> str:
+    """The user turn's text, `<image>` placeholders included."""
+    text = item.input if text is None else text
+    if mode == "cot":
+        text = text.rstrip() + "\n" + COT_INSTRUCTION
+    sys_text = item.system if system is None else system
+    if sys_text and not in_system_turn(item, layout):
+        text = f"{sys_text}\n{text}"  # LLaMA-Factory joins `prompt` and `query` with a newline
+    return text
+
+
+def in_system_turn(item: Item, layout: Layout) -> bool:
+    return layout == "system" or item.system_turn
+
+
+def system_text(item: Item, system: str | None = None, layout: Layout = DEFAULT_LAYOUT) -> str | None:
+    """The system message, or None for the chat template's default."""
+    sys_text = item.system if system is None else system
+    return sys_text if sys_text and in_system_turn(item, layout) else None
+
+
+def prompt_messages(item: Item, mode: str = "direct", system: str | None = None, text: str | None = None,
+                    layout: Layout = DEFAULT_LAYOUT) -> list[dict]:
+    msgs = []
+    sys_msg = system_text(item, system, layout)
+    if sys_msg:
+        msgs.append({"role": "system", "content": sys_msg})
+    msgs.append({"role": "user", "content": question_parts(item, user_text(item, mode, system, layout, text))})
+    return msgs
+
+
+def completion(letter: str, rationale: str | None = None) -> str:
+    """Direct: just the letter. Chain of thought: the rationale, then one fixed, parseable answer line."""
+    if rationale is None:
+        return letter
+    return f"{rationale.strip()}\nAnswer: {letter}"
+
+
+def parse_completion(text: str, letters: list[str]) -> str | None:
+    """The letter a student completion commits to (the trained form first, then robust fallbacks)."""
+    m = ANSWER_RE.search(text.strip())
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
+    return parse_answer(text, letters)
+
+
+def write_layout(model_dir: str | Path, layout: Layout) -> None:
+    from distill.data.fileio import atomic_write_json
+
+    atomic_write_json(Path(model_dir) / LAYOUT_FILE, {"layout": layout})
+
+
+def recorded_layout(model_dir: str | Path) -> Layout | None:
+    """The layout a model folder was trained with, if cover-distill trained it."""
+    p = Path(model_dir) / LAYOUT_FILE
+    return json.loads(p.read_text())["layout"] if p.is_file() else None

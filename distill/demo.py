@@ -1,0 +1,75 @@
+"""`distill demo`: the whole pipeline on the embedded default, readable as a script.
+
+sample data + tiny model (made once) -> teacher graph -> augment -> sft -> dpo -> predict -> eval, all on CPU,
+every artefact under the workdir."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from distill.logs import stdout
+
+log = logging.getLogger(__name__)
+OUTPUTS = ("traces.db", "traces.db-wal", "traces.db-shm", "augment", "sft", "dpo", "answers")
+
+
+def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -> dict:
+    from distill.data.sample import generate
+    from distill.evaluate import markdown
+    from distill.pipeline import run_augment, run_eval, run_predict, run_teacher
+    from distill.predict import PredictConfig
+    from distill.recipe import load_recipe
+    from distill.tiny_model import build_tiny_model
+    from distill.train.dpo import main as dpo_main
+    from distill.train.sft import main as sft_main
+
+    workdir = Path(workdir)
+    used = [workdir / name for name in OUTPUTS if (workdir / name).exists()]
+    if used and not overwrite:
+        raise FileExistsError(f"{workdir} holds an earlier demo's outputs: pass --overwrite to start again")
+    for path in used:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    recipe = load_recipe(config, {"workdir": str(workdir)})
+    data_dir, model_dir = workdir / "data", workdir / "tiny-model"
+    if not (data_dir / "dataset_info.json").exists():
+        log.info("writing sample data to %s", data_dir)
+        generate(data_dir)
+    if not (model_dir / "config.json").exists():
+        log.info("building the tiny model in %s", model_dir)
+        build_tiny_model(model_dir)
+    artefacts = {"data": str(data_dir), "tiny model": str(model_dir), "store": recipe.db}
+
+    summary = run_teacher(recipe)
+    artefacts["teacher run"] = summary.run_id
+    log.info("teacher: %d accepted, %d rejected traces over %d items (%d failed)", summary.accepted,
+             summary.rejected, summary.items, summary.failed)
+
+    aug = run_augment(recipe.db, workdir / "augment", recipe.augment)
+    artefacts["augmented"] = str(workdir / "augment")
+    log.info("augment: %d new training items %s, gold letters %s", aug["new_items"], aug["counts"],
+             aug["gold_letters"])
+
+    configs = Path(config).parent
+    common = ["--db", recipe.db, "--max_pixels", str(recipe.data.max_pixels)]
+    sft = sft_main(["--config", str(configs / "sft-demo.yaml"), "--model_name_or_path", str(model_dir),
+                    "--output_dir", str(workdir / "sft"), *common])
+    artefacts["sft model"] = student = sft["final"]
+    try:
+        dpo = dpo_main(["--config", str(configs / "dpo-demo.yaml"), "--model_name_or_path", sft["final"],
+                        "--output_dir", str(workdir / "dpo"), *common])
+        artefacts["dpo model"] = student = dpo.get("merged", dpo["final"])
+    except ValueError as exc:  # no item had both an accepted and a wrong-answer rationale
+        log.warning("DPO skipped: %s", exc)
+
+    tests = [str(data_dir / f"{t}_test.json") for t in ("image2text", "text2image")]
+    answers = workdir / "answers"
+    run_predict(student, tests, answers, PredictConfig(method="debias"), max_pixels=recipe.data.max_pixels)
+    report = run_eval(answers, [data_dir / f"{t}_test_gold.json" for t in ("image2text", "text2image")], answers)
+    artefacts["answers"] = str(answers)
+    artefacts["eval report"] = str(answers / "eval.md")
+    for k, v in artefacts.items():
+        log.info("%-12s %s", k, v)
+    stdout.print("\nTest accuracy of the demo student:\n" + markdown(report).split("\n\n")[0], markup=False)
+    return artefacts

@@ -1,0 +1,61 @@
+"""Loading the student: the model and processor under the shared image policy, LoRA or full fine-tuning."""
+
+from __future__ import annotations
+
+from distill.backends.base import require_local_model
+from distill.data.images import DEFAULT_MIN_PIXELS
+from distill.train.arguments import DistillArguments
+
+LANGUAGE_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def load_model(margs, dargs: DistillArguments, training_args):
+    """Loaded here rather than through TRL's `model_init_kwargs`: the frozen vision tower's gradient hook
+    (`distill.train.checkpointing`) must be in place before TRL wraps the model for PEFT."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    require_local_model(margs.model_name_or_path)
+    dtype = torch.bfloat16 if getattr(training_args, "bf16", False) else torch.float32
+    if margs.dtype not in (None, "auto"):
+        dtype = getattr(torch, margs.dtype)
+    kw = {"dtype": dtype}
+    if margs.attn_implementation:
+        kw["attn_implementation"] = margs.attn_implementation
+    model = AutoModelForImageTextToText.from_pretrained(margs.model_name_or_path, **kw)
+    processor = AutoProcessor.from_pretrained(margs.model_name_or_path)
+    ip = processor.image_processor
+    ip.size = {"shortest_edge": DEFAULT_MIN_PIXELS, "longest_edge": dargs.max_pixels}  # the one image policy
+    for attr, val in (("max_pixels", dargs.max_pixels), ("min_pixels", DEFAULT_MIN_PIXELS)):
+        if hasattr(ip, attr):
+            setattr(ip, attr, val)
+    if not margs.use_peft:
+        for name, p in model.named_parameters():
+            if dargs.freeze_vision and ".visual." in f".{name}" and not (dargs.train_projector and "merger" in name):
+                p.requires_grad_(False)
+    if dargs.freeze_vision:
+        from distill.train.checkpointing import text_only_input_grads
+
+        text_only_input_grads(model)
+    return model, processor
+
+
+def peft_config(margs, dargs: DistillArguments):
+    """TRL's LoRA config from the recipe, with its targets scoped to the language model: Qwen2.5-VL's vision
+    blocks have MLP layers of the same names (gate_proj, up_proj, down_proj), which a plain name list would
+    also adapt."""
+    from trl import get_peft_config
+
+    config = get_peft_config(margs)
+    if config is None:
+        return None
+    targets = margs.lora_target_modules or LANGUAGE_LINEARS
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    if targets == ["all-linear"]:
+        targets = LANGUAGE_LINEARS
+    scope = r".*\.language_model\." if dargs.freeze_vision else r".*\.(language_model|visual)\."
+    config.target_modules = scope + r".*\.(" + "|".join(targets) + r")"
+    if dargs.train_projector:
+        config.modules_to_save = list(config.modules_to_save or []) + ["merger"]
+    config.task_type = "CAUSAL_LM"
+    return config

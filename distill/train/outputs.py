@@ -1,0 +1,47 @@
+"""The output folder: refused when it exists (unless resuming or overwriting), resumed from its last checkpoint,
+and finished with OUTPUT_DIR/final: the best checkpoint by validation accuracy, else the last weights."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from distill.train.arguments import DistillArguments
+
+
+def prepare_output_dir(output_dir: str, dargs: DistillArguments) -> str | None:
+    """The checkpoint to resume from, if any. An existing, non-empty folder is only reused when asked."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(output_dir)
+    used = out.is_dir() and any(out.iterdir())
+    if used and dargs.overwrite:
+        shutil.rmtree(out)
+        used = False
+    if used and not dargs.resume:
+        raise FileExistsError(f"output folder {out} exists: pass --resume to continue it from its last checkpoint, "
+                              "or --overwrite to replace it")
+    checkpoint = get_last_checkpoint(str(out)) if used else None
+    if dargs.resume and used and checkpoint is None:
+        raise FileNotFoundError(f"--resume: {out} holds no checkpoint-* folder to continue from")
+    out.mkdir(parents=True, exist_ok=True)
+    return checkpoint
+
+
+def write_final(trainer, processor, out: Path) -> tuple[Path, str | None]:
+    """Copy the best checkpoint's weights to OUTPUT_DIR/final (not the Trainer's in-place reload, which does not
+    map Qwen2.5-VL's saved key names back in this transformers), else save the last weights there."""
+    final = out / "final"
+    best = trainer.state.best_model_checkpoint
+    if final.exists():
+        shutil.rmtree(final)
+    if best and Path(best).is_dir():
+        final.mkdir(parents=True)
+        for f in Path(best).iterdir():
+            if f.is_file() and f.suffix in (".safetensors", ".json") and \
+                    not f.name.startswith(("trainer_state", "optimizer")):
+                shutil.copy2(f, final / f.name)
+    else:
+        trainer.save_model(str(final))
+    processor.save_pretrained(str(final))
+    return final, best
