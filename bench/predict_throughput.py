@@ -1,13 +1,16 @@
-"""Inference throughput: naive HF scoring vs `distill predict`'s scoring paths, in one process.
+"""Inference throughput: naive HF scoring vs `distill predict`'s scoring paths, in one process, same items.
 
-naive:  HF processor + forward on left-padded batches in dataset order, full logits, last position.
-ours:   distill.predict with the in-process backend: length-sorted batches, logits_to_keep=1, each image
-        preprocessed and encoded once (rotations and recurring distractor covers reuse it).
+naive:    HF processor + forward on left-padded batches in dataset order, full logits, last position.
+ours:     distill.predict with the in-process backend: length-sorted batches, logits_to_keep=1, each image
+          preprocessed and encoded once (rotations and recurring distractor covers reuse it).
+vllm-raw: vLLM's `LLM.generate` on the same prompts (chat template + images), one token, logprobs=20.
+vllm:     distill.predict with the vLLM backend (`--backend vllm`): the same engine, the scored step restricted
+          to the option letters; score, debias (4 rotations) and prior. The prefix cache is reset before each run.
 Prints questions/s, ratios, and the share of bf16 peak reached against the FLOP floor
 (2 x parameters x tokens for the language model, 2 x vision parameters x patches for the vision tower).
 
-    python bench/predict_throughput.py --model 7b --device cuda --n-i2t 256 --n-t2i 128
-    python bench/predict_throughput.py --model tiny --device cpu --n-i2t 8 --n-t2i 8   # smoke run
+    python -m bench.predict_throughput --model 7b --device cuda --n-i2t 256 --n-t2i 128 --vllm
+    python -m bench.predict_throughput --model tiny --device cpu --n-i2t 8 --n-t2i 8   # smoke run
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-i2t", type=int, default=256)
     p.add_argument("--n-t2i", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--hf-methods", default="score,debias,prior", help="in-process methods to time ('' for none)")
+    p.add_argument("--vllm", action="store_true", help="then time vLLM raw and distill's vLLM backend")
+    p.add_argument("--vllm-only", action="store_true", help="skip the HF runs (baselines from an earlier call)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.7)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     return p
 
@@ -88,7 +95,57 @@ def matmul_peak(device: str) -> float | None:
     return 10 * 2 * 8192 ** 3 / (time.perf_counter() - t0)
 
 
+def vllm_runs(args, tasks: dict, work: Path, results: dict) -> None:
+    """The vLLM engine on the 7B architecture at random weights; raw generate vs distill's backend."""
+    from vllm import SamplingParams
+
+    from bench.workloads import model_folder
+    from distill.backends.base import ChatRequest
+    from distill.backends.config import BackendConfig
+    from distill.backends.vllm_backend import VLLMBackend
+    from distill.data.student import prompt_messages
+    from distill.predict import PredictConfig, predict_items
+
+    folder = model_folder(args.model, work / "model")
+    t0 = time.perf_counter()
+    backend = VLLMBackend(BackendConfig(backend="vllm", model=str(folder), max_pixels=MAX_PIXELS, dtype="bfloat16",
+                                        extra={"load_format": "dummy", "max_model_len": 4096,
+                                               "gpu_memory_utilization": args.gpu_memory_utilization}))
+    llm, _ = backend.engine
+    results["vllm_engine_start_s"] = time.perf_counter() - t0
+    for task, its in tasks.items():
+        r = results["tasks"].setdefault(task, {})
+        def prompts(its=its) -> list[dict]:
+            return [backend.prompt(ChatRequest(prompt_messages(it))) for it in its]
+
+        plain = SamplingParams(max_tokens=1, temperature=0.0, logprobs=20)
+        llm.generate(prompts()[: args.batch], plain, use_tqdm=False)  # warm-up
+        ours(backend, its[: args.batch], "score", args.device)
+        for m in ("raw", "score", "debias", "prior", "raw2", "score2"):  # raw and score twice: the spread
+            llm.reset_prefix_cache()
+            t = time.perf_counter()
+            if m.startswith("raw"):  # the engine alone: prompts and images made beforehand
+                ready = prompts()
+                llm.reset_prefix_cache()
+                t = time.perf_counter()
+                outs = llm.generate(ready, plain, use_tqdm=False)
+                r["vllm_prompt_tokens_per_item"] = sum(len(o.prompt_token_ids) for o in outs) / len(its)
+            else:
+                ours(backend, its, m.rstrip("2"), args.device)
+            r[f"vllm_{m}_qps"] = len(its) / (time.perf_counter() - t)
+        for m in ("raw", "score"):
+            r[f"vllm_{m}_qps"] = max(r[f"vllm_{m}_qps"], r.pop(f"vllm_{m}2_qps"))
+        r["vllm_score_vs_raw"] = r["vllm_score_qps"] / r["vllm_raw_qps"]
+        r["vllm_debias_cost_vs_score"] = r["vllm_score_qps"] / r["vllm_debias_qps"]
+        r["vllm_prior_cost_vs_score"] = r["vllm_score_qps"] / r["vllm_prior_qps"]
+        rows = asyncio.run(predict_items(backend, its[:8], PredictConfig()))
+        r["vllm_letter_probs_sum_to_one"] = all(abs(sum(x["probs"].values()) - 1) < 1e-3 for x in rows)
+        print(json.dumps({task: r}, indent=1), flush=True)
+
+
 def main(argv=None) -> dict:
+    import gc
+
     import torch
 
     from bench.workloads import build_model, items as make_items, parameter_counts
@@ -106,34 +163,51 @@ def main(argv=None) -> dict:
     TransformersBackend._models[key] = Model(cfg, model=model, processor=processor)
     results = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
                "model": args.model, "batch": args.batch, "params": params, "bf16_peak_flops": peak, "tasks": {}}
-    for task, n in (("image2text", args.n_i2t), ("text2image", args.n_t2i)):
-        its = make_items(task, n, work, seed=1)
+    methods = [m for m in args.hf_methods.split(",") if m]
+    tasks = {task: make_items(task, n, work, seed=1) for task, n in (("image2text", args.n_i2t),
+                                                                    ("text2image", args.n_t2i))}
+    for task, its in (() if args.vllm_only else tasks.items()):
+        n = len(its)
         naive(model, processor, its[: args.batch], args.batch, args.device)  # warm-up
         ours(backend, its[: args.batch], "score", args.device)
         t_naive, p_naive, tokens = naive(model, processor, its, args.batch, args.device)
-        runs = {m: ours(backend, its, m, args.device) for m in ("score", "debias", "prior")}
-        agree = max(abs(a[L] - b["probs"][L]) for a, b in zip(p_naive, runs["score"][1]) for L in "ABCD")
+        runs = {m: ours(backend, its, m, args.device) for m in methods}
         n_img = sum(len(it.images) for it in its)
         patches = n_img * (MAX_PIXELS // (14 * 14))
         floor = 2 * params["language"] * tokens + 2 * params["vision"] * patches
-        r = {"items": n, "tokens_per_item": tokens / n, "naive_qps": n / t_naive,
-             "max_prob_diff_naive_vs_ours": agree, "flop_floor_per_item": floor / n}
+        r = {"items": n, "tokens_per_item": tokens / n, "naive_qps": n / t_naive, "flop_floor_per_item": floor / n}
         for m, (t, _) in runs.items():
             r[f"{m}_qps"] = n / t
-        r["score_vs_naive"] = r["score_qps"] / r["naive_qps"]
-        r["debias_cost_vs_score"] = r["score_qps"] / r["debias_qps"]
-        r["prior_cost_vs_score"] = r["score_qps"] / r["prior_qps"]
+        if "score" in runs:
+            r["max_prob_diff_naive_vs_ours"] = max(abs(a[L] - b["probs"][L]) for a, b in zip(p_naive, runs["score"][1])
+                                                   for L in "ABCD")
+            r["score_vs_naive"] = r["score_qps"] / r["naive_qps"]
+            for m in ("debias", "prior"):
+                if m in runs:
+                    r[f"{m}_cost_vs_score"] = r["score_qps"] / r[f"{m}_qps"]
+            if peak:
+                r["score_share_of_peak"] = floor / runs["score"][0] / peak
         if peak:
-            r["score_share_of_peak"] = floor / runs["score"][0] / peak
             r["naive_share_of_peak"] = floor / t_naive / peak
         results["tasks"][task] = r
         print(json.dumps({task: r}, indent=1), flush=True)
+    if args.vllm:
+        del backend, model
+        TransformersBackend._models.clear()
+        gc.collect()
+        torch.cuda.empty_cache()
+        vllm_runs(args, tasks, work, results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
-    print(f"\n{'task':<11} {'naive q/s':>9} {'score q/s':>9} {'x naive':>7} {'debias/score':>12} {'prior/score':>11}")
+    if args.vllm_only:
+        return results
+    print(f"\n{'task':<11} {'naive':>7} {'ours':>7} {'vllm raw':>9} {'vllm ours':>9} {'/raw':>5} "
+          f"{'debias/score':>12} {'prior/score':>11}   (questions/s)")
     for task, r in results["tasks"].items():
-        print(f"{task:<11} {r['naive_qps']:>9.2f} {r['score_qps']:>9.2f} {r['score_vs_naive']:>7.2f} "
-              f"{r['debias_cost_vs_score']:>12.2f} {r['prior_cost_vs_score']:>11.2f}")
+        v = "vllm_" if args.vllm else ""
+        print(f"{task:<11} {r['naive_qps']:>7.2f} {r.get('score_qps', 0):>7.2f} {r.get('vllm_raw_qps', 0):>9.2f} "
+              f"{r.get('vllm_score_qps', 0):>9.2f} {r.get('vllm_score_vs_raw', 0):>5.2f} "
+              f"{r.get(v + 'debias_cost_vs_score', 0):>12.2f} {r.get(v + 'prior_cost_vs_score', 0):>11.2f}")
     print("device:", results["device"])
     return results
 

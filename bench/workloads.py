@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from distill.data.items import LETTERS, Item, Option
-from distill.data.options import parse_options
+from distill.data.options import parse_options, render_options
 from distill.data.sample import Motif, write_story, COLOURS, SHAPES, LAYOUTS
 
 MAX_PIXELS = 448 * 448
@@ -51,15 +51,13 @@ def items(task: str, n: int, out: Path, seed: int = 0, size: int = 448, story_wo
         gold = rng.randrange(4)
         if task == "image2text":
             stories = [_story(rng, int(story_words * rng.uniform(0.7, 1.3))) for _ in range(4)]
-            body = "\n".join(f"{LETTERS[k]}. {s}" for k, s in enumerate(stories))
-            text = f"<image>\nWhich of the following cover stories matches this cover?\n{body}"
+            text = f"<image>\nWhich of the following cover stories matches this cover?\n{render_options(stories)}"
             images = [pool[i % len(pool)]]
             opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end)) for o in parse_options(text)]
         else:
             story = _story(rng, int(story_words * 2.6 * rng.uniform(0.7, 1.3)))
             images = [pool[(i + k * 7) % len(pool)] for k in range(4)]  # distractors recur across items
-            body = "\n".join(f"{LETTERS[k]}. <image>" for k in range(4))
-            text = f"Which cover matches this cover story?\n{story}\n{body}"
+            text = f"Which cover matches this cover story?\n{story}\n{render_options(['<image>'] * 4)}"
             opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=images[k])
                     for k, o in enumerate(parse_options(text))]
         result.append(Item(id=f"{task}-{i}", task=task, system=SYSTEM, input=text, options=opts, images=images,
@@ -87,6 +85,20 @@ def build_model(size: str, device: str):
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=dtype)
     return model.eval(), processor
+
+
+def model_folder(size: str, out: Path) -> Path:
+    """A model folder with the config and processor but no weights, for engines that build random weights
+    themselves (vLLM's `load_format="dummy"`)."""
+    from distill.tiny_model import FULL_7B_TEXT, FULL_7B_VISION, build_config, build_processor
+
+    cfg = build_config(FULL_7B_TEXT, FULL_7B_VISION, tie_word_embeddings=False) if size == "7b" else \
+        build_config(text={"num_attention_heads": 2, "num_key_value_heads": 2})
+    cfg.dtype = "bfloat16"
+    cfg.architectures = ["Qwen2_5_VLForConditionalGeneration"]  # what engines read to pick the model class
+    cfg.save_pretrained(out)
+    build_processor(max_pixels=MAX_PIXELS).save_pretrained(out)
+    return out
 
 
 def sync(device: str) -> None:

@@ -67,6 +67,18 @@ def tiny_model(out_dir: Path = typer.Argument(..., help="Folder to write the mod
     out.print(f"tiny model written to {out_dir}")
 
 
+@app.command("sample-teacher")
+def sample_teacher(port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: any free port)."),
+                   error_rate: float = typer.Option(0.2, help="How often it misreads a cover's colour."),
+                   leak_rate: float = typer.Option(0.1, help="How often a hinted rationale gives the hint away."),
+                   seed: int = typer.Option(0, help="Seed of its draws.")) -> None:
+    """Serve the sample-cover teacher (OpenAI-compatible, 127.0.0.1): a stand-in for a VLM teacher that reads the
+    sample covers' pixels; valid ONLY on the covers `distill sample-data` draws."""
+    from distill.sample_teacher.__main__ import main as serve
+
+    serve(["--port", str(port), "--error-rate", str(error_rate), "--leak-rate", str(leak_rate), "--seed", str(seed)])
+
+
 @app.command("load")
 def load(files: list[Path] = typer.Argument(..., help="Task JSON files, a dataset_info.json, or MAC CSVs."),
          db: Path = typer.Option(..., "--db", help="The SQLite store (created and migrated on open)."),
@@ -171,6 +183,10 @@ def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model fo
             backend: str = typer.Option("transformers", help="transformers (CPU or GPU) | vllm (GPU) | openai"),
             base_url: Optional[list[str]] = typer.Option(None, help="openai backend: server URL (repeat for "
                                                                     "replicas)."),
+            scoring: str = typer.Option("top_logprobs", help="openai backend: allowed_tokens (a vLLM server: exact "
+                                                             "letter scores) | top_logprobs (any server)."),
+            dtype: str = typer.Option("auto", help="Weights' dtype (transformers, vllm): auto | bfloat16 | float16 | "
+                                                   "float32."),
             max_pixels: Optional[int] = typer.Option(None, help="Image cap (use the training value)."),
             batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight (openai)."),
             devices: Optional[str] = typer.Option(
@@ -202,7 +218,8 @@ def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model fo
                         layout=layout or recorded_layout(model) or DEFAULT_LAYOUT)
     written = run_predict(str(model), data, out_dir, cfg, backend, max_pixels,
                           base_url[0] if base_url and len(base_url) == 1 else base_url, batch_size,
-                          devices=devices.split(",") if devices else None, overwrite=overwrite)
+                          devices=devices.split(",") if devices else None, overwrite=overwrite,
+                          backend_options={"scoring": scoring, "dtype": dtype})
     for task, path in written.items():
         out.print(f"{task}: {path}")
 

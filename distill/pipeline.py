@@ -167,12 +167,13 @@ def load_tests(data_files: list[str | Path]) -> dict[str, list]:
 def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, cfg=None,
                 backend: str = "transformers", max_pixels: int | None = None, base_url: str | list[str] | None = None,
                 batch_size: int = 16, show_progress: bool = True, devices: list[str] | None = None,
-                overwrite: bool = False, extra: dict | None = None) -> dict[str, Path]:
+                overwrite: bool = False, backend_options: dict | None = None) -> dict[str, Path]:
     """`distill predict`: a details JSONL per task (probabilities, letter, entropy, method, seconds), then the
     answer files (validated), each written atomically, the answers last.
 
     `devices`: one worker process per device (data-parallel): each takes every n-th item, sees only its own device
-    (CUDA_VISIBLE_DEVICES) and writes a shard of details; the shards are merged here."""
+    (CUDA_VISIBLE_DEVICES) and writes a shard of details; the shards are merged here. `backend_options`: more
+    BackendConfig fields (dtype, scoring, extra engine arguments)."""
     from distill.backends.config import BackendConfig
     from distill.data.answers import write_answers
     from distill.data.fileio import atomic_write_text, refuse_existing
@@ -188,7 +189,7 @@ def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, c
 
         require_local_model(model)
     be_cfg = BackendConfig(backend=backend, model=str(model), base_url=base_url, concurrency=batch_size,
-                           max_pixels=max_pixels or DEFAULT_MAX_PIXELS, extra=extra or {})
+                           max_pixels=max_pixels or DEFAULT_MAX_PIXELS, **(backend_options or {}))
     t0 = time.perf_counter()
     if devices and len(devices) > 1:
         rows_by_task = _predict_on_devices(be_cfg, tasks, cfg, devices, out)

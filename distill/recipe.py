@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.settings import TeacherConfig
 from distill.augment import AugmentConfig
 from distill.ingest import DataConfig
+from distill.sample_teacher.serving import SampleTeacherConfig
 
 
 class Recipe(BaseModel):
@@ -22,6 +23,7 @@ class Recipe(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    sample_teacher: SampleTeacherConfig | None = None  # the demo's stand-in teacher (valid on sample covers only)
 
 
 class ConfigError(ValueError):

@@ -5,6 +5,7 @@ finishes, together with its status."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 
 from langgraph.runtime import Runtime
@@ -87,6 +88,11 @@ async def _reason(ctx: Context, state: GraphState, req: ChatRequest, letters: li
     return calls, text, answer
 
 
+def _sample_seed(*parts) -> int:
+    """A sampled attempt's own seed: runs reproduce, and an item's samples differ."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big") >> 1
+
+
 async def reason_node(state: GraphState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     item, s = state["item"], ctx.settings
@@ -96,7 +102,7 @@ async def reason_node(state: GraphState, runtime: Runtime[Context]) -> dict:
     req = reason_request(item, state.get("descriptions", {}), feedback=state.get("feedback"),
                          hint=item.gold if hinted else None, text_only=cfg.text_only,
                          structured=cfg.structured == "json_schema", max_tokens=s.max_new_tokens,
-                         temperature=s.temperature)
+                         temperature=s.temperature, seed=_sample_seed(item.key, state.get("sample", 0), attempt))
     calls, text, answer = await _reason(ctx, state, req, item.letters, "reasoner")
     trace = {"sample": state.get("sample", 0), "attempt": attempt, "hinted": int(hinted),
              "descriptions": state.get("descriptions", {}), "rationale": rationale_of(text),

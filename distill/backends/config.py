@@ -22,6 +22,9 @@ class BackendConfig(BaseModel):
     max_retries: int = 5  # openai: the client's own retries; every backend: retries of a transient failure
     concurrency: int = 8  # openai: requests in flight; transformers: largest batch
     structured: Literal["none", "choice", "json_schema"] = "none"  # how to force a final letter
+    # openai: how letters are scored. allowed_tokens (a vLLM server): the scored step may only produce the option
+    # letters, so all come back, exactly; top_logprobs (any server): they must be among its top 20
+    scoring: Literal["top_logprobs", "allowed_tokens"] = "top_logprobs"
     text_only: bool = False  # a text-only model (DAD reasoner): send descriptions, never images
     device: str = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"

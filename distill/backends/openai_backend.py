@@ -63,12 +63,16 @@ def build_chat_kwargs(config: BackendConfig, request: ChatRequest) -> dict:
     return kw
 
 
-def score_kwargs(config: BackendConfig, request: ChatRequest, letters: list[str]) -> dict:
-    """One scored step: the first token's log-probabilities. With `structured: choice` (vLLM) the step is
-    restricted to the option letters, so all of them come back, as a distribution over the options."""
-    kw = build_chat_kwargs(config, ChatRequest(request.messages, max_tokens=1, temperature=0.0,
-                                               choices=list(letters)))
-    kw.update(logprobs=True, top_logprobs=len(letters) if config.structured == "choice" else 20)
+def score_kwargs(config: BackendConfig, request: ChatRequest, letters: list[str],
+                 letter_ids: list[int] | None = None) -> dict:
+    """One scored step: the first token's log-probabilities. Given the letters' token ids (a vLLM server), the
+    step may only produce those, and the server reports their distribution after that restriction."""
+    kw = build_chat_kwargs(config, ChatRequest(request.messages, max_tokens=1, temperature=0.0))
+    if letter_ids:
+        kw.update(logprobs=True, top_logprobs=len(letters))
+        kw["extra_body"] = kw.get("extra_body", {}) | {"allowed_token_ids": letter_ids}
+    else:
+        kw.update(logprobs=True, top_logprobs=20)
     return kw
 
 
@@ -87,6 +91,7 @@ class OpenAIBackend(Backend):
             raise BackendError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replicas: list[_Replica] = []
+        self._letter_ids: dict[str, int] = {}
 
     def _clients(self) -> list[_Replica]:
         """Clients belong to the event loop that made them: a new loop (a second `asyncio.run`) gets new ones."""
@@ -146,8 +151,27 @@ class OpenAIBackend(Backend):
                           prompt_tokens=usage.prompt_tokens if usage else None,
                           completion_tokens=usage.completion_tokens if usage else None, request=kw)
 
+    async def letter_ids(self, letters: list[str]) -> list[int]:
+        """Token ids of the letters, from a vLLM server's /tokenize (once per letter)."""
+        import httpx
+
+        missing = [L for L in letters if L not in self._letter_ids]
+        if missing:
+            root = self.config.base_urls[0].rstrip("/").removesuffix("/v1")
+            async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
+                for L in missing:
+                    resp = await client.post(f"{root}/tokenize", json={"model": self.config.model, "prompt": L,
+                                                                       "add_special_tokens": False})
+                    tokens = resp.json().get("tokens") if resp.status_code == 200 else None
+                    if not tokens or len(tokens) != 1:
+                        raise BackendError(f"{root}/tokenize gave {tokens!r} for letter {L!r} (HTTP "
+                                           f"{resp.status_code}): scoring: allowed_tokens needs a vLLM server")
+                    self._letter_ids[L] = tokens[0]
+        return [self._letter_ids[L] for L in letters]
+
     async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:
-        resp = await self._create(score_kwargs(self.config, request, letters))
+        ids = await self.letter_ids(letters) if self.config.scoring == "allowed_tokens" else None
+        resp = await self._create(score_kwargs(self.config, request, letters, ids))
         content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
         if not content:
             raise BackendError("the server returned no logprobs")

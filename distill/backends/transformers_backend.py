@@ -1,28 +1,18 @@
-"""In-process transformers: batched generation and one-pass letter scoring.
-
-Concurrent callers (graph nodes of many items) enqueue requests; one worker drains the queue
-into batches, so the model always sees batches rather than one call per item."""
+"""In-process transformers: batched generation and one-pass letter scoring (concurrent callers are batched by
+`distill.backends.batching`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
 
 from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult
+from distill.backends.batching import Batcher, Job
 from distill.backends.config import BackendConfig
 from distill.data.images import load_image
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Job:
-    kind: str  # "chat" | "score"
-    request: ChatRequest
-    letters: list[str] | None
-    future: asyncio.Future
 
 
 def to_hf_messages(messages: list[dict], text_only: bool = False) -> tuple[list[dict], list[str]]:
@@ -194,9 +184,8 @@ class TransformersBackend(Backend):
 
     def __init__(self, config: BackendConfig):
         super().__init__(config)
-        self._queue: asyncio.Queue | None = None
-        self._worker: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # one generate() call samples at one temperature (and seeds the batch with its first request's seed)
+        self._batcher = Batcher(self._run, config.concurrency, lambda j: (j.kind, j.request.temperature))
 
     def check(self) -> None:
         """The folder exists and the model loads (agents that name the same model share one copy)."""
@@ -222,18 +211,9 @@ class TransformersBackend(Backend):
         model = await asyncio.to_thread(lambda: self.model)
         return await asyncio.to_thread(model.score_sorted, requests, letters, self.config.concurrency)
 
-    async def _submit(self, kind: str, request: ChatRequest, letters=None):
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._worker is None or self._worker.done():  # one queue per event loop
-            self._loop, self._queue = loop, asyncio.Queue()
-            self._worker = loop.create_task(self._drain())
-        fut = loop.create_future()
-        await self._queue.put(_Job(kind, request, letters, fut))
-        return await fut
-
     async def chat(self, request: ChatRequest) -> ChatResult:
         if request.choices:  # a forced choice of single-token strings, sampled at the request's temperature
-            probs = await self._submit("score", request, list(request.choices))
+            probs = await self._batcher.submit("score", request, list(request.choices))
             if request.temperature > 0:
                 import random
 
@@ -244,37 +224,12 @@ class TransformersBackend(Backend):
             return ChatResult(text=best, completion_tokens=1, request={
                 "model": self.config.model, "messages": request.messages, "choices": request.choices,
                 "probs": probs})
-        return await self._submit("chat", request)
+        return await self._batcher.submit("chat", request)
 
     async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:
-        return await self._submit("score", request, letters)
+        return await self._batcher.submit("score", request, letters)
 
-    async def _drain(self) -> None:
-        assert self._queue is not None
-        while True:
-            job = await self._queue.get()
-            for _ in range(3):  # let the other ready callers enqueue before the batch closes
-                await asyncio.sleep(0)
-            jobs = [job]
-            while not self._queue.empty() and len(jobs) < self.config.concurrency:
-                jobs.append(self._queue.get_nowait())
-            groups: dict[tuple, list[_Job]] = {}
-            for j in jobs:
-                key = (j.kind, j.request.temperature, j.request.seed)
-                groups.setdefault(key, []).append(j)
-            for (kind, _, _), group in groups.items():
-                try:
-                    model = await asyncio.to_thread(lambda: self.model)
-                    if kind == "chat":
-                        results = await asyncio.to_thread(model.generate, [j.request for j in group])
-                    else:
-                        results = await asyncio.to_thread(model.score, [j.request for j in group],
-                                                          [j.letters for j in group])
-                except Exception as exc:  # a failed batch fails its callers, not the worker
-                    for j in group:
-                        if not j.future.done():
-                            j.future.set_exception(BackendError(f"{type(exc).__name__}: {exc}"))
-                    continue
-                for j, res in zip(group, results):
-                    if not j.future.done():
-                        j.future.set_result(res)
+    def _run(self, kind: str, jobs: list[Job]) -> list:
+        if kind == "chat":
+            return self.model.generate([j.request for j in jobs])
+        return self.model.score([j.request for j in jobs], [j.letters for j in jobs])

@@ -1,37 +1,39 @@
-"""vLLM's offline engine (optional extra `[vllm]`; never imported unless this backend is chosen).
+"""vLLM's offline engine (the optional extra `[vllm]`; imported only when this backend is chosen).
 
-Request building is plain Python and unit-tested without vLLM; the engine itself needs a GPU box."""
+- One engine per process and model, created once (under a lock), and one call into it at a time: two threads
+  calling one engine abort the process. Concurrent callers are batched (`distill.backends.batching`), and a
+  scoring call sends all its prompts in one `generate`.
+- Prompts are rendered by the model's own chat template, as the in-process backend renders them, with the images
+  after the shared image policy; vLLM expands the image placeholders itself.
+- Letter scores are exact: the scored step may only produce the option letters (`allowed_token_ids`) and the
+  engine reports log-probabilities after that restriction (`logprobs_mode="processed_logprobs"`), so every letter
+  comes back with its probability. A letter missing from the reply is an error, never a uniform stand-in.
+- Prefix caching is on: an item's rotations go into the same call one after another and share the prompt up to
+  the first option (image2text: the cover and the question)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 
-from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, letter_distribution
+from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, image_paths, \
+    letter_distribution, require_local_model
+from distill.backends.batching import Batcher, Job
 from distill.backends.config import BackendConfig
-from distill.backends.openai_backend import to_openai_messages
+from distill.data.images import load_image
+
+log = logging.getLogger(__name__)
+_engines: dict[tuple, tuple[object, threading.Lock]] = {}
+_engines_lock = threading.Lock()
 
 
-def engine_kwargs(config: BackendConfig, max_images: int = 4) -> dict:
-    """Arguments of `vllm.LLM(...)`: the image cap and max_pixels come from the shared policy."""
-    return {"model": config.model, "limit_mm_per_prompt": {"image": max_images},
-            "mm_processor_kwargs": {"max_pixels": config.max_pixels}, "dtype": "bfloat16",
-            "max_model_len": 8192, **config.extra}
-
-
-def sampling_kwargs(request: ChatRequest, logprobs: int | None = None) -> dict:
-    """Arguments of `vllm.SamplingParams(...)`; `choices` become structured outputs."""
-    kw: dict = {"max_tokens": request.max_tokens, "temperature": request.temperature}
-    if request.seed is not None:
-        kw["seed"] = request.seed
-    if request.choices:
-        kw["structured_outputs"] = {"choice": list(request.choices)}
-    if request.json_schema:
-        kw["structured_outputs"] = {"json": request.json_schema}
-    if logprobs:
-        kw["logprobs"] = logprobs
-    return kw
-
-
+def engine_kwargs(config: BackendConfig) -> dict:
+    """Arguments of `vllm.LLM(...)`; `extra` adds or overrides any (gpu_memory_utilization, max_model_len,
+    load_format, ...)."""
+    return {"model": config.model, "dtype": config.dtype, "max_model_len": 8192,
+            "limit_mm_per_prompt": {"image": 4, "video": 0}, "enable_prefix_caching": True,
+            "logprobs_mode": "processed_logprobs", "seed": 0, **config.extra}
 
 
 class VLLMBackend(Backend):
@@ -41,37 +43,118 @@ class VLLMBackend(Backend):
             import vllm  # noqa: F401
         except ImportError as exc:
             raise BackendError("the vllm backend needs the optional extra: pip install 'cover-distill[vllm]'") from exc
-        self._llm = None
+        self._batcher = Batcher(self._run, max(1, config.concurrency), lambda j: (j.kind,))
+        self._processor = None
+        self._images: dict[tuple, object] = {}
+
+    def check(self) -> None:
+        require_local_model(self.config.model)
 
     @property
-    def llm(self):
-        if self._llm is None:
-            from vllm import LLM
+    def engine(self) -> tuple[object, threading.Lock]:
+        kw = engine_kwargs(self.config)
+        key = tuple(sorted((k, repr(v)) for k, v in kw.items()))
+        with _engines_lock:
+            if key not in _engines:
+                from vllm import LLM
 
-            self._llm = LLM(**engine_kwargs(self.config))
-        return self._llm
+                log.info("starting the vLLM engine for %s", self.config.model)
+                _engines[key] = (LLM(**kw), threading.Lock())
+            return _engines[key]
 
-    def _run(self, requests: list[ChatRequest], logprobs: int | None = None):
+    @property
+    def processor(self):
+        if self._processor is None:
+            from transformers import AutoProcessor
+
+            self._processor = AutoProcessor.from_pretrained(self.config.model)
+        return self._processor
+
+    def image(self, path: str):
+        """A policy-applied image, decoded once: an item's rotations and recurring distractors reuse it."""
+        key = (path, self.config.max_pixels)
+        if key not in self._images:
+            if len(self._images) > 4096:
+                self._images.clear()
+            self._images[key] = load_image(path, self.config.max_pixels)
+        return self._images[key]
+
+    def prompt(self, request: ChatRequest) -> dict:
+        """The chat template's text (one placeholder an image) and the policy-applied images."""
+        from distill.backends.transformers_backend import to_hf_messages
+
+        msgs, paths = to_hf_messages(request.messages, self.config.text_only)
+        text = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        prompt: dict = {"prompt": text}
+        if paths:
+            prompt["multi_modal_data"] = {"image": [self.image(p) for p in paths]}
+        return prompt
+
+    def prompts(self, requests: list[ChatRequest]) -> list[dict]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:  # decoding images releases the GIL
+            list(pool.map(self.image, dict.fromkeys(p for r in requests for p in image_paths(r.messages))))
+        return [self.prompt(r) for r in requests]
+
+    def letter_ids(self, letters: list[str]) -> list[int]:
+        ids = []
+        for L in letters:
+            tok = self.processor.tokenizer.encode(L, add_special_tokens=False)
+            if len(tok) != 1:
+                raise BackendError(f"letter {L!r} is not a single token")
+            ids.append(tok[0])
+        return ids
+
+    def _generate(self, prompts: list[dict], params: list) -> list:
+        llm, lock = self.engine
+        with lock:
+            return llm.generate(prompts, params, use_tqdm=False)
+
+    def score_sync(self, requests: list[ChatRequest], letters: list[list[str]]) -> list[dict[str, float]]:
+        from vllm import SamplingParams
+
+        ids = [self.letter_ids(ls) for ls in letters]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=i, logprobs=len(i)) for i in ids]
+        outs = self._generate(self.prompts(requests), params)
+        probs = []
+        for out, ls, i in zip(outs, letters, ids):
+            first = out.outputs[0].logprobs[0]  # token id -> Logprob, after the restriction to the letters
+            probs.append(letter_distribution({L: first[t].logprob for L, t in zip(ls, i) if t in first}, ls))
+        return probs
+
+    def chat_sync(self, requests: list[ChatRequest]) -> list[ChatResult]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         params = []
         for r in requests:
-            kw = sampling_kwargs(r, logprobs)
-            if "structured_outputs" in kw:
-                kw["structured_outputs"] = StructuredOutputsParams(**kw["structured_outputs"])
+            kw: dict = {"max_tokens": r.max_tokens, "temperature": r.temperature}
+            if r.seed is not None:
+                kw["seed"] = r.seed
+            if r.choices:
+                kw["structured_outputs"] = StructuredOutputsParams(choice=list(r.choices))
+            elif r.json_schema:
+                kw["structured_outputs"] = StructuredOutputsParams(json=r.json_schema)
             params.append(SamplingParams(**kw))
-        convs = [to_openai_messages(r.messages, self.config.max_pixels, self.config.text_only) for r in requests]
-        return self.llm.chat(convs, params, use_tqdm=False)
+        outs = self._generate(self.prompts(requests), params)
+        return [ChatResult(text=o.outputs[0].text, prompt_tokens=len(o.prompt_token_ids or []),
+                           completion_tokens=len(o.outputs[0].token_ids),
+                           request={"model": self.config.model, "messages": r.messages, "max_tokens": r.max_tokens,
+                                    "temperature": r.temperature, "choices": r.choices})
+                for r, o in zip(requests, outs)]
+
+    def _run(self, kind: str, jobs: list[Job]) -> list:
+        if kind == "chat":
+            return self.chat_sync([j.request for j in jobs])
+        return self.score_sync([j.request for j in jobs], [j.letters for j in jobs])
 
     async def chat(self, request: ChatRequest) -> ChatResult:
-        out = (await asyncio.to_thread(self._run, [request]))[0]
-        c = out.outputs[0]
-        return ChatResult(text=c.text, prompt_tokens=len(out.prompt_token_ids or []),
-                          completion_tokens=len(c.token_ids), request={"messages": request.messages})
+        return await self._batcher.submit("chat", request)
 
     async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:
-        req = ChatRequest(request.messages, max_tokens=1, temperature=0.0)
-        out = (await asyncio.to_thread(self._run, [req], 20))[0]
-        first = out.outputs[0].logprobs[0]
-        return letter_distribution({lp.decoded_token.strip(): lp.logprob for lp in first.values()}, letters)
+        return await self._batcher.submit("score", request, letters)
+
+    async def score_many(self, requests: list[ChatRequest], letters: list[list[str]]) -> list[dict[str, float]]:
+        """All of a call's prompts in one `generate`: vLLM schedules and batches them itself."""
+        return await asyncio.to_thread(self.score_sync, requests, letters)

@@ -13,6 +13,10 @@ from distill.data.student import DEFAULT_LAYOUT
 class DistillArguments:
     db: str = field(metadata={"help": "The store with items and teacher traces (required)."})
     teacher_run: str | None = field(default=None, metadata={"help": "Only traces of this graph run (default all)."})
+    rationales: bool = field(default=True, metadata={"help": "Train on the teacher's accepted rationales (false: "
+                                                                   "gold letters only, as direct answers)."})
+    augmented: bool = field(default=True, metadata={"help": "Items `distill augment` made train too (as direct "
+                                                                "answers: they have no teacher traces)."})
     direct_share: float = field(default=0.5, metadata={
         "help": "Direct-answer (letter only) examples as a share of rationale examples; >= 1: one per train item."})
     include_hinted: bool = field(default=False, metadata={"help": "Train on rationalized (hinted) traces too."})

@@ -18,6 +18,7 @@ from distill.data.templates import pick_template, system_for, template_count
 class ExampleOptions:
     direct_share: float = 0.5  # direct-answer (letter only) examples, as a share of rationale examples (>= 1: one
     # per training item, whether or not it has a trace)
+    rationales: bool = True  # false: no rationale examples, gold letters only
     include_hinted: bool = False
     templates: bool = True
     curriculum: str = "none"  # none | easy_to_hard | staged
@@ -75,7 +76,7 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
     built = Built()
     traces = _traces_by_item(store, opts.teacher_run)
     rationale_examples = []
-    for item in items:
+    for item in items if opts.rationales else []:
         for k, t in enumerate(t for t in traces.get(item.key, []) if t["verdict"] == "accepted"):
             if t["hinted"] and not opts.include_hinted:
                 built.skipped["hinted"] += 1

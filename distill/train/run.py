@@ -69,6 +69,8 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
 
         compact_logprobs_on_cpu()
     train_items, val_items = store.items(split="train"), store.items(split="val")[: dargs.val_max_items]
+    if not dargs.augmented:
+        train_items = [it for it in train_items if not it.transform]
     examples, val_examples, counts = build(store, train_items, val_items, dargs, training_args)
     counts["val_items"] = len(val_items)
     log.info("%s: %s", kind, counts)

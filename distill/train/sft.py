@@ -20,7 +20,8 @@ def make_parser():
 def build(store, train_items, val_items, dargs, training_args):
     from distill.train.examples import ExampleOptions, sft_examples
 
-    opts = ExampleOptions(direct_share=dargs.direct_share, include_hinted=dargs.include_hinted,
+    opts = ExampleOptions(direct_share=dargs.direct_share, rationales=dargs.rationales,
+                          include_hinted=dargs.include_hinted,
                           templates=dargs.templates, curriculum=dargs.curriculum, teacher_run=dargs.teacher_run,
                           layout=dargs.layout, seed=training_args.seed)
     built = sft_examples(store, train_items, opts)

@@ -1,0 +1,51 @@
+"""Starting the sample-cover teacher as a server process on 127.0.0.1, for as long as a block needs it."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from typing import Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SampleTeacherConfig(BaseModel):
+    """The recipe's `sample_teacher:` section: a stand-in for a VLM teacher, valid only on the sample covers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(8765, ge=0, le=65535)  # 0: any free port
+    error_rate: float = Field(0.2, ge=0, le=1)  # how often it misreads a colour
+    leak_rate: float = Field(0.1, ge=0, le=1)  # how often a hinted rationale gives the hint away
+    seed: int = 0
+
+
+@contextlib.contextmanager
+def serving(cfg: SampleTeacherConfig, timeout_s: float = 60.0) -> Iterator[str]:
+    """The server's base URL (…/v1) while the block runs; the process ends with it."""
+    cmd = [sys.executable, "-m", "distill.sample_teacher", "--port", str(cfg.port), "--error-rate",
+           str(cfg.error_rate), "--leak-rate", str(cfg.leak_rate), "--seed", str(cfg.seed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + timeout_s
+        line = ""
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("sample teacher ready at "):
+                break
+            if not line and proc.poll() is not None:
+                raise RuntimeError(f"the sample teacher did not start: {proc.stdout.read()[-1000:]}")
+        else:
+            raise RuntimeError(f"the sample teacher was not ready in {timeout_s:.0f}s")
+        # keep reading what it prints, so a full pipe never stalls it
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+        yield line.split()[4]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
