@@ -17,6 +17,9 @@ class TeacherConfig(BaseModel):
     consistency: bool = False  # re-ask with rotated options; accepted only if the same option wins
     samples: int = Field(1, ge=1)  # independent passes per item (with temperature > 0: different traces)
     temperature: float = Field(0.7, ge=0)
+    # each sampled attempt's seed derives from this (reproducible runs); None: unseeded sampling. vLLM samples
+    # seeded requests one generator at a time, which costs throughput at high concurrency (bench/README.md)
+    seed: int | None = None
     max_new_tokens: int = Field(512, ge=1)
     describe_tokens: int = Field(256, ge=1)
     min_words: int = Field(15, ge=0)

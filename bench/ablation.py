@@ -72,7 +72,8 @@ def prepare(args, work: Path) -> None:
             test=[str(data / f"{t}_test.json") for t in ("image2text", "text2image")],
             validation_fraction=0.1, max_pixels=args.max_pixels).model_dump(), "teacher": {
             "describer": teacher, "reasoner": teacher | {"structured": "choice"}, "max_attempts": 2,
-            "rationalize": True, "samples": 2, "temperature": 0.7, "max_new_tokens": 256, "describe_tokens": 64,
+            "rationalize": True, "samples": 2, "temperature": 0.7, "seed": 0, "max_new_tokens": 256,
+            "describe_tokens": 64,
             "min_words": 10, "concurrency": 16}})
         summary = run_teacher(recipe, run_id="teacher")
     aug = run_augment(recipe.db, work / "augment", AugmentConfig(permutations=1, option_counts=[4]),
@@ -100,7 +101,7 @@ def teacher_stats(db) -> dict:
 
 def _runs(cmds: list[tuple[str, list[str]]], parallel: int, work: Path) -> None:
     """Run the commands, `parallel` at a time; each logs to its own file; a failure stops the table."""
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="2")
     pending, running, failed = list(cmds), [], []
     while pending or running:
         while pending and len(running) < parallel:

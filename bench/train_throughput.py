@@ -10,6 +10,8 @@ Variants (pick with --variants; each builds a fresh model):
   every2           the same, checkpointing every second layer (`gradient_checkpointing_kwargs.every_n_layers`)
   sac              the same, TRL's selective checkpointing (attention outputs kept)
   nockpt           the same without checkpointing
+  ...-liger        Liger's fused kernels (RMSNorm, SwiGLU, RoPE; `use_liger_kernel`), TRL's fused LM head kept
+  ...-b2x          twice the batch
 Tokens/s counts non-padding tokens. Peak memory is torch's max allocated during the timed steps.
 
     python bench/train_throughput.py --model 7b --device cuda
@@ -40,7 +42,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-t2i", type=int, default=2)
     p.add_argument("--variants", default="naive,ckpt,every2,naive-text-grads,sac,nockpt",
                    help="comma-separated, run in this order (see above)")
-    p.add_argument("--dpo-variant", default="ckpt", choices=list(OURS))
+    p.add_argument("--tasks", default="image2text,text2image")
+    p.add_argument("--dpo-variant", default="ckpt")
     p.add_argument("--skip-dpo", action="store_true")
     p.add_argument("--out", default=None)
     return p
@@ -165,6 +168,15 @@ class StepTimer:
 # our path's checkpointing settings: (gradient_checkpointing, gradient_checkpointing_kwargs)
 OURS = {"ckpt": (True, None), "every2": (True, {"every_n_layers": 2}), "sac": (True, {"selective": True}),
         "nockpt": (False, None)}
+# Liger without its own loss kernels: TRL's fused LM head already scores completion positions only
+LIGER = {"fused_linear_cross_entropy": False, "cross_entropy": False, "rms_norm": True, "swiglu": True, "rope": True}
+
+
+def settings(variant: str) -> tuple[bool, dict | None, bool, int]:
+    """(checkpointing, its kwargs, liger, batch factor) of a variant name such as every2-liger-b2x."""
+    parts = variant.split("-")
+    checkpointing, kwargs = OURS[parts[0]]
+    return checkpointing, kwargs, "liger" in parts, 2 if "b2x" in parts else 1
 
 
 def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, work) -> dict:
@@ -175,7 +187,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     from distill.train.checkpointing import text_only_input_grads
     from distill.train.datasets import to_dataset
 
-    checkpointing, ckpt_kwargs = OURS[variant]
+    checkpointing, ckpt_kwargs, liger, factor = settings(variant)
+    batch *= factor
     text_only_input_grads(model)  # as distill sft does with the vision tower frozen
     cls, cfg_cls = (SFTTrainer, SFTConfig) if kind == "sft" else (DPOTrainer, DPOConfig)
     if kind == "sft":
@@ -187,6 +200,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
                    learning_rate=1e-4, logging_steps=1, save_strategy="no", report_to="none", bf16=on_gpu,
                    use_cpu=not on_gpu, max_length=None, remove_unused_columns=False, disable_tqdm=True,
                    gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs=ckpt_kwargs,
+                   use_liger_kernel=liger, liger_kernel_config=LIGER if liger else None,
                    dataloader_num_workers=2 if on_gpu else 0, seed=0)
     if not on_gpu:
         from distill.train.cpu import compact_logprobs_on_cpu
@@ -245,6 +259,8 @@ def main(argv=None) -> dict:
             Path(args.out).write_text(json.dumps(res, indent=1))
 
     for task, batch in (("image2text", args.batch_i2t), ("text2image", args.batch_t2i)):
+        if task not in args.tasks.split(","):
+            continue
         exs = examples(task, 64, work, seed=2)
         r = res["tasks"][task] = {"batch": batch}
         for v in variants:

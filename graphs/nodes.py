@@ -102,7 +102,9 @@ async def reason_node(state: GraphState, runtime: Runtime[Context]) -> dict:
     req = reason_request(item, state.get("descriptions", {}), feedback=state.get("feedback"),
                          hint=item.gold if hinted else None, text_only=cfg.text_only,
                          structured=cfg.structured == "json_schema", max_tokens=s.max_new_tokens,
-                         temperature=s.temperature, seed=_sample_seed(item.key, state.get("sample", 0), attempt))
+                         temperature=s.temperature,
+                         seed=None if s.seed is None else _sample_seed(s.seed, item.key, state.get("sample", 0),
+                                                                       attempt))
     calls, text, answer = await _reason(ctx, state, req, item.letters, "reasoner")
     trace = {"sample": state.get("sample", 0), "attempt": attempt, "hinted": int(hinted),
              "descriptions": state.get("descriptions", {}), "rationale": rationale_of(text),

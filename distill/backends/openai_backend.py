@@ -82,6 +82,7 @@ class _Replica:
     client: object
     outstanding: int = 0
     dead_until: float = 0.0
+    served: int = 0
 
 
 class OpenAIBackend(Backend):
@@ -128,7 +129,9 @@ class OpenAIBackend(Backend):
             r = min(live, key=lambda x: (x.outstanding, x.dead_until))
             r.outstanding += 1
             try:
-                return await r.client.chat.completions.create(**kw)
+                resp = await r.client.chat.completions.create(**kw)
+                r.served += 1
+                return resp
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 errors.append(f"{r.url}: {type(exc).__name__}: {exc}")
                 if len(replicas) == 1:

@@ -10,7 +10,7 @@ import threading
 from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult
 from distill.backends.batching import Batcher, Job
 from distill.backends.config import BackendConfig
-from distill.data.images import load_image
+from distill.data.images import cap_processor, load_image
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Model:
         dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
                  "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[config.dtype]
         self.processor = processor or AutoProcessor.from_pretrained(config.model)
+        cap_processor(self.processor, config.max_pixels)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.model = model if model is not None else \
             AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(self.device).eval()

@@ -21,7 +21,7 @@ from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult
     letter_distribution, require_local_model
 from distill.backends.batching import Batcher, Job
 from distill.backends.config import BackendConfig
-from distill.data.images import load_image
+from distill.data.images import cap_processor, load_image
 
 log = logging.getLogger(__name__)
 _engines: dict[tuple, tuple[object, threading.Lock]] = {}
@@ -33,6 +33,7 @@ def engine_kwargs(config: BackendConfig) -> dict:
     load_format, ...)."""
     return {"model": config.model, "dtype": config.dtype, "max_model_len": 8192,
             "limit_mm_per_prompt": {"image": 4, "video": 0}, "enable_prefix_caching": True,
+            "mm_processor_kwargs": {"max_pixels": config.max_pixels},  # the processor rounds under the same cap
             "logprobs_mode": "processed_logprobs", "seed": 0, **config.extra}
 
 
@@ -68,6 +69,7 @@ class VLLMBackend(Backend):
             from transformers import AutoProcessor
 
             self._processor = AutoProcessor.from_pretrained(self.config.model)
+            cap_processor(self._processor, self.config.max_pixels)
         return self._processor
 
     def image(self, path: str):

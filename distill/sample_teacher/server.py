@@ -2,8 +2,8 @@
 
 Served: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions` with what the `openai` client sends:
 string or part messages (text, `image_url` as a base64 data URL), `max_tokens` (replies are cut there, with
-finish_reason "length"), `temperature` and `seed` (at temperature > 0 a seed is a sample of its own; without one the
-teacher is deterministic), `logprobs` and
+finish_reason "length"), `temperature` and `seed` (at temperature > 0 each request is a sample of its own, the
+same again for the same seed; at temperature 0 the teacher is deterministic), `logprobs` and
 `top_logprobs` (a question's first token carries the teacher's belief over the option letters), vLLM's
 `structured_outputs: {"choice": [...]}` (and the older `guided_choice`), and a `response_format` json_schema
 (or `structured_outputs: {"json": ...}`) answered as {"reasoning", "answer"}. Valid only on the sample covers
@@ -78,9 +78,10 @@ def complete(teacher: Teacher, body: Any, model: str) -> dict:
     choices = structured.get("choice") or body.get("guided_choice")
     if choices is not None and (not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)):
         raise BadRequest("structured_outputs.choice must be a list of strings")
-    sampled = (body.get("temperature") or 0) > 0 and body.get("seed") is not None
-    reply = teacher.respond(messages, choices=choices, json_answer=_wants_json(body),
-                            sample=f"seed {body['seed']}" if sampled else "")
+    sample = ""  # at temperature > 0 a seed names a sample of its own; no seed: a fresh one each time
+    if (body.get("temperature") or 0) > 0 and body.get("max_tokens", 2) > 1:
+        sample = f"seed {body['seed']}" if body.get("seed") is not None else uuid.uuid4().hex
+    reply = teacher.respond(messages, choices=choices, json_answer=_wants_json(body), sample=sample)
     max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
     if body.get("logprobs") and max_tokens == 1 and reply.letter:  # a scoring call: the letter is the token
         reply.text = reply.letter

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from distill.backends.base import require_local_model
-from distill.data.images import DEFAULT_MIN_PIXELS
+from distill.data.images import cap_processor
 from distill.train.arguments import DistillArguments
 
 LANGUAGE_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -24,11 +24,7 @@ def load_model(margs, dargs: DistillArguments, training_args):
         kw["attn_implementation"] = margs.attn_implementation
     model = AutoModelForImageTextToText.from_pretrained(margs.model_name_or_path, **kw)
     processor = AutoProcessor.from_pretrained(margs.model_name_or_path)
-    ip = processor.image_processor
-    ip.size = {"shortest_edge": DEFAULT_MIN_PIXELS, "longest_edge": dargs.max_pixels}  # the one image policy
-    for attr, val in (("max_pixels", dargs.max_pixels), ("min_pixels", DEFAULT_MIN_PIXELS)):
-        if hasattr(ip, attr):
-            setattr(ip, attr, val)
+    cap_processor(processor, dargs.max_pixels)  # the one image policy
     if not margs.use_peft:
         for name, p in model.named_parameters():
             if dargs.freeze_vision and ".visual." in f".{name}" and not (dargs.train_projector and "merger" in name):
