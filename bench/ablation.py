@@ -135,26 +135,34 @@ def train(args, work: Path) -> None:
             build_tiny_model(path, seed=s, max_pixels=args.max_pixels, text={"initializer_range": 0.2})
     common = ["--db", str(work / "traces.db"), "--max_pixels", str(args.max_pixels), "--report_to", "none",
               "--per_device_train_batch_size", str(args.batch), "--use_peft", "false", "--templates", "true",
-              "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "50", "--disable_tqdm", "true",
-              "--dataloader_num_workers", "1", "--overwrite"]
+              "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "100", "--save_total_limit", "1",
+              "--logging_steps", "50", "--disable_tqdm", "true", "--dataloader_num_workers", "1"]
+
+    def again(out: Path) -> list[str]:  # a run cut short (a call's time limit) continues from its checkpoint
+        return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
+
     if "sft" in phases:
         cmds = []
         for r in rows:
             steps = args.steps - (args.dpo_steps if ROWS[r].get("dpo") else 0)
             for s in seeds:
-                cmds.append((f"sft-{r}-{s}", ["sft", *common, *ROWS[r]["sft"], "--model_name_or_path",
-                                              str(models[s]), "--output_dir", str(work / f"sft-{r}-{s}"),
+                out = work / f"sft-{r}-{s}"
+                if (out / "final").exists():
+                    continue
+                cmds.append((f"sft-{r}-{s}", ["sft", *common, *again(out), *ROWS[r]["sft"], "--model_name_or_path",
+                                              str(models[s]), "--output_dir", str(out),
                                               "--learning_rate", str(args.lr), "--lr_scheduler_type",
                                               "constant_with_warmup", "--warmup_steps", "20", "--max_steps",
                                               str(steps), "--seed", str(s)]))
         _runs(cmds, args.parallel, work)
     if "dpo" in phases:
-        cmds = [(f"dpo-{r}-{s}", ["dpo", *common, "--model_name_or_path", str(work / f"sft-{r}-{s}" / "final"),
+        cmds = [(f"dpo-{r}-{s}", ["dpo", *common, *again(work / f"dpo-{r}-{s}"),
+                                  "--model_name_or_path", str(work / f"sft-{r}-{s}" / "final"),
                                   "--output_dir", str(work / f"dpo-{r}-{s}"), "--include_hinted", "true",
                                   "--augmented", "false", "--learning_rate", str(args.dpo_lr), "--beta", "0.1",
                                   "--max_steps", str(args.dpo_steps), "--seed", str(s),
                                   "--per_device_train_batch_size", str(max(1, args.batch // 4))])
-                for r in rows if ROWS[r].get("dpo") for s in seeds]
+                for r in rows if ROWS[r].get("dpo") for s in seeds if not (work / f"dpo-{r}-{s}" / "final").exists()]
         _runs(cmds, args.parallel, work)
     if "predict" in phases:
         tests = ["--data", str(work / "data" / "image2text_test.json"), "--data",
