@@ -32,6 +32,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--describe-tokens", type=int, default=128)
     p.add_argument("--passes-factor", type=int, default=2, help="graph passes in flight per request in flight")
+    p.add_argument("--seeded", action="store_true", help="the graph seeds every sampled attempt (teacher.seed 0)")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.85)
     p.add_argument("--out", default=None)
     return p
@@ -128,7 +129,8 @@ def main(argv=None) -> dict:
                                 concurrency=level, max_retries=2, timeout_s=600)
             settings = TeacherConfig(describer=cfg, reasoner=cfg, max_attempts=1, rationalize=False,
                                      max_new_tokens=args.max_new_tokens, describe_tokens=args.describe_tokens,
-                                     temperature=0.7, concurrency=args.passes_factor * level, min_words=1)
+                                     temperature=0.7, concurrency=args.passes_factor * level, min_words=1,
+                                     seed=0 if args.seeded else None)
             store = Store(work / f"graph-{level}.db")
             store.add_items(its)
             t = time.perf_counter()

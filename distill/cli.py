@@ -12,11 +12,11 @@ import typer
 
 from distill import logs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="cover-distill: teach a VLM to match journal covers with their cover stories.\n\n"
                        "Pipeline: load -> graph (teacher traces) -> augment -> sft -> dpo -> predict -> eval. "
                        "`distill demo` runs all of it on generated sample data with a tiny offline model.")
-traces_app = typer.Typer(no_args_is_help=True, help="Inspect the teacher's traces in a store.")
+traces_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect the teacher's traces in a store.")
 app.add_typer(traces_app, name="traces")
 log = logging.getLogger("distill")
 out = logs.stdout

@@ -12,12 +12,11 @@ from pathlib import Path
 from distill.logs import stdout
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("traces.db", "traces.db-wal", "traces.db-shm", "augment", "sft", "dpo", "answers")
+OUTPUTS = ("traces.db", "traces.db-wal", "traces.db-shm", "augment", "sft", "dpo", "answers", "answers-untrained")
 
 
 def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -> dict:
     from distill.data.sample import generate
-    from distill.evaluate import markdown
     from distill.pipeline import run_augment, run_eval, run_predict, run_teacher
     from distill.predict import PredictConfig
     from distill.recipe import load_recipe
@@ -67,12 +66,21 @@ def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -
         log.warning("DPO skipped: %s", exc)
 
     tests = [str(data_dir / f"{t}_test.json") for t in ("image2text", "text2image")]
-    answers = workdir / "answers"
-    run_predict(student, tests, answers, PredictConfig(method="debias"), max_pixels=recipe.data.max_pixels)
-    report = run_eval(answers, [data_dir / f"{t}_test_gold.json" for t in ("image2text", "text2image")], answers)
-    artefacts["answers"] = str(answers)
-    artefacts["eval report"] = str(answers / "eval.md")
+    gold = [data_dir / f"{t}_test_gold.json" for t in ("image2text", "text2image")]
+    reports = {}
+    for name, model in (("before", model_dir), ("after", student)):  # the untrained student, then the trained one
+        answers = workdir / ("answers" if name == "after" else "answers-untrained")
+        run_predict(str(model), tests, answers, PredictConfig(method="debias"), max_pixels=recipe.data.max_pixels)
+        reports[name] = run_eval(answers, gold, answers)
+    artefacts["answers"] = str(workdir / "answers")
+    artefacts["eval report"] = str(workdir / "answers" / "eval.md")
     for k, v in artefacts.items():
         log.info("%-12s %s", k, v)
-    stdout.print("\nTest accuracy of the demo student:\n" + markdown(report).split("\n\n")[0], markup=False)
+    stdout.print("\nTest accuracy of the demo student (debias), untrained -> trained:", markup=False)
+    for task in ("image2text", "text2image"):
+        b, a = (reports[n]["tasks"][task]["accuracy"] for n in ("before", "after"))
+        stdout.print(f"  {task:<11} {b:6.1%} -> {a:6.1%}", markup=False)
+    b, a = (reports[n]["overall"]["accuracy"] for n in ("before", "after"))
+    stdout.print(f"  {'overall':<11} {b:6.1%} -> {a:6.1%}   (chance: 25%; "
+                 f"{reports['after']['overall']['n']} test items)", markup=False)
     return artefacts

@@ -16,7 +16,7 @@ _LABEL = re.compile(
 
 # A line that instructs rather than informs: "Answer with the option's letter...", "Please choose...", ...
 INSTRUCTION_LINE = re.compile(
-    r"^[ \t]*(?:answer|please|choose|select|respond|reply|output|give|pick|only|return|note)\b.*$",
+    r"^[ \t]*(?:answer|please|choose|select|respond|reply|output|give|pick|only|return|note|think)\b.*$",
     re.IGNORECASE | re.MULTILINE,
 )
 

@@ -5,6 +5,7 @@ An example is `{"id", "item_key", "task", "messages": prompt messages, "completi
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -109,8 +110,11 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
         if not good or not bad:
             built.skipped["no_chosen" if not good else "no_rejected"] += 1
             continue
-        for k in range(min(opts.pairs_per_item, len(good) * len(bad))):
-            g, b = good[k % len(good)], bad[k % len(bad)]
+        # every (accepted, rejected) combination at most once; the diagonals first, so each trace is used early
+        combos = sorted(itertools.product(range(len(good)), range(len(bad))),
+                        key=lambda ij: ((ij[1] - ij[0]) % len(bad), ij[0]))
+        for k, (i, j) in enumerate(combos[:opts.pairs_per_item]):
+            g, b = good[i], bad[j]
             pairs.append(_example(item, f"p{k}", k, "cot", opts, difficulty(ts),
                                   chosen=completion(item.gold, g["rationale"]),
                                   rejected=completion(b["answer"], b["rationale"])))

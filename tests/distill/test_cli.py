@@ -114,3 +114,64 @@ def test_usage_errors_have_no_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "distill.cli", "traces", "stats", "extra", "args"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "unexpected extra argument" in res.stderr
+
+
+def test_augment_export_and_llamafactory_conversion(tmp_path, sample_dir):
+    from distill.ingest import DataConfig, ingest
+    from store import open_store
+
+    db = tmp_path / "s.db"
+    s = open_store(db)
+    ingest(s, DataConfig(train=[str(sample_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
+                         test=[str(sample_dir / f"{t}_test.json") for t in ("image2text", "text2image")]))
+    s.close()
+    res = runner.invoke(app, ["augment", "--db", str(db), "--out", str(tmp_path / "aug"), "--permutations", "1",
+                              "--no-recombine"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["counts"] == {"permute": report["new_items"]} and report["new_items"] > 0
+    again = runner.invoke(app, ["augment", "--db", str(db), "--out", str(tmp_path / "aug")])
+    assert again.exit_code != 0 and "--overwrite" in str(again.exception)
+    registry = json.loads((tmp_path / "aug" / "dataset_info.json").read_text())
+    assert set(registry) == {"image2text_train_aug", "text2image_train_aug"}
+
+    res = runner.invoke(app, ["export", "eval", "--db", str(db), "--split", "test", "--out", str(tmp_path / "lf"),
+                              "--copy-images"])
+    assert res.exit_code == 0, res.output
+    test_items = json.loads((tmp_path / "lf" / "image2text_test.json").read_text())
+    assert all(r["output"] == "" and r["images"][0].startswith("images/") for r in test_items)
+
+    ids = [r["id"] for r in test_items]
+    predictions = tmp_path / "generated_predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"prompt": "p", "predict": p, "label": "\n"}) + "\n" for p in
+                                   ["Answer: B"] * (len(ids) - 1) + ["A cover with red circles."]))
+    res = runner.invoke(app, ["predict", "--from-llamafactory", str(predictions), "--data",
+                              str(sample_dir / "image2text_test.json"), "--out", str(tmp_path / "answers")])
+    assert res.exit_code == 0, res.output
+    assert "1 unparseable line(s) filled" in res.output
+    answers = json.loads((tmp_path / "answers" / "image2text_answer.json").read_text())
+    assert [a["id"] for a in answers] == ids and answers[-1]["output"] == "A"  # B chosen most: the fill is A
+    details = [json.loads(x) for x in (tmp_path / "answers" / "image2text_details.jsonl").read_text().splitlines()]
+    assert details[-1]["filled_by"] == "least-chosen" and details[-1]["raw"] == "A cover with red circles."
+
+
+def test_every_option_has_help_and_no_bool_metavar():
+    import click
+    import typer.main
+
+    group = typer.main.get_command(app)
+
+    def commands(cmd, prefix=""):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield f"{prefix}{name}", sub
+            yield from commands(sub, f"{prefix}{name} ")
+
+    for name, cmd in commands(group):
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"distill {name} {param.opts[0]} has no help"
+        res = runner.invoke(app, [*name.split(), "--help"])
+        if name in ("sft", "dpo"):  # the training recipes' own parser: every field of the recipe, with its help
+            assert "--db" in res.output and "--learning_rate" in res.output and "--layout" in res.output
+            continue
+        assert "<bool>" not in res.output.lower() and "boolean" not in res.output.lower(), name

@@ -124,3 +124,46 @@ def test_data_parallel_workers_give_the_same_answers(tiny_model_dir, sample_dir,
         for ra, rb in zip(a, b):
             assert ra["probs"] == pytest.approx(rb["probs"], abs=1e-4)
     assert not list((tmp_path / "two").glob("*shard*"))
+
+
+@pytest.mark.slow
+def test_shared_vision_work_gives_the_plain_scores(tiny_model_dir, sample_dir):
+    """Each image encoded once across rotations and items: the same probabilities as encoding every prompt."""
+    from distill.backends.base import ChatRequest as Request
+    from distill.backends.transformers_backend import Model
+    from distill.data.permute import permute as rotate
+    from distill.data.student import prompt_messages
+
+    items = load_json(sample_dir / "text2image_dev.json").items[:3] + load_json(sample_dir / "image2text_dev.json").items[:3]
+    items += [rotate(it, rotation(4, 1)) for it in items]  # rotations reuse the same covers
+    model = Model(BackendConfig(model=str(tiny_model_dir), max_pixels=50176))
+    reqs, letters = [Request(prompt_messages(it)) for it in items], [it.letters for it in items]
+    shared = model.score_sorted(reqs, letters, batch_size=4, share_vision=True)
+    plain = model.score_sorted(reqs, letters, batch_size=4, share_vision=False)
+    for a, b in zip(shared, plain):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["cot", "adaptive"])
+def test_reasoning_methods_through_a_real_server(sample_dir, tmp_path, method):
+    """cot (self-consistency over sampled rationales, each vote weighted by its letter's probability) and adaptive
+    (score first, reason where unsure) against the sample-cover teacher served on 127.0.0.1: it reads the covers,
+    so its votes are right."""
+    from distill.evaluate import evaluate
+    from distill.pipeline import run_predict
+    from distill.sample_teacher.serving import SampleTeacherConfig, serving
+
+    files = [sample_dir / f"{t}_test.json" for t in ("image2text", "text2image")]
+    with serving(SampleTeacherConfig(port=0, error_rate=0.0)) as url:
+        run_predict("sample-teacher", files, tmp_path, PredictConfig(method=method, samples=3, threshold=0.99),
+                    backend="openai", base_url=url, max_pixels=62720, show_progress=False)
+    report = evaluate(tmp_path, [sample_dir / f"{t}_test_gold.json" for t in ("image2text", "text2image")])
+    assert report["overall"]["accuracy"] == 1.0
+    rows = [json.loads(x) for t in ("image2text", "text2image")
+            for x in (tmp_path / f"{t}_details.jsonl").read_text().splitlines()]
+    reasoned = [r for r in rows if r["method"] in ("cot", "adaptive-cot")]
+    assert reasoned and all(len(r["rationales"]) == 3 and r["rationales"][0].rstrip().endswith(f"Answer: {r['letter']}")
+                            for r in reasoned)
+    if method == "adaptive":
+        assert all("score_probs" in r for r in reasoned)  # scored first, then reasoned because unsure

@@ -83,3 +83,22 @@ def test_lazy_dataset_loads_capped_rgb_images(train_store):
     assert sum(b == {"type": "image"} for b in blocks) == len(row["images"]) == len(ex[0]["images"])
     source = ex[0]["messages"][-1]["content"]
     assert [b.get("text") for b in blocks] == [p.get("text") for p in source]  # text and image order kept
+
+
+def test_pairs_per_item_caps_the_pairs_of_an_item(tmp_path, sample_dir):
+    from distill.data.loaders import load_json
+
+    s = open_store(tmp_path / "p.db")
+    item = load_json(sample_dir / "image2text_dev.json").items[0].model_copy(update={"split": "train"})
+    s.add_items([item])
+    run = s.start_run("graph", {})
+    wrong = [L for L in item.letters if L != item.gold]
+    traces = [{"sample": k, "attempt": 0, "hinted": 0, "answer": item.gold, "verdict": "accepted", "reason": "ok",
+               "rationale": f"good reasoning number {k}"} for k in range(2)]
+    traces += [{"sample": k, "attempt": 1, "hinted": 0, "answer": wrong[k], "verdict": "rejected",
+                "reason": "wrong_answer", "rationale": f"bad reasoning number {k}"} for k in range(2)]
+    s.finish_item(run, item.key, 1, "accepted", traces)
+    for cap, expected in ((1, 1), (3, 3), (9, 4)):  # at most every (accepted, rejected) combination
+        pairs = dpo_pairs(s, [item], ExampleOptions(pairs_per_item=cap)).examples
+        assert len(pairs) == expected
+        assert len({(p["chosen"], p["rejected"]) for p in pairs}) == expected  # no pair twice

@@ -42,8 +42,13 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
         (Path(res["final"]) / "processor_config.json").exists()
     from store import open_store
 
-    [run] = list(open_store(train_store).db["train_runs"].rows_where("id = ?", [res["run_id"]]))
+    [run] = [r for r in open_store(train_store).train_runs() if r["id"] == res["run_id"]]
     assert run["best_step"] == best_step and json.loads(run["dataset"])["direct"] > 0
+    # the vision tower was frozen: its weights are the base model's, bit for bit
+    base = load_file(Path(tiny_model_dir) / "model.safetensors")
+    visual = [k for k in base if ".visual." in f".{k}"]
+    assert visual and all((final[k] == base[k]).all() for k in visual)
+    assert any(not (final[k] == base[k]).all() for k in base if k not in visual)  # the rest did train
 
 
 def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
@@ -90,3 +95,14 @@ def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_s
     assert state["global_step"] == 2 and res["final"]
     sft_main(args + ["--max_steps", "1", "--overwrite"])
     assert not (tmp_path / "sft" / "checkpoint-2").exists()
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(tiny_model_dir, train_store, tmp_path):
+    out = tmp_path / "early"
+    res = sft_main(_sft_args(tiny_model_dir, train_store, out, "--use_peft", "false", "--direct_share", "1.0",
+                             "--learning_rate", "0", "--max_steps", "40", "--eval_strategy", "steps",
+                             "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+                             "--early_stopping_patience", "2", "--logging_steps", "1"))
+    evals = [r["step"] for r in _log(out) if "eval_accuracy" in r]
+    assert evals == [2, 4, 6]  # a learning rate of 0 never improves: two evaluations after the first, it stops
+    assert res["best_step"] == 2
