@@ -33,10 +33,10 @@ ANSWER_LINE = "Answer: {letter}"
 CRITIC_FEEDBACK = {
     "no_answer": "It did not end with a line 'Answer: X' naming one option.",
     "wrong_answer": "Its conclusion does not fit the cover; look again at what each visual element stands "
-                    "for and at the details that tell the options apart.",
+    "for and at the details that tell the options apart.",
     "hint_leak": "It referred to being told the answer; reason only from the cover and the options.",
     "too_short": "It was too short to show how the cover's elements map to the story.",
     "too_long": "It was too long; keep to the evidence that decides between the options.",
     "inconsistent": "With the options in another order it chose a different option; reason about "
-                    "content, not position.",
+    "content, not position.",
 }

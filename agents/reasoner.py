@@ -7,10 +7,11 @@ import re
 
 from agents import prompts
 from agents.messages import describe_images
-from distill.data.question import question_parts
 from distill.backends.base import Backend, ChatRequest, ChatResult
 from distill.data.items import Item
 from distill.data.letters import parse_answer
+from distill.data.question import question_parts
+
 
 def rationale_of(text: str) -> str:
     """The reasoning without its final answer line (the answer is stored apart)."""
@@ -27,14 +28,26 @@ def rationale_of(text: str) -> str:
 
 
 def answer_schema(letters: list[str]) -> dict:
-    return {"type": "object", "properties": {"reasoning": {"type": "string"},
-                                             "answer": {"type": "string", "enum": letters}},
-            "required": ["reasoning", "answer"], "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {"reasoning": {"type": "string"}, "answer": {"type": "string", "enum": letters}},
+        "required": ["reasoning", "answer"],
+        "additionalProperties": False,
+    }
 
 
-def reason_request(item: Item, descriptions: dict[str, str], *, feedback: str | None = None,
-                   hint: str | None = None, text_only: bool = False, structured: bool = False,
-                   max_tokens: int = 512, temperature: float = 0.0, seed: int | None = None) -> ChatRequest:
+def reason_request(
+    item: Item,
+    descriptions: dict[str, str],
+    *,
+    feedback: str | None = None,
+    hint: str | None = None,
+    text_only: bool = False,
+    structured: bool = False,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> ChatRequest:
     letters = item.letters
     content: list[dict] = []
     described = describe_images(item, descriptions)
@@ -49,20 +62,31 @@ def reason_request(item: Item, descriptions: dict[str, str], *, feedback: str | 
     content.append({"type": "text", "text": tail})
     return ChatRequest(
         messages=[{"role": "system", "content": prompts.REASONER_SYSTEM}, {"role": "user", "content": content}],
-        max_tokens=max_tokens, temperature=temperature, seed=seed,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
         json_schema=answer_schema(letters) if structured else None,
     )
 
 
 def answer_request(request: ChatRequest, rationale: str, letters: list[str]) -> ChatRequest:
     """The follow-up turn that forces one letter after a free-form rationale."""
-    return ChatRequest(messages=request.messages + [
-        {"role": "assistant", "content": rationale},
-        {"role": "user", "content": prompts.DIRECT_INSTRUCTION},
-    ], max_tokens=1, temperature=request.temperature, seed=request.seed, choices=list(letters))
+    return ChatRequest(
+        messages=request.messages
+        + [
+            {"role": "assistant", "content": rationale},
+            {"role": "user", "content": prompts.DIRECT_INSTRUCTION},
+        ],
+        max_tokens=1,
+        temperature=request.temperature,
+        seed=request.seed,
+        choices=list(letters),
+    )
 
 
-async def reason(backend: Backend, request: ChatRequest, letters: list[str]) -> tuple[list[ChatResult], str, str | None]:
+async def reason(
+    backend: Backend, request: ChatRequest, letters: list[str]
+) -> tuple[list[ChatResult], str, str | None]:
     """Run the reasoner: (calls made, full text, committed letter or None).
 
     With `structured: choice` the rationale is generated freely and the letter is then forced to one of the

@@ -63,23 +63,48 @@ def prepare(args, work: Path) -> None:
     from distill.sample_teacher.serving import SampleTeacherConfig, serving
 
     data = generate(work / "data", n_train=args.n_train, n_dev=10, n_test=args.n_test, seed=0)
-    teacher = {"backend": "openai", "base_url": "http://127.0.0.1:0/v1", "model": "sample-teacher",
-               "max_pixels": 62720, "concurrency": 16}
+    teacher = {
+        "backend": "openai",
+        "base_url": "http://127.0.0.1:0/v1",
+        "model": "sample-teacher",
+        "max_pixels": 62720,
+        "concurrency": 16,
+    }
     with serving(SampleTeacherConfig(port=0, error_rate=args.error_rate)) as url:
         teacher["base_url"] = url
-        recipe = load_recipe(None, {"workdir": str(work), "db": str(work / "traces.db"), "data": DataConfig(
-            train=[str(data / f"{t}_train.json") for t in ("image2text", "text2image")],
-            test=[str(data / f"{t}_test.json") for t in ("image2text", "text2image")],
-            validation_fraction=0.1, max_pixels=args.max_pixels).model_dump(), "teacher": {
-            "describer": teacher, "reasoner": teacher | {"structured": "choice"}, "max_attempts": 2,
-            "rationalize": True, "samples": 2, "temperature": 0.7, "seed": 0, "max_new_tokens": 256,
-            "describe_tokens": 64,
-            "min_words": 10, "concurrency": 16}})
+        recipe = load_recipe(
+            None,
+            {
+                "workdir": str(work),
+                "db": str(work / "traces.db"),
+                "data": DataConfig(
+                    train=[str(data / f"{t}_train.json") for t in ("image2text", "text2image")],
+                    test=[str(data / f"{t}_test.json") for t in ("image2text", "text2image")],
+                    validation_fraction=0.1,
+                    max_pixels=args.max_pixels,
+                ).model_dump(),
+                "teacher": {
+                    "describer": teacher,
+                    "reasoner": teacher | {"structured": "choice"},
+                    "max_attempts": 2,
+                    "rationalize": True,
+                    "samples": 2,
+                    "temperature": 0.7,
+                    "seed": 0,
+                    "max_new_tokens": 256,
+                    "describe_tokens": 64,
+                    "min_words": 10,
+                    "concurrency": 16,
+                },
+            },
+        )
         summary = run_teacher(recipe, run_id="teacher")
-    aug = run_augment(recipe.db, work / "augment", AugmentConfig(permutations=1, option_counts=[4]),
-                      show_progress=False)
-    (work / "prepared.json").write_text(json.dumps({"teacher": summary.as_dict(), "augment": aug,
-                                                    "teacher_stats": teacher_stats(recipe.db)}, indent=1))
+    aug = run_augment(
+        recipe.db, work / "augment", AugmentConfig(permutations=1, option_counts=[4]), show_progress=False
+    )
+    (work / "prepared.json").write_text(
+        json.dumps({"teacher": summary.as_dict(), "augment": aug, "teacher_stats": teacher_stats(recipe.db)}, indent=1)
+    )
     print(json.dumps({"teacher": summary.as_dict(), "augment": aug["counts"]}, indent=1))
 
 
@@ -92,11 +117,15 @@ def teacher_stats(db) -> dict:
     traces = store.traces(run_id="teacher")
     first = [t for t in traces if t["attempt"] == 0 and not t["hinted"]]
     hinted = [t for t in traces if t["hinted"]]
-    return {"first_attempt_accuracy": sum(t["answer"] == gold[t["item_key"]] for t in first) / max(1, len(first)),
-            "acceptance": sum(t["verdict"] == "accepted" for t in traces) / max(1, len(traces)),
-            "traces": len(traces), "rejected_wrong_answer": sum(t["reason"] == "wrong_answer" for t in traces),
-            "rejected_hint_leak": sum(t["reason"] == "hint_leak" for t in traces),
-            "star_recovered": sum(t["verdict"] == "accepted" for t in hinted), "star_tried": len(hinted)}
+    return {
+        "first_attempt_accuracy": sum(t["answer"] == gold[t["item_key"]] for t in first) / max(1, len(first)),
+        "acceptance": sum(t["verdict"] == "accepted" for t in traces) / max(1, len(traces)),
+        "traces": len(traces),
+        "rejected_wrong_answer": sum(t["reason"] == "wrong_answer" for t in traces),
+        "rejected_hint_leak": sum(t["reason"] == "hint_leak" for t in traces),
+        "star_recovered": sum(t["verdict"] == "accepted" for t in hinted),
+        "star_tried": len(hinted),
+    }
 
 
 def _runs(cmds: list[tuple[str, list[str]]], parallel: int, work: Path) -> None:
@@ -106,9 +135,16 @@ def _runs(cmds: list[tuple[str, list[str]]], parallel: int, work: Path) -> None:
     while pending or running:
         while pending and len(running) < parallel:
             name, cmd = pending.pop(0)
-            log = open(work / "logs" / f"{name}.log", "w")
-            running.append((name, subprocess.Popen([sys.executable, "-m", "distill.cli", *cmd], stdout=log,
-                                                   stderr=subprocess.STDOUT, env=env), log))
+            log = open(work / "logs" / f"{name}.log", "w")  # noqa: SIM115 (closed when the run ends)
+            running.append(
+                (
+                    name,
+                    subprocess.Popen(
+                        [sys.executable, "-m", "distill.cli", *cmd], stdout=log, stderr=subprocess.STDOUT, env=env
+                    ),
+                    log,
+                )
+            )
         time.sleep(2)
         for entry in list(running):
             name, proc, log = entry
@@ -133,10 +169,34 @@ def train(args, work: Path) -> None:
     for s, path in models.items():
         if not (path / "config.json").exists():
             build_tiny_model(path, seed=s, max_pixels=args.max_pixels, text={"initializer_range": 0.2})
-    common = ["--db", str(work / "traces.db"), "--max_pixels", str(args.max_pixels), "--report_to", "none",
-              "--per_device_train_batch_size", str(args.batch), "--use_peft", "false", "--templates", "true",
-              "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "100", "--save_total_limit", "1",
-              "--logging_steps", "50", "--disable_tqdm", "true", "--dataloader_num_workers", "1"]
+    common = [
+        "--db",
+        str(work / "traces.db"),
+        "--max_pixels",
+        str(args.max_pixels),
+        "--report_to",
+        "none",
+        "--per_device_train_batch_size",
+        str(args.batch),
+        "--use_peft",
+        "false",
+        "--templates",
+        "true",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "100",
+        "--save_total_limit",
+        "1",
+        "--logging_steps",
+        "50",
+        "--disable_tqdm",
+        "true",
+        "--dataloader_num_workers",
+        "1",
+    ]
 
     def again(out: Path) -> list[str]:  # a run cut short (a call's time limit) continues from its checkpoint
         return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
@@ -149,35 +209,103 @@ def train(args, work: Path) -> None:
                 out = work / f"sft-{r}-{s}"
                 if (out / "final").exists():
                     continue
-                cmds.append((f"sft-{r}-{s}", ["sft", *common, *again(out), *ROWS[r]["sft"], "--model_name_or_path",
-                                              str(models[s]), "--output_dir", str(out),
-                                              "--learning_rate", str(args.lr), "--lr_scheduler_type",
-                                              "constant_with_warmup", "--warmup_steps", "20", "--max_steps",
-                                              str(steps), "--seed", str(s)]))
+                cmds.append(
+                    (
+                        f"sft-{r}-{s}",
+                        [
+                            "sft",
+                            *common,
+                            *again(out),
+                            *ROWS[r]["sft"],
+                            "--model_name_or_path",
+                            str(models[s]),
+                            "--output_dir",
+                            str(out),
+                            "--learning_rate",
+                            str(args.lr),
+                            "--lr_scheduler_type",
+                            "constant_with_warmup",
+                            "--warmup_steps",
+                            "20",
+                            "--max_steps",
+                            str(steps),
+                            "--seed",
+                            str(s),
+                        ],
+                    )
+                )
         _runs(cmds, args.parallel, work)
     if "dpo" in phases:
-        cmds = [(f"dpo-{r}-{s}", ["dpo", *common, *again(work / f"dpo-{r}-{s}"),
-                                  "--model_name_or_path", str(work / f"sft-{r}-{s}" / "final"),
-                                  "--output_dir", str(work / f"dpo-{r}-{s}"), "--include_hinted", "true",
-                                  "--augmented", "false", "--learning_rate", str(args.dpo_lr), "--beta", "0.1",
-                                  "--max_steps", str(args.dpo_steps), "--seed", str(s),
-                                  "--per_device_train_batch_size", str(max(1, args.batch // 4))])
-                for r in rows if ROWS[r].get("dpo") for s in seeds if not (work / f"dpo-{r}-{s}" / "final").exists()]
+        cmds = [
+            (
+                f"dpo-{r}-{s}",
+                [
+                    "dpo",
+                    *common,
+                    *again(work / f"dpo-{r}-{s}"),
+                    "--model_name_or_path",
+                    str(work / f"sft-{r}-{s}" / "final"),
+                    "--output_dir",
+                    str(work / f"dpo-{r}-{s}"),
+                    "--include_hinted",
+                    "true",
+                    "--augmented",
+                    "false",
+                    "--learning_rate",
+                    str(args.dpo_lr),
+                    "--beta",
+                    "0.1",
+                    "--max_steps",
+                    str(args.dpo_steps),
+                    "--seed",
+                    str(s),
+                    "--per_device_train_batch_size",
+                    str(max(1, args.batch // 4)),
+                ],
+            )
+            for r in rows
+            if ROWS[r].get("dpo")
+            for s in seeds
+            if not (work / f"dpo-{r}-{s}" / "final").exists()
+        ]
         _runs(cmds, args.parallel, work)
     if "predict" in phases:
-        tests = ["--data", str(work / "data" / "image2text_test.json"), "--data",
-                 str(work / "data" / "text2image_test.json")]
+        tests = [
+            "--data",
+            str(work / "data" / "image2text_test.json"),
+            "--data",
+            str(work / "data" / "text2image_test.json"),
+        ]
         cmds = []
         for r in rows:
             for s in seeds:
                 model = work / (f"dpo-{r}-{s}" if ROWS[r].get("dpo") else f"sft-{r}-{s}") / "final"
                 methods = ["score"] + (list(METHODS_E) if r == "D" and "E" in args.rows else [])
                 for m in methods:
-                    cmds.append((f"predict-{r}-{s}-{m}", ["predict", "--model", str(model), *tests, "--out",
-                                                          str(work / f"answers-{r}-{s}-{m}"), "--method", m,
-                                                          "--max-pixels", str(args.max_pixels), "--samples", "5",
-                                                          "--max-new-tokens", "96", "--batch-size", "64",
-                                                          "--overwrite"]))
+                    cmds.append(
+                        (
+                            f"predict-{r}-{s}-{m}",
+                            [
+                                "predict",
+                                "--model",
+                                str(model),
+                                *tests,
+                                "--out",
+                                str(work / f"answers-{r}-{s}-{m}"),
+                                "--method",
+                                m,
+                                "--max-pixels",
+                                str(args.max_pixels),
+                                "--samples",
+                                "5",
+                                "--max-new-tokens",
+                                "96",
+                                "--batch-size",
+                                "64",
+                                "--overwrite",
+                            ],
+                        )
+                    )
         _runs(cmds, args.parallel, work)
 
 

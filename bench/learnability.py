@@ -55,9 +55,8 @@ def accuracy_by_task(model_dir: Path, items, max_pixels: int) -> dict[str, float
 def main(argv=None) -> dict:
     import torch
 
-    from distill.ingest import DataConfig
-    from distill.ingest import ingest
     from distill.data.sample import generate
+    from distill.ingest import DataConfig, ingest
     from distill.tiny_model import build_tiny_model
     from distill.train.sft import main as sft_main
     from store import open_store
@@ -66,12 +65,20 @@ def main(argv=None) -> dict:
     work = Path(args.work or tempfile.mkdtemp(prefix="learnability-"))
     tasks = args.tasks.split(",")
     data = generate(work / "data", n_train=args.n_train, n_dev=2, n_test=2, seed=args.seed)
-    model_dir = build_tiny_model(work / "model", seed=args.seed, max_pixels=args.max_pixels,
-                                 text={"initializer_range": args.init_range})
+    model_dir = build_tiny_model(
+        work / "model", seed=args.seed, max_pixels=args.max_pixels, text={"initializer_range": args.init_range}
+    )
     db = work / "traces.db"
     store = open_store(db)
-    ingest(store, DataConfig(train=[str(data / f"{t}_train.json") for t in tasks], validation_fraction=0.1,
-                             seed=args.seed, max_pixels=args.max_pixels))
+    ingest(
+        store,
+        DataConfig(
+            train=[str(data / f"{t}_train.json") for t in tasks],
+            validation_fraction=0.1,
+            seed=args.seed,
+            max_pixels=args.max_pixels,
+        ),
+    )
     val = store.items(split="val")
     store.close()
     before = accuracy_by_task(model_dir, val, args.max_pixels)
@@ -79,22 +86,73 @@ def main(argv=None) -> dict:
     out_dir = work / "sft"
     t0 = time.perf_counter()
     on_gpu = torch.cuda.is_available()
-    sft_main(["--model_name_or_path", str(model_dir), "--db", str(db), "--output_dir", str(out_dir),
-              "--use_peft", "false", "--direct_share", "1.0", "--templates", "false",
-              "--max_pixels", str(args.max_pixels), "--learning_rate", str(args.lr),
-              "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20", "--max_steps", str(args.steps),
-              "--per_device_train_batch_size", str(args.batch), "--per_device_eval_batch_size", "32",
-              "--eval_strategy", "steps", "--eval_steps", str(args.eval_steps), "--save_strategy", "steps",
-              "--save_steps", str(args.eval_steps), "--save_total_limit", "1", "--val_max_items", str(len(val)),
-              "--logging_steps", "50", "--report_to", "none", "--disable_tqdm", "True", "--seed", str(args.seed),
-              "--dataloader_num_workers", str(args.workers if on_gpu else 0), "--bf16", "False"])
+    sft_main(
+        [
+            "--model_name_or_path",
+            str(model_dir),
+            "--db",
+            str(db),
+            "--output_dir",
+            str(out_dir),
+            "--use_peft",
+            "false",
+            "--direct_share",
+            "1.0",
+            "--templates",
+            "false",
+            "--max_pixels",
+            str(args.max_pixels),
+            "--learning_rate",
+            str(args.lr),
+            "--lr_scheduler_type",
+            "constant_with_warmup",
+            "--warmup_steps",
+            "20",
+            "--max_steps",
+            str(args.steps),
+            "--per_device_train_batch_size",
+            str(args.batch),
+            "--per_device_eval_batch_size",
+            "32",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            str(args.eval_steps),
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            str(args.eval_steps),
+            "--save_total_limit",
+            "1",
+            "--val_max_items",
+            str(len(val)),
+            "--logging_steps",
+            "50",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "True",
+            "--seed",
+            str(args.seed),
+            "--dataloader_num_workers",
+            str(args.workers if on_gpu else 0),
+            "--bf16",
+            "False",
+        ]
+    )
     seconds = time.perf_counter() - t0
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     curve = [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
     after = accuracy_by_task(out_dir / "final", val, args.max_pixels)
-    res = {"device": torch.cuda.get_device_name(0) if on_gpu else "cpu", "args": vars(args),
-           "val_items": {t: sum(it.task == t for it in val) for t in tasks}, "untrained": before,
-           "trained_best": after, "curve": curve, "train_seconds": seconds}
+    res = {
+        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
+        "args": vars(args),
+        "val_items": {t: sum(it.task == t for it in val) for t in tasks},
+        "untrained": before,
+        "trained_best": after,
+        "curve": curve,
+        "train_seconds": seconds,
+    }
     print(json.dumps(res), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))

@@ -36,6 +36,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--vllm", action="store_true", help="then time vLLM raw and distill's vLLM backend")
     p.add_argument("--vllm-only", action="store_true", help="skip the HF runs (baselines from an earlier call)")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.7)
+    p.add_argument(
+        "--varlen",
+        action="store_true",
+        help="then score again with the vision tower's varlen attention (distill.backends.vision_attention)",
+    )
+    p.add_argument("--profile", action="store_true", help="profile one in-process scoring run per task")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     return p
 
@@ -53,13 +59,15 @@ def naive(model, processor, items, batch: int, device: str) -> tuple[float, list
     t0 = time.perf_counter()
     with torch.inference_mode():
         for s in range(0, len(items), batch):
-            chunk = items[s:s + batch]
+            chunk = items[s : s + batch]
             texts, images = [], []
             for it in chunk:
                 msgs, paths = to_hf_messages(prompt_messages(it))
                 texts.append(processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
                 images.extend(load_image(p, MAX_PIXELS) for p in paths)
-            enc = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt").to(device)
+            enc = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt").to(
+                device
+            )
             tokens += int(enc["attention_mask"].sum())
             logits = model(**enc).logits[:, -1, :].float()
             p = torch.softmax(logits[:, letter_ids], dim=-1).tolist()
@@ -78,6 +86,20 @@ def ours(backend, items, method: str, device: str) -> tuple[float, list[dict]]:
     return time.perf_counter() - t0, rows
 
 
+def profile(backend, items, device: str) -> dict:
+    """One scoring run under torch's profiler (bench.workloads.kernel_summary)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from bench.workloads import kernel_summary
+
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        wall, _ = ours(backend, items, "score", device)
+    out = dict(items=len(items), **kernel_summary(prof, wall))
+    print(json.dumps({"profile": out}, indent=1), flush=True)
+    return out
+
+
 def matmul_peak(device: str) -> float | None:
     import torch
 
@@ -92,7 +114,7 @@ def matmul_peak(device: str) -> float | None:
     for _ in range(10):
         a @ b
     sync(device)
-    return 10 * 2 * 8192 ** 3 / (time.perf_counter() - t0)
+    return 10 * 2 * 8192**3 / (time.perf_counter() - t0)
 
 
 def vllm_runs(args, tasks: dict, work: Path, results: dict) -> None:
@@ -108,13 +130,24 @@ def vllm_runs(args, tasks: dict, work: Path, results: dict) -> None:
 
     folder = model_folder(args.model, work / "model")
     t0 = time.perf_counter()
-    backend = VLLMBackend(BackendConfig(backend="vllm", model=str(folder), max_pixels=MAX_PIXELS, dtype="bfloat16",
-                                        extra={"load_format": "dummy", "max_model_len": 4096,
-                                               "gpu_memory_utilization": args.gpu_memory_utilization}))
+    backend = VLLMBackend(
+        BackendConfig(
+            backend="vllm",
+            model=str(folder),
+            max_pixels=MAX_PIXELS,
+            dtype="bfloat16",
+            extra={
+                "load_format": "dummy",
+                "max_model_len": 4096,
+                "gpu_memory_utilization": args.gpu_memory_utilization,
+            },
+        )
+    )
     llm, _ = backend.engine
     results["vllm_engine_start_s"] = time.perf_counter() - t0
     for task, its in tasks.items():
         r = results["tasks"].setdefault(task, {})
+
         def prompts(its=its) -> list[dict]:
             return [backend.prompt(ChatRequest(prompt_messages(it))) for it in its]
 
@@ -148,7 +181,8 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from bench.workloads import build_model, items as make_items, parameter_counts
+    from bench.workloads import build_model, parameter_counts
+    from bench.workloads import items as make_items
     from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import Model, TransformersBackend
 
@@ -161,13 +195,22 @@ def main(argv=None) -> dict:
     backend = TransformersBackend(cfg)
     key = (cfg.model, cfg.device, cfg.dtype, cfg.text_only, cfg.max_pixels)
     TransformersBackend._models[key] = Model(cfg, model=model, processor=processor)
-    results = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
-               "model": args.model, "batch": args.batch, "params": params, "bf16_peak_flops": peak, "tasks": {}}
+    results = {
+        "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
+        "model": args.model,
+        "batch": args.batch,
+        "params": params,
+        "bf16_peak_flops": peak,
+        "tasks": {},
+    }
     methods = [m for m in args.hf_methods.split(",") if m]
-    tasks = {task: make_items(task, n, work, seed=1) for task, n in (("image2text", args.n_i2t),
-                                                                    ("text2image", args.n_t2i))}
-    for task, its in (() if args.vllm_only else tasks.items()):
+    tasks = {
+        task: make_items(task, n, work, seed=1) for task, n in (("image2text", args.n_i2t), ("text2image", args.n_t2i))
+    }
+    for task, its in () if args.vllm_only else tasks.items():
         n = len(its)
+        if not n:
+            continue
         naive(model, processor, its[: args.batch], args.batch, args.device)  # warm-up
         ours(backend, its[: args.batch], "score", args.device)
         t_naive, p_naive, tokens = naive(model, processor, its, args.batch, args.device)
@@ -179,8 +222,9 @@ def main(argv=None) -> dict:
         for m, (t, _) in runs.items():
             r[f"{m}_qps"] = n / t
         if "score" in runs:
-            r["max_prob_diff_naive_vs_ours"] = max(abs(a[L] - b["probs"][L]) for a, b in zip(p_naive, runs["score"][1])
-                                                   for L in "ABCD")
+            r["max_prob_diff_naive_vs_ours"] = max(
+                abs(a[L] - b["probs"][L]) for a, b in zip(p_naive, runs["score"][1]) for L in "ABCD"
+            )
             r["score_vs_naive"] = r["score_qps"] / r["naive_qps"]
             for m in ("debias", "prior"):
                 if m in runs:
@@ -189,8 +233,29 @@ def main(argv=None) -> dict:
                 r["score_share_of_peak"] = floor / runs["score"][0] / peak
         if peak:
             r["naive_share_of_peak"] = floor / t_naive / peak
+        if args.profile:
+            r["profile_plain"] = profile(backend, its[: 4 * args.batch], args.device)
+        if args.varlen and "score" in runs:
+            from distill.backends.vision_attention import use_varlen_vision_attention
+
+            visual = model.model.visual
+            plain_impl = visual.config._attn_implementation
+            assert use_varlen_vision_attention(model), "the varlen kernel needs CUDA"
+            ours(backend, its[: args.batch], "score", args.device)  # warm-up
+            for m in methods:
+                t, rows = ours(backend, its, m, args.device)
+                r[f"{m}_varlen_qps"] = n / t
+                r[f"{m}_varlen_max_abs_diff"] = max(
+                    abs(a["probs"][L] - b["probs"][L]) for a, b in zip(runs[m][1], rows) for L in "ABCD"
+                )
+            r["score_varlen_vs_naive"] = r["score_varlen_qps"] / r["naive_qps"]
+            if args.profile:
+                r["profile_varlen"] = profile(backend, its[: 4 * args.batch], args.device)
+            visual.config._attn_implementation = plain_impl
         results["tasks"][task] = r
         print(json.dumps({task: r}, indent=1), flush=True)
+        if args.out:  # after every task, so a run cut short keeps what it measured
+            Path(args.out).write_text(json.dumps(results, indent=1))
     if args.vllm:
         del backend, model
         TransformersBackend._models.clear()
@@ -201,13 +266,17 @@ def main(argv=None) -> dict:
         Path(args.out).write_text(json.dumps(results, indent=1))
     if args.vllm_only:
         return results
-    print(f"\n{'task':<11} {'naive':>7} {'ours':>7} {'vllm raw':>9} {'vllm ours':>9} {'/raw':>5} "
-          f"{'debias/score':>12} {'prior/score':>11}   (questions/s)")
+    print(
+        f"\n{'task':<11} {'naive':>7} {'ours':>7} {'vllm raw':>9} {'vllm ours':>9} {'/raw':>5} "
+        f"{'debias/score':>12} {'prior/score':>11}   (questions/s)"
+    )
     for task, r in results["tasks"].items():
         v = "vllm_" if args.vllm else ""
-        print(f"{task:<11} {r['naive_qps']:>7.2f} {r.get('score_qps', 0):>7.2f} {r.get('vllm_raw_qps', 0):>9.2f} "
-              f"{r.get('vllm_score_qps', 0):>9.2f} {r.get('vllm_score_vs_raw', 0):>5.2f} "
-              f"{r.get(v + 'debias_cost_vs_score', 0):>12.2f} {r.get(v + 'prior_cost_vs_score', 0):>11.2f}")
+        print(
+            f"{task:<11} {r['naive_qps']:>7.2f} {r.get('score_qps', 0):>7.2f} {r.get('vllm_raw_qps', 0):>9.2f} "
+            f"{r.get('vllm_score_qps', 0):>9.2f} {r.get('vllm_score_vs_raw', 0):>5.2f} "
+            f"{r.get(v + 'debias_cost_vs_score', 0):>12.2f} {r.get(v + 'prior_cost_vs_score', 0):>11.2f}"
+        )
     print("device:", results["device"])
     return results
 

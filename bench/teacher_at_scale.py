@@ -42,13 +42,32 @@ def start_server(folder: Path, args, log: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder), "--host", "127.0.0.1",
-           "--port", str(port), "--load-format", "dummy", "--dtype", "bfloat16", "--max-model-len", "4096",
-           "--gpu-memory-utilization", str(args.gpu_memory_utilization), "--limit-mm-per-prompt",
-           '{"image": 4, "video": 0}', "--logprobs-mode", "processed_logprobs"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--load-format",
+        "dummy",
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        "4096",
+        "--gpu-memory-utilization",
+        str(args.gpu_memory_utilization),
+        "--limit-mm-per-prompt",
+        '{"image": 4, "video": 0}',
+        "--logprobs-mode",
+        "processed_logprobs",
+    ]
     if not torch_cuda():  # vLLM's CPU build: seeded sampling fails under chunked prefill ("does not use offset")
         cmd += ["--no-enable-chunked-prefill", "--mm-processor-cache-gb", "0"]
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=os.environ.copy())
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=os.environ.copy())  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     t0 = time.time()
     while time.time() - t0 < 600:
@@ -116,31 +135,66 @@ def main(argv=None) -> dict:
     folder = model_folder(args.model, work / "model")
     t0 = time.perf_counter()
     proc, url = start_server(folder, args, work / "server.log")
-    results = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-               "server_start_s": time.perf_counter() - t0, "levels": {}}
+    results = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "server_start_s": time.perf_counter() - t0,
+        "levels": {},
+    }
     try:
         warm = BackendConfig(backend="openai", base_url=url, model=str(folder), structured="choice", timeout_s=600)
         asyncio.run(direct(OpenAIBackend(warm), make_items("text2image", 2, work / "covers", seed=99), 2, args))
         for level, n in zip(map(int, args.levels.split(",")), map(int, args.items.split(","))):
-            its = make_items("image2text", n // 2, work / "covers", seed=level) + \
-                make_items("text2image", n - n // 2, work / "covers", seed=level)
+            its = make_items("image2text", n // 2, work / "covers", seed=level) + make_items(
+                "text2image", n - n // 2, work / "covers", seed=level
+            )
             # `level` requests in flight for both; the graph keeps more passes in flight than that, as a user would
-            cfg = BackendConfig(backend="openai", base_url=url, model=str(folder), structured="choice",
-                                concurrency=level, max_retries=2, timeout_s=600)
-            settings = TeacherConfig(describer=cfg, reasoner=cfg, max_attempts=1, rationalize=False,
-                                     max_new_tokens=args.max_new_tokens, describe_tokens=args.describe_tokens,
-                                     temperature=0.7, concurrency=args.passes_factor * level, min_words=1,
-                                     seed=0 if args.seeded else None)
+            cfg = BackendConfig(
+                backend="openai",
+                base_url=url,
+                model=str(folder),
+                structured="choice",
+                concurrency=level,
+                max_retries=2,
+                timeout_s=600,
+            )
+            settings = TeacherConfig(
+                describer=cfg,
+                reasoner=cfg,
+                max_attempts=1,
+                rationalize=False,
+                max_new_tokens=args.max_new_tokens,
+                describe_tokens=args.describe_tokens,
+                temperature=0.7,
+                concurrency=args.passes_factor * level,
+                min_words=1,
+                seed=0 if args.seeded else None,
+            )
             store = Store(work / f"graph-{level}.db")
             store.add_items(its)
             t = time.perf_counter()
-            summary = asyncio.run(run_items(store, its, settings, OpenAIBackend(cfg), OpenAIBackend(cfg),
-                                            run_id=f"c{level}", show_progress=False))
+            summary = asyncio.run(
+                run_items(
+                    store,
+                    its,
+                    settings,
+                    OpenAIBackend(cfg),
+                    OpenAIBackend(cfg),
+                    run_id=f"c{level}",
+                    show_progress=False,
+                )
+            )
             g_s = time.perf_counter() - t
             d_s, d_req, d_tok = asyncio.run(direct(OpenAIBackend(cfg), its, level, args))
-            r = {"items": n, "graph_items_per_s": n / g_s, "graph_tokens_per_s": summary.tokens / g_s,
-                 "graph_calls": summary.calls, "graph_failed": summary.failed,
-                 "direct_items_per_s": n / d_s, "direct_tokens_per_s": d_tok / d_s, "direct_requests": d_req}
+            r = {
+                "items": n,
+                "graph_items_per_s": n / g_s,
+                "graph_tokens_per_s": summary.tokens / g_s,
+                "graph_calls": summary.calls,
+                "graph_failed": summary.failed,
+                "direct_items_per_s": n / d_s,
+                "direct_tokens_per_s": d_tok / d_s,
+                "direct_requests": d_req,
+            }
             r["graph_share_of_direct"] = r["graph_tokens_per_s"] / r["direct_tokens_per_s"]
             results["levels"][level] = r
             print(json.dumps({level: r}), flush=True)
@@ -151,8 +205,10 @@ def main(argv=None) -> dict:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"\n{'concurrency':>11} {'graph items/s':>13} {'graph tok/s':>11} {'direct tok/s':>12} {'share':>6}")
     for level, r in results["levels"].items():
-        print(f"{level:>11} {r['graph_items_per_s']:>13.2f} {r['graph_tokens_per_s']:>11.0f} "
-              f"{r['direct_tokens_per_s']:>12.0f} {r['graph_share_of_direct']:>6.2f}")
+        print(
+            f"{level:>11} {r['graph_items_per_s']:>13.2f} {r['graph_tokens_per_s']:>11.0f} "
+            f"{r['direct_tokens_per_s']:>12.0f} {r['graph_share_of_direct']:>6.2f}"
+        )
     print("device:", results["device"])
     return results
 

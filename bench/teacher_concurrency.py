@@ -44,13 +44,22 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     data = generate(work / "data", n_train=args.items, n_dev=1, n_test=1)
     model = build_tiny_model(work / "model")
-    items = (load_json(data / "image2text_train.json").items + load_json(data / "text2image_train.json").items)
+    items = load_json(data / "image2text_train.json").items + load_json(data / "text2image_train.json").items
     items = items[: args.items]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--device", args.device]
+    cmd = [
+        str(Path(sys.executable).parent / "transformers"),
+        "serve",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        args.device,
+    ]
     if args.continuous_batching:
         cmd.append("--continuous-batching")
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(work / "hub"))
@@ -62,15 +71,21 @@ def main(argv=None) -> None:
                 break
             except OSError:
                 time.sleep(0.5)
-        cfg = BackendConfig(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model=str(model),
-                            max_pixels=50176, concurrency=max(args.levels))
-        teacher = TeacherConfig(max_attempts=1, rationalize=False, max_new_tokens=args.max_new_tokens,
-                                min_words=1)
+        cfg = BackendConfig(
+            backend="openai",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            model=str(model),
+            max_pixels=50176,
+            concurrency=max(args.levels),
+        )
+        teacher = TeacherConfig(max_attempts=1, rationalize=False, max_new_tokens=args.max_new_tokens, min_words=1)
+
         async def run(store, todo, run_id, level):
             backend = OpenAIBackend(cfg)
             try:
-                return await run_items(store, todo, run_id, backend, None, teacher, concurrency=level,
-                                       show_progress=False)
+                return await run_items(
+                    store, todo, run_id, backend, None, teacher, concurrency=level, show_progress=False
+                )
             finally:
                 await backend.aclose()
 

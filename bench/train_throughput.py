@@ -11,7 +11,11 @@ Variants (pick with --variants; each builds a fresh model):
   sac              the same, TRL's selective checkpointing (attention outputs kept)
   nockpt           the same without checkpointing
   ...-liger        Liger's fused kernels (RMSNorm, SwiGLU, RoPE; `use_liger_kernel`), TRL's fused LM head kept
-  ...-b2x          twice the batch
+  ...-varlen       the vision tower's windows in one varlen flash call per layer (distill.backends.vision_attention)
+  ...-b2x, -b4x    twice, four times the batch
+  ...-full         full fine-tuning of the language model (vision tower frozen) instead of LoRA
+Under `accelerate launch` (DDP or FSDP, configs/accelerate/) the TRL variants run data-parallel: tokens/s
+is the whole job's (TRL gathers the token count), and each rank's peak memory is recorded.
 Tokens/s counts non-padding tokens. Peak memory is torch's max allocated during the timed steps.
 
     python bench/train_throughput.py --model 7b --device cuda
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -40,11 +45,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch-i2t", type=int, default=4)
     p.add_argument("--batch-t2i", type=int, default=2)
-    p.add_argument("--variants", default="naive,ckpt,every2,naive-text-grads,sac,nockpt",
-                   help="comma-separated, run in this order (see above)")
+    p.add_argument(
+        "--variants",
+        default="naive,ckpt,every2,naive-text-grads,sac,nockpt",
+        help="comma-separated, run in this order (see above)",
+    )
     p.add_argument("--tasks", default="image2text,text2image")
-    p.add_argument("--dpo-variant", default="ckpt")
+    p.add_argument("--dpo-variants", default="ckpt", help="comma-separated")
     p.add_argument("--skip-dpo", action="store_true")
+    p.add_argument(
+        "--profile", default=None, help="then profile two steps of this variant on image2text (a separate, untimed run)"
+    )
     p.add_argument("--out", default=None)
     return p
 
@@ -73,10 +84,20 @@ def examples(task: str, n: int, work: Path, seed: int) -> list[dict]:
     out = []
     for it in items(task, n, work, seed=seed):
         rationale = _story(rng, int(COMPLETION_WORDS * rng.uniform(0.7, 1.3)))
-        out.append({"id": it.id, "item_key": it.key, "task": task, "messages": prompt_messages(it, "cot"),
-                    "completion": completion(it.gold, rationale), "images": it.images, "kind": "rationale",
-                    "difficulty": 0.0, "chosen": completion(it.gold, rationale),
-                    "rejected": completion("A" if it.gold != "A" else "B", rationale[::-1][:200])})
+        out.append(
+            {
+                "id": it.id,
+                "item_key": it.key,
+                "task": task,
+                "messages": prompt_messages(it, "cot"),
+                "completion": completion(it.gold, rationale),
+                "images": it.images,
+                "kind": "rationale",
+                "difficulty": 0.0,
+                "chosen": completion(it.gold, rationale),
+                "rejected": completion("A" if it.gold != "A" else "B", rationale[::-1][:200]),
+            }
+        )
     return out
 
 
@@ -85,18 +106,23 @@ def lora_config():
 
     from distill.train.model import LANGUAGE_LINEARS
 
-    return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                      target_modules=r".*\.language_model\..*\.(" + "|".join(LANGUAGE_LINEARS) + ")")
+    return LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        target_modules=r".*\.language_model\..*\.(" + "|".join(LANGUAGE_LINEARS) + ")",
+    )
 
 
 def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: bool = False) -> dict:
     import torch
     from peft import get_peft_model
 
+    from bench.workloads import MAX_PIXELS
     from distill.backends.transformers_backend import to_hf_messages
     from distill.data.images import load_image
     from distill.train.checkpointing import text_only_input_grads
-    from bench.workloads import MAX_PIXELS
 
     if text_grads:
         text_only_input_grads(model)
@@ -119,7 +145,7 @@ def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: b
         labels = enc["input_ids"].clone()
         labels[enc["attention_mask"] == 0] = -100
         for row, (p, f) in enumerate(zip(prompts, fulls)):
-            n_completion = len(processor.tokenizer(f[len(p):], add_special_tokens=False)["input_ids"])
+            n_completion = len(processor.tokenizer(f[len(p) :], add_special_tokens=False)["input_ids"])
             labels[row, : labels.shape[1] - n_completion] = -100
         if step == warmup:
             sync(device)
@@ -133,15 +159,20 @@ def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: b
             tokens += int(enc["attention_mask"].sum())
     sync(device)
     t_total = time.perf_counter() - t0
-    return {"tokens_per_s": tokens / t_total, "step_s": t_total / steps, "peak_gb": peak_gb(device),
-            "loss": float(loss)}
+    return {
+        "tokens_per_s": tokens / t_total,
+        "step_s": t_total / steps,
+        "peak_gb": peak_gb(device),
+        "loss": float(loss),
+    }
 
 
 class StepTimer:
-    def __init__(self, warmup, device):
-        self.warmup, self.device = warmup, device
+    def __init__(self, warmup, device, profile: bool = False):
+        self.warmup, self.device, self.profile = warmup, device, profile
         self.t0 = None
         self.tokens0 = None
+        self.prof = None
 
     def callback(self, trainer):
         from transformers import TrainerCallback
@@ -155,6 +186,21 @@ class StepTimer:
                     reset_peak(timer.device)
                     timer.tokens0 = trainer._total_train_tokens if hasattr(trainer, "_total_train_tokens") else None
                     timer.t0 = time.perf_counter()
+                    if timer.profile:
+                        from torch.profiler import ProfilerActivity, profile
+
+                        timer.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                        timer.prof.__enter__()
+                        timer.prof_t0 = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                if timer.prof is not None and not hasattr(timer, "summary") and state.global_step == timer.warmup + 2:
+                    sync(timer.device)
+                    wall = time.perf_counter() - timer.prof_t0
+                    timer.prof.__exit__(None, None, None)
+                    from bench.workloads import kernel_summary
+
+                    timer.summary = dict(steps=2, **kernel_summary(timer.prof, wall))
 
             def on_train_end(self, args, state, control, **kw):
                 sync(timer.device)
@@ -166,20 +212,25 @@ class StepTimer:
 
 
 # our path's checkpointing settings: (gradient_checkpointing, gradient_checkpointing_kwargs)
-OURS = {"ckpt": (True, None), "every2": (True, {"every_n_layers": 2}), "sac": (True, {"selective": True}),
-        "nockpt": (False, None)}
+OURS = {
+    "ckpt": (True, None),
+    "every2": (True, {"every_n_layers": 2}),
+    "sac": (True, {"selective": True}),
+    "nockpt": (False, None),
+}
 # Liger without its own loss kernels: TRL's fused LM head already scores completion positions only
 LIGER = {"fused_linear_cross_entropy": False, "cross_entropy": False, "rms_norm": True, "swiglu": True, "rope": True}
 
 
-def settings(variant: str) -> tuple[bool, dict | None, bool, int]:
-    """(checkpointing, its kwargs, liger, batch factor) of a variant name such as every2-liger-b2x."""
+def settings(variant: str) -> tuple[bool, dict | None, bool, int, bool]:
+    """(checkpointing, its kwargs, liger, batch factor, varlen) of a variant name such as every2-liger-b2x."""
     parts = variant.split("-")
     checkpointing, kwargs = OURS[parts[0]]
-    return checkpointing, kwargs, "liger" in parts, 2 if "b2x" in parts else 1
+    factor = 4 if "b4x" in parts else 2 if "b2x" in parts else 1
+    return checkpointing, kwargs, "liger" in parts, factor, "varlen" in parts
 
 
-def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, work) -> dict:
+def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, work, profile=False) -> dict:
     import torch
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
@@ -187,28 +238,55 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     from distill.train.checkpointing import text_only_input_grads
     from distill.train.datasets import to_dataset
 
-    checkpointing, ckpt_kwargs, liger, factor = settings(variant)
+    checkpointing, ckpt_kwargs, liger, factor, varlen = settings(variant)
     batch *= factor
     text_only_input_grads(model)  # as distill sft does with the vision tower frozen
+    if varlen:
+        from distill.backends.vision_attention import use_varlen_vision_attention
+
+        assert use_varlen_vision_attention(model, device), "the varlen kernel needs CUDA"
     cls, cfg_cls = (SFTTrainer, SFTConfig) if kind == "sft" else (DPOTrainer, DPOConfig)
     if kind == "sft":
         exs = [{k: v for k, v in e.items() if k not in ("chosen", "rejected")} for e in exs]
     else:
         exs = [{k: v for k, v in e.items() if k != "completion"} for e in exs]
     on_gpu = device.startswith("cuda")
-    args = cfg_cls(output_dir=str(work / kind), per_device_train_batch_size=batch, max_steps=warmup + steps,
-                   learning_rate=1e-4, logging_steps=1, save_strategy="no", report_to="none", bf16=on_gpu,
-                   use_cpu=not on_gpu, max_length=None, remove_unused_columns=False, disable_tqdm=True,
-                   gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs=ckpt_kwargs,
-                   use_liger_kernel=liger, liger_kernel_config=LIGER if liger else None,
-                   dataloader_num_workers=2 if on_gpu else 0, seed=0)
+    args = cfg_cls(
+        output_dir=str(work / kind),
+        per_device_train_batch_size=batch,
+        max_steps=warmup + steps,
+        learning_rate=1e-4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        bf16=on_gpu,
+        use_cpu=not on_gpu,
+        max_length=None,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs=ckpt_kwargs,
+        use_liger_kernel=liger,
+        liger_kernel_config=LIGER if liger else None,
+        dataloader_num_workers=2 if on_gpu else 0,
+        seed=0,
+    )
     if not on_gpu:
         from distill.train.cpu import compact_logprobs_on_cpu
 
         compact_logprobs_on_cpu()
-    trainer = cls(model=model, args=args, train_dataset=to_dataset(exs, MAX_PIXELS), processing_class=processor,
-                  peft_config=lora_config())
-    timer = StepTimer(warmup, device)
+    full = "full" in variant.split("-")
+    if full:
+        for name, p in model.named_parameters():
+            p.requires_grad_(".visual." not in f".{name}")
+    trainer = cls(
+        model=model,
+        args=args,
+        train_dataset=to_dataset(exs, MAX_PIXELS),
+        processing_class=processor,
+        peft_config=None if full else lora_config(),
+    )
+    timer = StepTimer(warmup, device, profile)
     trainer.add_callback(timer.callback(trainer))
     trainer.train()
     dt = timer.t1 - timer.t0
@@ -218,12 +296,28 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     logs = [r for r in trainer.state.log_history if "loss" in r]
     if logs:
         out["loss"] = logs[-1]["loss"]
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        peaks = [None] * dist.get_world_size()
+        dist.all_gather_object(peaks, timer.peak)
+        out.update(
+            world_size=len(peaks),
+            peak_gb_per_rank=peaks,
+            peak_gb=max(peaks) if None not in peaks else None,
+            distributed=str(trainer.accelerator.distributed_type),
+        )
+        if "tokens_per_s" in out:
+            out["tokens_per_s_per_gpu"] = out["tokens_per_s"] / len(peaks)
+    if hasattr(timer, "summary"):
+        out["profile"] = timer.summary
+        print(json.dumps({"profile": {variant: timer.summary}}, indent=1), flush=True)
     del trainer
     torch.cuda.empty_cache() if on_gpu else None
     return out
 
 
-def run_variant(variant, exs, batch, args, work) -> dict:
+def run_variant(variant, exs, batch, args, work, profile: bool = False) -> dict:
     import torch
 
     from bench.workloads import build_model
@@ -231,9 +325,19 @@ def run_variant(variant, exs, batch, args, work) -> dict:
     model, processor = build_model(args.model, args.device)
     try:
         if variant.startswith("naive"):
-            return naive_sft(model, processor, exs, batch, args.steps, args.warmup, args.device,
-                             text_grads=variant == "naive-text-grads")
-        return ours("sft", model, processor, exs, batch, args.steps, args.warmup, args.device, variant, work)
+            return naive_sft(
+                model,
+                processor,
+                exs,
+                batch,
+                args.steps,
+                args.warmup,
+                args.device,
+                text_grads=variant == "naive-text-grads",
+            )
+        return ours(
+            "sft", model, processor, exs, batch, args.steps, args.warmup, args.device, variant, work, profile=profile
+        )
     except torch.OutOfMemoryError:
         return {"error": "out of memory"}
     finally:
@@ -250,12 +354,20 @@ def main(argv=None) -> dict:
 
     args = make_parser().parse_args(argv)
     variants = args.variants.split(",")
+    rank = int(os.environ.get("RANK", 0))
+    if args.device.startswith("cuda") and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # "cuda" is then this rank's card
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    res = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
-           "model": args.model, "steps": args.steps, "warmup": args.warmup, "tasks": {}}
+    res = {
+        "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
+        "model": args.model,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "tasks": {},
+    }
 
     def save():
-        if args.out:  # after every variant, so a run cut short keeps what it measured
+        if args.out and rank == 0:  # after every variant, so a run cut short keeps what it measured
             Path(args.out).write_text(json.dumps(res, indent=1))
 
     for task, batch in (("image2text", args.batch_i2t), ("text2image", args.batch_t2i)):
@@ -271,20 +383,33 @@ def main(argv=None) -> dict:
                 r[v]["memory_vs_naive"] = r[v]["peak_gb"] / r["naive"]["peak_gb"] if r[v]["peak_gb"] else None
             print(json.dumps({task: {v: r[v]}}), flush=True)
             save()
+        if args.profile and task == "image2text":
+            r["profile"] = run_variant(args.profile, exs, batch, args, work, profile=True).get("profile")
+            r["profile_variant"] = args.profile
+            save()
     if not args.skip_dpo:
         exs = examples("image2text", 32, work, seed=3)
-        model, processor = build_model(args.model, args.device)
-        res["dpo_image2text"] = ours("dpo", model, processor, exs, 2, args.steps, args.warmup, args.device,
-                                     args.dpo_variant, work)
-        res["dpo_image2text"].update(pairs_per_step=2, variant=args.dpo_variant)
-        print(json.dumps({"dpo": res["dpo_image2text"]}), flush=True)
-        save()
+        res["dpo_image2text"] = {}
+        for v in args.dpo_variants.split(","):
+            model, processor = build_model(args.model, args.device)
+            try:
+                r = ours("dpo", model, processor, exs, 2, args.steps, args.warmup, args.device, v, work)
+            except torch.OutOfMemoryError:
+                r = {"error": "out of memory"}
+            del model
+            gc.collect()
+            torch.cuda.empty_cache() if args.device.startswith("cuda") else None
+            res["dpo_image2text"][v] = dict(r, pairs_per_step=2 * settings(v)[3])
+            print(json.dumps({"dpo": {v: res["dpo_image2text"][v]}}), flush=True)
+            save()
     print(f"\n{'task':<11} {'variant':<17} {'tok/s':>7} {'x naive':>7} {'peak GB':>7}")
     for task, r in res["tasks"].items():
         for v in variants:
             m = r[v]
-            print(f"{task:<11} {v:<17} {m.get('tokens_per_s', 0):>7.0f} {m.get('speedup', 0):>7.2f} "
-                  f"{m.get('peak_gb') or 0:>7.1f} {m.get('error', '')}")
+            print(
+                f"{task:<11} {v:<17} {m.get('tokens_per_s', 0):>7.0f} {m.get('speedup', 0):>7.2f} "
+                f"{m.get('peak_gb') or 0:>7.1f} {m.get('error', '')}"
+            )
     print("device:", res["device"])
     return res
 

@@ -13,11 +13,13 @@ from PIL import Image
 
 from distill.data.items import LETTERS, Item, Option
 from distill.data.options import parse_options, render_options
-from distill.data.sample import Motif, write_story, COLOURS, SHAPES, LAYOUTS
+from distill.data.sample import COLOURS, LAYOUTS, SHAPES, Motif, write_story
 
 MAX_PIXELS = 448 * 448
-SYSTEM = ("# Requirement\n You are an excellent scientific image reader. Choose the option that matches. "
-          "Answer with the letter of the option.")
+SYSTEM = (
+    "# Requirement\n You are an excellent scientific image reader. Choose the option that matches. "
+    "Answer with the letter of the option."
+)
 
 
 def _story(rng: random.Random, words: int) -> str:
@@ -58,10 +60,15 @@ def items(task: str, n: int, out: Path, seed: int = 0, size: int = 448, story_wo
             story = _story(rng, int(story_words * 2.6 * rng.uniform(0.7, 1.3)))
             images = [pool[(i + k * 7) % len(pool)] for k in range(4)]  # distractors recur across items
             text = f"Which cover matches this cover story?\n{story}\n{render_options(['<image>'] * 4)}"
-            opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=images[k])
-                    for k, o in enumerate(parse_options(text))]
-        result.append(Item(id=f"{task}-{i}", task=task, system=SYSTEM, input=text, options=opts, images=images,
-                           gold=LETTERS[gold]))
+            opts = [
+                Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=images[k])
+                for k, o in enumerate(parse_options(text))
+            ]
+        result.append(
+            Item(
+                id=f"{task}-{i}", task=task, system=SYSTEM, input=text, options=opts, images=images, gold=LETTERS[gold]
+            )
+        )
     return result
 
 
@@ -92,8 +99,11 @@ def model_folder(size: str, out: Path) -> Path:
     themselves (vLLM's `load_format="dummy"`)."""
     from distill.tiny_model import FULL_7B_TEXT, FULL_7B_VISION, build_config, build_processor
 
-    cfg = build_config(FULL_7B_TEXT, FULL_7B_VISION, tie_word_embeddings=False) if size == "7b" else \
-        build_config(text={"num_attention_heads": 2, "num_key_value_heads": 2})
+    cfg = (
+        build_config(FULL_7B_TEXT, FULL_7B_VISION, tie_word_embeddings=False)
+        if size == "7b"
+        else build_config(text={"num_attention_heads": 2, "num_key_value_heads": 2})
+    )
     cfg.dtype = "bfloat16"
     cfg.architectures = ["Qwen2_5_VLForConditionalGeneration"]  # what engines read to pick the model class
     cfg.save_pretrained(out)
@@ -112,5 +122,41 @@ def sync(device: str) -> None:
 def parameter_counts(model) -> dict[str, int]:
     vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
     embed = model.get_input_embeddings().weight.numel()
-    return {"vision": vision, "language": sum(p.numel() for p in model.parameters()) - vision - embed,
-            "embedding": embed}
+    return {
+        "vision": vision,
+        "language": sum(p.numel() for p in model.parameters()) - vision - embed,
+        "embedding": embed,
+    }
+
+
+KERNEL_KINDS = (
+    ("matmul", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "matmul")),
+    ("attention", ("flash", "fmha", "attention", "efficient")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("triton", ("triton",)),
+)
+
+
+def kernel_summary(prof, wall_s: float, top: int = 12) -> dict:
+    """A torch profiler's run in brief: the GPU's busy time against the wall clock (kernels of one stream do
+    not overlap), busy time by kind of kernel, the longest kernels and the host ops that took longest."""
+    averages = prof.key_averages()
+    kernels = sorted(
+        (e for e in averages if e.device_type.name == "CUDA"), key=lambda e: e.self_device_time_total, reverse=True
+    )
+    busy = sum(e.self_device_time_total for e in kernels) / 1e6
+    kinds: dict[str, float] = {}
+    for e in kernels:
+        kind = next((k for k, words in KERNEL_KINDS if any(w in e.key.lower() for w in words)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / 1e6
+    host = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)
+    return {
+        "wall_s": wall_s,
+        "gpu_busy_s": busy,
+        "gpu_busy_share": busy / wall_s if wall_s else None,
+        "busy_by_kind_s": kinds,
+        "top_kernels": [
+            {"name": e.key[:90], "s": e.self_device_time_total / 1e6, "calls": e.count} for e in kernels[:top]
+        ],
+        "top_host_ops": [{"name": e.key[:90], "s": e.self_cpu_time_total / 1e6, "calls": e.count} for e in host[:top]],
+    }

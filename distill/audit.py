@@ -50,14 +50,20 @@ class AuditReport:
         for c in self.checks:
             lines.append(f"| {c.name} | {c.checked} | {len(c.found)} | {'; '.join(c.found[:3])} |")
         if self.unchecked:
-            lines.append(f"\n{len(self.unchecked)} held-out item(s) with no readable story, not checked by text: "
-                         f"{', '.join(self.unchecked[:5])}")
+            lines.append(
+                f"\n{len(self.unchecked)} held-out item(s) with no readable story, not checked by text: "
+                f"{', '.join(self.unchecked[:5])}"
+            )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"leaks": self.leaks, "checks": {c.name: {"checked": c.checked, "leaks": len(c.found),
-                                                         "examples": c.found[:10]} for c in self.checks},
-                "unchecked": self.unchecked}
+        return {
+            "leaks": self.leaks,
+            "checks": {
+                c.name: {"checked": c.checked, "leaks": len(c.found), "examples": c.found[:10]} for c in self.checks
+            },
+            "unchecked": self.unchecked,
+        }
 
 
 class _Hashes:
@@ -98,9 +104,12 @@ def audit_items(held_out: list[Item], training: list[Item], label: str = "traini
         elif gold:
             stories.setdefault(normalise(gold.text), it.key)
     held_keys = {it.key for it in held_out}
-    keys, parents, images, texts = (Check(f"{label}: held-out item itself"), Check(f"{label}: parents"),
-                                    Check(f"{label}: covers and distractor covers (sha256)"),
-                                    Check(f"{label}: stories and distractor stories (text)"))
+    keys, parents, images, texts = (
+        Check(f"{label}: held-out item itself"),
+        Check(f"{label}: parents"),
+        Check(f"{label}: covers and distractor covers (sha256)"),
+        Check(f"{label}: stories and distractor stories (text)"),
+    )
     for it in training:
         keys.checked += 1
         if it.key in held_keys:
@@ -128,5 +137,7 @@ def audit_store(store: Store, extra: list[Item] | None = None, label: str = "tra
 
 def require_clean(report: AuditReport, allow_leakage: bool, what: str) -> None:
     if report.leaks and not allow_leakage:
-        raise LeakageError(f"{what} refused: {report.leaks} held-out item(s) reachable from training data "
-                           f"(pass --allow-leakage to go on anyway; it is recorded)\n{report.table()}")
+        raise LeakageError(
+            f"{what} refused: {report.leaks} held-out item(s) reachable from training data "
+            f"(pass --allow-leakage to go on anyway; it is recorded)\n{report.table()}"
+        )

@@ -27,8 +27,10 @@ from distill.data.stories import StoryError, story_of
 
 log = logging.getLogger(__name__)
 
-QUESTIONS = {"image2text": "Which of the following cover stories matches this journal cover?",
-             "text2image": "Which journal cover matches this cover story?"}
+QUESTIONS = {
+    "image2text": "Which of the following cover stories matches this journal cover?",
+    "text2image": "Which journal cover matches this cover story?",
+}
 
 
 class AugmentConfig(BaseModel):
@@ -69,10 +71,15 @@ class Report:
     skipped: list[str] = field(default_factory=list)  # items whose story could not be taken apart
 
     def as_dict(self) -> dict:
-        return {"counts": dict(self.counts), "gold_letters": dict(sorted(self.gold_letters.items())),
-                "mean_distractor_similarity": (sum(self.similarities) / len(self.similarities)
-                                               if self.similarities else None),
-                "dropped_duplicates": self.dropped_duplicates, "skipped_items": self.skipped}
+        return {
+            "counts": dict(self.counts),
+            "gold_letters": dict(sorted(self.gold_letters.items())),
+            "mean_distractor_similarity": (
+                sum(self.similarities) / len(self.similarities) if self.similarities else None
+            ),
+            "dropped_duplicates": self.dropped_duplicates,
+            "skipped_items": self.skipped,
+        }
 
 
 def _id(*parts) -> str:
@@ -168,16 +175,18 @@ def render(task: str, question: str, story: str | None, options: list[str]) -> s
     return f"{question}\n{story}\n{render_options([IMAGE_TOKEN] * len(options))}"
 
 
-def recombine(items: list[Item], cfg: AugmentConfig, report: Report, progress: bool = True,
-              skip_invalid: bool = False) -> list[Item]:
+def recombine(
+    items: list[Item], cfg: AugmentConfig, report: Report, progress: bool = True, skip_invalid: bool = False
+) -> list[Item]:
     from rich.progress import track
     from sentence_transformers import util
 
     pairs = pairs_of(items, report, skip_invalid)
     if len(pairs) < 3:
         return []
-    emb = load_embedder(cfg.embedder).encode([p.story for p in pairs], normalize_embeddings=True,
-                                             show_progress_bar=progress, convert_to_tensor=True)
+    emb = load_embedder(cfg.embedder).encode(
+        [p.story for p in pairs], normalize_embeddings=True, show_progress_bar=progress, convert_to_tensor=True
+    )
     # enough neighbours to fill the largest option count after dropping repeats and the pair itself
     top_k = min(len(pairs), 4 * max(cfg.option_counts) + 8)
     hits = util.semantic_search(emb, emb, top_k=top_k)
@@ -200,21 +209,37 @@ def recombine(items: list[Item], cfg: AugmentConfig, report: Report, progress: b
         else:
             images = [pairs[j].cover for j in members]
             text = render(task, QUESTIONS[task], p.story, images)
-        opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end),
-                       image=images[k] if task == "text2image" else None) for k, o in enumerate(parse_options(text))]
+        opts = [
+            Option(
+                letter=o.letter, text=o.text, span=(o.start, o.end), image=images[k] if task == "text2image" else None
+            )
+            for k, o in enumerate(parse_options(text))
+        ]
         parents = [pairs[j].source.key for j in members]
-        out.append(Item(id=_id(p.source.key, "recombine", task, parents), task=task,
-                        system=system[task] or system[src_task], input=text, options=opts, images=images,
-                        gold=LETTERS[members.index(i)], journal=p.journal, split="train", parents=parents,
-                        transform=f"recombine:{src_task}->{task}:{n_opt}"))
+        out.append(
+            Item(
+                id=_id(p.source.key, "recombine", task, parents),
+                task=task,
+                system=system[task] or system[src_task],
+                input=text,
+                options=opts,
+                images=images,
+                gold=LETTERS[members.index(i)],
+                journal=p.journal,
+                split="train",
+                parents=parents,
+                transform=f"recombine:{src_task}->{task}:{n_opt}",
+            )
+        )
         sims = {h["corpus_id"]: h["score"] for h in hits[i]}
         report.similarities.extend(float(sims[j]) for j in negs)
     report.counts["recombine"] += len(out)
     return out
 
 
-def augment(items: list[Item], cfg: AugmentConfig, progress: bool = True,
-            skip_invalid: bool = False) -> tuple[list[Item], Report]:
+def augment(
+    items: list[Item], cfg: AugmentConfig, progress: bool = True, skip_invalid: bool = False
+) -> tuple[list[Item], Report]:
     train = [it for it in items if it.split == "train" and it.gold and not it.transform]
     report = Report()
     new = balanced_permutations(train, cfg.permutations, cfg.seed, report)
@@ -243,11 +268,17 @@ def write_dataset(items: list[Item], out_dir: str | Path, report: Report) -> dic
     out = Path(out_dir)
     paths, registry = {}, {}
     for task in QUESTIONS:
-        recs = [it.record([os.path.relpath(p, out.resolve()) for p in it.images]) |
-                {"parents": it.parents, "transform": it.transform} for it in items if it.task == task]
+        recs = [
+            it.record([os.path.relpath(p, out.resolve()) for p in it.images])
+            | {"parents": it.parents, "transform": it.transform}
+            for it in items
+            if it.task == task
+        ]
         paths[task] = atomic_write_json(out / f"{task}_train_aug.json", recs)
-        registry[f"{task}_train_aug"] = {"file_name": paths[task].name, "columns": {
-            "prompt": "system", "query": "input", "response": "output", "images": "images"}}
+        registry[f"{task}_train_aug"] = {
+            "file_name": paths[task].name,
+            "columns": {"prompt": "system", "query": "input", "response": "output", "images": "images"},
+        }
     atomic_write_json(out / "dataset_info.json", registry, indent=2)
     atomic_write_json(out / "augment_report.json", report.as_dict())
     return paths

@@ -6,16 +6,20 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from distill import logs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="cover-distill: teach a VLM to match journal covers with their cover stories.\n\n"
-                       "Pipeline: load -> graph (teacher traces) -> augment -> sft -> dpo -> predict -> eval. "
-                       "`distill demo` runs all of it on generated sample data with a tiny offline model.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="cover-distill: teach a VLM to match journal covers with their cover stories.\n\n"
+    "Pipeline: load -> graph (teacher traces) -> augment -> sft -> dpo -> predict -> eval. "
+    "`distill demo` runs all of it on generated sample data with a tiny offline model.",
+)
 traces_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect the teacher's traces in a store.")
 app.add_typer(traces_app, name="traces")
 log = logging.getLogger("distill")
@@ -25,7 +29,7 @@ DB_HELP = "The SQLite store (give --db, or --config for the recipe's)."
 CONFIG_HELP = "A pipeline recipe (YAML); its `db` is the store when --db is not given."
 
 
-def _db(db: Optional[Path], config: Optional[Path]) -> Path:
+def _db(db: Path | None, config: Path | None) -> Path:
     """The store: --db, else the recipe's; never a default the user did not choose."""
     if db:
         return db
@@ -41,12 +45,20 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     logs.setup(verbose)
 
 
+ALLOW_LEAKAGE = typer.Option(
+    False, "--allow-leakage", help="Go on although the audit finds held-out items in training data."
+)
+OVERWRITE_FILES = typer.Option(False, "--overwrite", help="Replace existing output files.")
+
+
 @app.command("sample-data")
-def sample_data(out_dir: Path = typer.Argument(..., help="Folder to write the dataset into."),
-                n_train: int = typer.Option(64, help="Training items per task."),
-                n_dev: int = typer.Option(10, help="Dev items per task."),
-                n_test: int = typer.Option(24, help="Test items per task."),
-                seed: int = typer.Option(0, help="Generator seed.")) -> None:
+def sample_data(
+    out_dir: Path = typer.Argument(..., help="Folder to write the dataset into."),
+    n_train: int = typer.Option(64, help="Training items per task."),
+    n_dev: int = typer.Option(10, help="Dev items per task."),
+    n_test: int = typer.Option(24, help="Test items per task."),
+    seed: int = typer.Option(0, help="Generator seed."),
+) -> None:
     """Write the seeded sample dataset: MAC-format JSON for both tasks, PNG covers, dataset_info.json."""
     from distill.data.sample import generate
 
@@ -55,11 +67,15 @@ def sample_data(out_dir: Path = typer.Argument(..., help="Folder to write the da
 
 
 @app.command("tiny-model")
-def tiny_model(out_dir: Path = typer.Argument(..., help="Folder to write the model into."),
-               seed: int = typer.Option(0, help="Initialisation seed."),
-               init_range: float = typer.Option(
-                   0.02, help="Std of the language model's initial weights; 0.2 lets a short SFT learn the "
-                              "sample covers (bench/README.md).")) -> None:
+def tiny_model(
+    out_dir: Path = typer.Argument(..., help="Folder to write the model into."),
+    seed: int = typer.Option(0, help="Initialisation seed."),
+    init_range: float = typer.Option(
+        0.02,
+        help="Std of the language model's initial weights; 0.2 lets a short SFT learn the "
+        "sample covers (bench/README.md).",
+    ),
+) -> None:
     """Build a random tiny Qwen2.5-VL with the real Qwen2.5 tokenizer, offline."""
     from distill.tiny_model import build_tiny_model
 
@@ -68,10 +84,12 @@ def tiny_model(out_dir: Path = typer.Argument(..., help="Folder to write the mod
 
 
 @app.command("sample-teacher")
-def sample_teacher(port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: any free port)."),
-                   error_rate: float = typer.Option(0.2, help="How often it misreads a cover's colour."),
-                   leak_rate: float = typer.Option(0.1, help="How often a hinted rationale gives the hint away."),
-                   seed: int = typer.Option(0, help="Seed of its draws.")) -> None:
+def sample_teacher(
+    port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: any free port)."),
+    error_rate: float = typer.Option(0.2, help="How often it misreads a cover's colour."),
+    leak_rate: float = typer.Option(0.1, help="How often a hinted rationale gives the hint away."),
+    seed: int = typer.Option(0, help="Seed of its draws."),
+) -> None:
     """Serve the sample-cover teacher (OpenAI-compatible, 127.0.0.1): a stand-in for a VLM teacher that reads the
     sample covers' pixels; valid ONLY on the covers `distill sample-data` draws."""
     from distill.sample_teacher.__main__ import main as serve
@@ -80,12 +98,14 @@ def sample_teacher(port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: an
 
 
 @app.command("load")
-def load(files: list[Path] = typer.Argument(..., help="Task JSON files, a dataset_info.json, or MAC CSVs."),
-         db: Path = typer.Option(..., "--db", help="The SQLite store (created and migrated on open)."),
-         split: Optional[str] = typer.Option(None, help="train | dev | test, for files whose names say none."),
-         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad records, load the valid rest."),
-         validation_fraction: float = typer.Option(0.1, help="Share of train carved out for validation."),
-         seed: int = typer.Option(0, help="Seed of the validation split.")) -> None:
+def load(
+    files: list[Path] = typer.Argument(..., help="Task JSON files, a dataset_info.json, or MAC CSVs."),
+    db: Path = typer.Option(..., "--db", help="The SQLite store (created and migrated on open)."),
+    split: str | None = typer.Option(None, help="train | dev | test, for files whose names say none."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad records, load the valid rest."),
+    validation_fraction: float = typer.Option(0.1, help="Share of train carved out for validation."),
+    seed: int = typer.Option(0, help="Seed of the validation split."),
+) -> None:
     """Validate data files and load them into the store. Each file's split comes from its name (a registry:
     each dataset's name); a validation split is carved from train."""
     from distill.pipeline import load_files
@@ -99,8 +119,10 @@ def load(files: list[Path] = typer.Argument(..., help="Task JSON files, a datase
 
 
 @app.command("audit")
-def audit(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-          config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP)) -> None:
+def audit(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+) -> None:
     """Check that no dev/test item, cover (sha256) or story (text) is reachable from training data; exits 1 on
     leakage."""
     from distill.pipeline import run_audit
@@ -114,27 +136,38 @@ def audit(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
 
 
 @app.command("graph")
-def graph(config: Path = typer.Option(..., "--config", "-c", help="Pipeline recipe (YAML)."),
-          data: Optional[list[Path]] = typer.Option(None, "--data", help="Training files (override data.train)."),
-          db: Optional[Path] = typer.Option(None, "--db", help="Store (overrides the recipe's)."),
-          limit: Optional[int] = typer.Option(None, help="First N training items only."),
-          concurrency: Optional[int] = typer.Option(None, help="Graph passes in flight at once."),
-          resume: Optional[str] = typer.Option(None, help="Run id to resume: finished items are skipped, failed "
-                                                          "and interrupted ones redone."),
-          run_id: Optional[str] = typer.Option(None, "--run-id", help="Name for a new run.")) -> None:
+def graph(
+    config: Path = typer.Option(..., "--config", "-c", help="Pipeline recipe (YAML)."),
+    data: list[Path] | None = typer.Option(None, "--data", help="Training files (override data.train)."),
+    db: Path | None = typer.Option(None, "--db", help="Store (overrides the recipe's)."),
+    limit: int | None = typer.Option(None, help="First N training items only."),
+    concurrency: int | None = typer.Option(None, help="Graph passes in flight at once."),
+    resume: str | None = typer.Option(
+        None, help="Run id to resume: finished items are skipped, failed and interrupted ones redone."
+    ),
+    run_id: str | None = typer.Option(None, "--run-id", help="Name for a new run."),
+) -> None:
     """Run the teacher graph (describer -> reasoner -> critic, retries, rationalization) over training items.
     Exits 1 when items failed."""
     from distill.pipeline import run_teacher
     from distill.recipe import load_recipe
 
-    recipe = load_recipe(config, {"db": str(db) if db else None, "teacher.limit": limit,
-                                  "teacher.concurrency": concurrency,
-                                  "data.train": [str(d) for d in data] if data else None})
+    recipe = load_recipe(
+        config,
+        {
+            "db": str(db) if db else None,
+            "teacher.limit": limit,
+            "teacher.concurrency": concurrency,
+            "data.train": [str(d) for d in data] if data else None,
+        },
+    )
     summary = run_teacher(recipe, resume=resume, run_id=run_id)
     _print_summary(summary.as_dict())
     if summary.failed:
-        typer.echo(f"{summary.failed} item(s) failed; finish them with: distill graph -c {config} "
-                   f"--resume {summary.run_id}", err=True)
+        typer.echo(
+            f"{summary.failed} item(s) failed; finish them with: distill graph -c {config} --resume {summary.run_id}",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -153,10 +186,11 @@ def _print_summary(d: dict) -> None:
 
 
 @app.command("demo")
-def demo(workdir: Path = typer.Option(Path("runs/demo"), help="Where every artefact goes."),
-         config: Path = typer.Option(Path("configs/demo.yaml"), "--config", "-c", help="Pipeline recipe (YAML)."),
-         overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a workdir a demo already used.")
-         ) -> None:
+def demo(
+    workdir: Path = typer.Option(Path("runs/demo"), help="Where every artefact goes."),
+    config: Path = typer.Option(Path("configs/demo.yaml"), "--config", "-c", help="Pipeline recipe (YAML)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a workdir a demo already used."),
+) -> None:
     """The main job on the embedded default: sample covers, tiny model, SQLite, the whole pipeline on CPU."""
     from distill.demo import run_demo
 
@@ -164,41 +198,48 @@ def demo(workdir: Path = typer.Option(Path("runs/demo"), help="Where every artef
 
 
 @app.command("predict")
-def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model folder (a merged student); "
-                                                                        "required unless --from-llamafactory."),
-            data: list[Path] = typer.Option(..., "--data", help="Test files, e.g. image2text_test.json "
-                                                                "(repeat for several)."),
-            out_dir: Path = typer.Option(..., "--out", help="Folder for the answer and details files."),
-            method: str = typer.Option("score", help="score | debias | prior | cot | adaptive"),
-            rotations: int = typer.Option(4, help="debias/prior: rotations of the options."),
-            samples: int = typer.Option(5, help="cot/adaptive: sampled rationales for self-consistency."),
-            temperature: float = typer.Option(0.7, help="cot/adaptive: sampling temperature."),
-            max_new_tokens: int = typer.Option(512, help="cot/adaptive: longest rationale."),
-            threshold: float = typer.Option(0.6, help="adaptive: top probability under which cot runs."),
-            prior_share: float = typer.Option(0.03, help="prior: share of items that estimate the letter prior."),
-            seed: int = typer.Option(0, help="Sampling seed (cot) and choice of prior items."),
-            layout: Optional[str] = typer.Option(
-                None, help="Prompt layout: llamafactory | system (default: what the model folder records, else "
-                           "llamafactory)."),
-            backend: str = typer.Option("transformers", help="transformers (CPU or GPU) | vllm (GPU) | openai"),
-            base_url: Optional[list[str]] = typer.Option(None, help="openai backend: server URL (repeat for "
-                                                                    "replicas)."),
-            scoring: str = typer.Option("top_logprobs", help="openai backend: allowed_tokens (a vLLM server: exact "
-                                                             "letter scores) | top_logprobs (any server)."),
-            dtype: str = typer.Option("auto", help="Weights' dtype (transformers, vllm): auto | bfloat16 | float16 | "
-                                                   "float32."),
-            max_pixels: Optional[int] = typer.Option(None, help="Image cap (use the training value)."),
-            batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight (openai)."),
-            devices: Optional[str] = typer.Option(
-                None, help="Data-parallel: one worker per device, e.g. 0,1,2,3 (GPU ids; 'cpu' for none)."),
-            overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing answer files."),
-            fallback: Optional[str] = typer.Option(
-                None, help="--from-llamafactory: the letter for lines that name none (default: the letter chosen "
-                           "least often so far, so fills do not pile onto one letter)."),
-            from_llamafactory: Optional[Path] = typer.Option(
-                None, "--from-llamafactory", help="Convert LLaMA-Factory's vllm_infer.py output instead (one --data "
-                                                  "file: its records pair with the output's lines in order).")
-            ) -> None:
+def predict(
+    model: Path | None = typer.Option(
+        None, "--model", help="Model folder (a merged student); required unless --from-llamafactory."
+    ),
+    data: list[Path] = typer.Option(..., "--data", help="Test files, e.g. image2text_test.json (repeat for several)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the answer and details files."),
+    method: str = typer.Option("score", help="score | debias | prior | cot | adaptive"),
+    rotations: int = typer.Option(4, help="debias/prior: rotations of the options."),
+    samples: int = typer.Option(5, help="cot/adaptive: sampled rationales for self-consistency."),
+    temperature: float = typer.Option(0.7, help="cot/adaptive: sampling temperature."),
+    max_new_tokens: int = typer.Option(512, help="cot/adaptive: longest rationale."),
+    threshold: float = typer.Option(0.6, help="adaptive: top probability under which cot runs."),
+    prior_share: float = typer.Option(0.03, help="prior: share of items that estimate the letter prior."),
+    seed: int = typer.Option(0, help="Sampling seed (cot) and choice of prior items."),
+    layout: str | None = typer.Option(
+        None, help="Prompt layout: llamafactory | system (default: what the model folder records, else llamafactory)."
+    ),
+    backend: str = typer.Option("transformers", help="transformers (CPU or GPU) | vllm (GPU) | openai"),
+    base_url: list[str] | None = typer.Option(None, help="openai backend: server URL (repeat for replicas)."),
+    scoring: str = typer.Option(
+        "top_logprobs",
+        help="openai backend: allowed_tokens (a vLLM server: exact letter scores) | top_logprobs (any server).",
+    ),
+    dtype: str = typer.Option("auto", help="Weights' dtype (transformers, vllm): auto | bfloat16 | float16 | float32."),
+    max_pixels: int | None = typer.Option(None, help="Image cap (use the training value)."),
+    batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight (openai)."),
+    devices: str | None = typer.Option(
+        None, help="Data-parallel: one worker per device, e.g. 0,1,2,3 (GPU ids; 'cpu' for none)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing answer files."),
+    fallback: str | None = typer.Option(
+        None,
+        help="--from-llamafactory: the letter for lines that name none (default: the letter chosen "
+        "least often so far, so fills do not pile onto one letter).",
+    ),
+    from_llamafactory: Path | None = typer.Option(
+        None,
+        "--from-llamafactory",
+        help="Convert LLaMA-Factory's vllm_infer.py output instead (one --data "
+        "file: its records pair with the output's lines in order).",
+    ),
+) -> None:
     """Answer files in the strict format (every test id once, one letter A-D), plus details JSONL, written
     atomically: details first, answers last."""
     if from_llamafactory:
@@ -213,22 +254,42 @@ def predict(model: Optional[Path] = typer.Option(None, "--model", help="Model fo
     from distill.pipeline import run_predict
     from distill.predict import PredictConfig
 
-    cfg = PredictConfig(method=method, rotations=rotations, samples=samples, temperature=temperature,
-                        max_new_tokens=max_new_tokens, threshold=threshold, prior_share=prior_share, seed=seed,
-                        layout=layout or recorded_layout(model) or DEFAULT_LAYOUT)
-    written = run_predict(str(model), data, out_dir, cfg, backend, max_pixels,
-                          base_url[0] if base_url and len(base_url) == 1 else base_url, batch_size,
-                          devices=devices.split(",") if devices else None, overwrite=overwrite,
-                          backend_options={"scoring": scoring, "dtype": dtype})
+    cfg = PredictConfig(
+        method=method,
+        rotations=rotations,
+        samples=samples,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        threshold=threshold,
+        prior_share=prior_share,
+        seed=seed,
+        layout=layout or recorded_layout(model) or DEFAULT_LAYOUT,
+    )
+    written = run_predict(
+        str(model),
+        data,
+        out_dir,
+        cfg,
+        backend,
+        max_pixels,
+        base_url[0] if base_url and len(base_url) == 1 else base_url,
+        batch_size,
+        devices=devices.split(",") if devices else None,
+        overwrite=overwrite,
+        backend_options={"scoring": scoring, "dtype": dtype},
+    )
     for task, path in written.items():
         out.print(f"{task}: {path}")
 
 
 @app.command("eval")
-def evaluate_cmd(answers: Path = typer.Option(..., "--answers", help="Folder with <task>_answer.json files."),
-                 gold: list[Path] = typer.Option(..., "--gold", help="Labelled files, e.g. image2text_dev.json."),
-                 out_dir: Optional[Path] = typer.Option(None, "--out", help="Where to write eval.json/.md/.png "
-                                                                            "(default: the answers folder).")) -> None:
+def evaluate_cmd(
+    answers: Path = typer.Option(..., "--answers", help="Folder with <task>_answer.json files."),
+    gold: list[Path] = typer.Option(..., "--gold", help="Labelled files, e.g. image2text_dev.json."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Where to write eval.json/.md/.png (default: the answers folder)."
+    ),
+) -> None:
     """Accuracy per task and overall, letter confusion, calibration, per-journal accuracy."""
     from distill.evaluate import markdown
     from distill.pipeline import run_eval
@@ -237,20 +298,25 @@ def evaluate_cmd(answers: Path = typer.Option(..., "--answers", help="Folder wit
 
 
 @app.command("augment")
-def augment_cmd(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-                config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                                      help=CONFIG_HELP + " Its `augment:` section is the default."),
-                out_dir: Path = typer.Option(..., "--out", help="Folder for the new dataset files."),
-                permutations: Optional[int] = typer.Option(None, help="Permuted copies per training item."),
-                recombine: Optional[bool] = typer.Option(None, "--recombine/--no-recombine",
-                                                         help="Cross-task recombination with hard negatives."),
-                seed: Optional[int] = typer.Option(None, help="Seed of permutations and recombination."),
-                skip_invalid: bool = typer.Option(False, "--skip-invalid",
-                                                  help="Leave out items whose story cannot be read (listed in the "
-                                                       "report) instead of stopping."),
-                allow_leakage: bool = typer.Option(False, "--allow-leakage", help="Go on although the audit finds "
-                                                                                  "held-out items in training data."),
-                overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files.")) -> None:
+def augment_cmd(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help=CONFIG_HELP + " Its `augment:` section is the default."
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the new dataset files."),
+    permutations: int | None = typer.Option(None, help="Permuted copies per training item."),
+    recombine: bool | None = typer.Option(
+        None, "--recombine/--no-recombine", help="Cross-task recombination with hard negatives."
+    ),
+    seed: int | None = typer.Option(None, help="Seed of permutations and recombination."),
+    skip_invalid: bool = typer.Option(
+        False,
+        "--skip-invalid",
+        help="Leave out items whose story cannot be read (listed in the report) instead of stopping.",
+    ),
+    allow_leakage: bool = ALLOW_LEAKAGE,
+    overwrite: bool = OVERWRITE_FILES,
+) -> None:
     """Permute options (balanced gold letters) and recombine (cover, story) pairs across tasks with hard
     negatives; writes task-format JSON, a dataset_info.json and a report, and records provenance in the store."""
     from distill.augment import AugmentConfig
@@ -258,10 +324,12 @@ def augment_cmd(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
     from distill.recipe import load_recipe
 
     base = load_recipe(config).augment.model_dump() if config else {}
-    over = {k: v for k, v in {"permutations": permutations, "recombine": recombine, "seed": seed}.items()
-            if v is not None}
-    result = run_augment(_db(db, config), out_dir, AugmentConfig(**(base | over)), overwrite, skip_invalid,
-                         allow_leakage)
+    over = {
+        k: v for k, v in {"permutations": permutations, "recombine": recombine, "seed": seed}.items() if v is not None
+    }
+    result = run_augment(
+        _db(db, config), out_dir, AugmentConfig(**(base | over)), overwrite, skip_invalid, allow_leakage
+    )
     out.print_json(json.dumps(result))
 
 
@@ -289,28 +357,29 @@ def dpo(ctx: typer.Context) -> None:
 
 
 @app.command("export")
-def export(kind: str = typer.Argument(..., help="sft | dpo | eval (held-out items for LLaMA-Factory's "
-                                                  "vllm_infer.py)"),
-           db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-           config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-           out_dir: Path = typer.Option(..., "--out", help="Output folder."),
-           fmt: str = typer.Option("trl", "--format", help="trl (JSONL for datasets) | llamafactory"),
-           direct_share: float = typer.Option(0.5, help="sft: direct-answer examples per rationale example."),
-           include_hinted: bool = typer.Option(False, "--include-hinted",
-                                               help="Include rationalized (hinted) traces."),
-           templates: bool = typer.Option(True, "--templates/--no-templates",
-                                          help="Vary system prompts over the template set."),
-           curriculum: str = typer.Option("none", help="none | easy_to_hard | staged"),
-           pairs_per_item: int = typer.Option(2, help="dpo: most preference pairs per item."),
-           layout: str = typer.Option("llamafactory", help="Prompt layout: llamafactory | system."),
-           split: str = typer.Option("train", help="Which split's items: train | val (sft, dpo); dev | test "
-                                                   "(eval)."),
-           copy_images: bool = typer.Option(False, "--copy-images", help="Put the images in OUTPUT/images (hard "
-                                                                         "links where possible): a self-contained "
-                                                                         "folder."),
-           allow_leakage: bool = typer.Option(False, "--allow-leakage", help="Go on although the audit finds "
-                                                                             "held-out items in training data."),
-           overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files.")) -> None:
+def export(
+    kind: str = typer.Argument(..., help="sft | dpo | eval (held-out items for LLaMA-Factory's vllm_infer.py)"),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder."),
+    fmt: str = typer.Option("trl", "--format", help="trl (JSONL for datasets) | llamafactory"),
+    direct_share: float = typer.Option(0.5, help="sft: direct-answer examples per rationale example."),
+    include_hinted: bool = typer.Option(False, "--include-hinted", help="Include rationalized (hinted) traces."),
+    templates: bool = typer.Option(
+        True, "--templates/--no-templates", help="Vary system prompts over the template set."
+    ),
+    curriculum: str = typer.Option("none", help="none | easy_to_hard | staged"),
+    pairs_per_item: int = typer.Option(2, help="dpo: most preference pairs per item."),
+    layout: str = typer.Option("llamafactory", help="Prompt layout: llamafactory | system."),
+    split: str = typer.Option("train", help="Which split's items: train | val (sft, dpo); dev | test (eval)."),
+    copy_images: bool = typer.Option(
+        False,
+        "--copy-images",
+        help="Put the images in OUTPUT/images (hard links where possible): a self-contained folder.",
+    ),
+    allow_leakage: bool = ALLOW_LEAKAGE,
+    overwrite: bool = OVERWRITE_FILES,
+) -> None:
     """Write SFT examples or DPO pairs as files TRL or LLaMA-Factory train on, or the dev/test items as a
     LLaMA-Factory registry for vllm_infer.py. Image paths are relative to the output folder (move them together,
     or pass --copy-images); with LLaMA-Factory, train and infer with image_max_pixels equal to distill's cap."""
@@ -319,18 +388,27 @@ def export(kind: str = typer.Argument(..., help="sft | dpo | eval (held-out item
 
     if kind not in ("sft", "dpo", "eval") or fmt not in ("trl", "llamafactory"):
         raise typer.BadParameter("KIND is sft, dpo or eval; --format is trl or llamafactory")
-    opts = ExampleOptions(direct_share=direct_share, include_hinted=include_hinted, templates=templates,
-                          curriculum=curriculum, pairs_per_item=pairs_per_item, layout=layout)
-    paths, n, skipped = run_export(kind, _db(db, config), out_dir, fmt, opts, split, overwrite, allow_leakage,
-                                   copy_images)
+    opts = ExampleOptions(
+        direct_share=direct_share,
+        include_hinted=include_hinted,
+        templates=templates,
+        curriculum=curriculum,
+        pairs_per_item=pairs_per_item,
+        layout=layout,
+    )
+    paths, n, skipped = run_export(
+        kind, _db(db, config), out_dir, fmt, opts, split, overwrite, allow_leakage, copy_images
+    )
     out.print(f"{n} {kind} records -> {', '.join(map(str, paths))}" + (f"  (skipped: {skipped})" if skipped else ""))
 
 
 @app.command("merge")
-def merge(adapter: Path = typer.Argument(..., help="A LoRA output folder (e.g. runs/sft/final)."),
-          out_dir: Path = typer.Argument(..., help="Where to write the merged model."),
-          base: Optional[str] = typer.Option(None, help="Base model folder (default: the adapter's own)."),
-          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder.")) -> None:
+def merge(
+    adapter: Path = typer.Argument(..., help="A LoRA output folder (e.g. runs/sft/final)."),
+    out_dir: Path = typer.Argument(..., help="Where to write the merged model."),
+    base: str | None = typer.Option(None, help="Base model folder (default: the adapter's own)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+) -> None:
     """Merge a LoRA adapter into its base: a standalone folder vLLM and transformers load."""
     from distill.train.merge import merge_adapter
 
@@ -339,16 +417,20 @@ def merge(adapter: Path = typer.Argument(..., help="A LoRA output folder (e.g. r
 
 # --- traces ------------------------------------------------------------------------------------------
 @traces_app.command("path")
-def traces_path(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-                config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP)) -> None:
+def traces_path(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+) -> None:
     """Print the store's absolute path (open it with: datasette PATH)."""
     out.print(str(_db(db, config).resolve()))
 
 
 @traces_app.command("stats")
-def traces_stats(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-                 config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-                 as_json: bool = typer.Option(False, "--json", help="JSON instead of a table.")) -> None:
+def traces_stats(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+) -> None:
     """Counts per run, task and verdict, with acceptance rates (latest attempt at each item)."""
     from distill.pipeline import open_store
 
@@ -367,49 +449,68 @@ def traces_stats(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
         grouped.setdefault((r["run_id"], r["task"]), {})[r["verdict"]] = r["n"]
     for (run, task), v in grouped.items():
         total = sum(v.values())
-        t.add_row(run, task, str(v.get("accepted", 0)), str(v.get("rejected", 0)), str(v.get("cannot_judge", 0)),
-                  f"{v.get('accepted', 0) / total:.0%}" if total else "-")
+        t.add_row(
+            run,
+            task,
+            str(v.get("accepted", 0)),
+            str(v.get("rejected", 0)),
+            str(v.get("cannot_judge", 0)),
+            f"{v.get('accepted', 0) / total:.0%}" if total else "-",
+        )
     out.print(t)
 
 
 @traces_app.command("list")
-def traces_list(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-                config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-                n: int = typer.Option(10, "-n", help="How many (0 for all)."),
-                run: Optional[str] = typer.Option(None, "--run", help="Only this teacher run."),
-                task: Optional[str] = typer.Option(None, "--task", help="image2text | text2image"),
-                accepted: bool = typer.Option(False, "--accepted", help="Only accepted traces."),
-                rejected: bool = typer.Option(False, "--rejected", help="Only rejected traces."),
-                query: Optional[str] = typer.Option(None, "-q", help="Full-text search over rationales."),
-                history: bool = typer.Option(False, "--history", help="Include earlier attempts at an item."),
-                as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a summary.")) -> None:
+def traces_list(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    n: int = typer.Option(10, "-n", help="How many (0 for all)."),
+    run: str | None = typer.Option(None, "--run", help="Only this teacher run."),
+    task: str | None = typer.Option(None, "--task", help="image2text | text2image"),
+    accepted: bool = typer.Option(False, "--accepted", help="Only accepted traces."),
+    rejected: bool = typer.Option(False, "--rejected", help="Only rejected traces."),
+    query: str | None = typer.Option(None, "-q", help="Full-text search over rationales."),
+    history: bool = typer.Option(False, "--history", help="Include earlier attempts at an item."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a summary."),
+) -> None:
     """Newest traces first."""
     from distill.pipeline import open_store
 
     verdict = "accepted" if accepted else "rejected" if rejected else None
-    rows = open_store(_db(db, config)).traces(run_id=run, task=task, verdict=verdict, query=query, limit=n or None,
-                                              history=history)
+    rows = open_store(_db(db, config)).traces(
+        run_id=run, task=task, verdict=verdict, query=query, limit=n or None, history=history
+    )
     if as_json:
         out.print_json(json.dumps(rows, ensure_ascii=False))
         return
     for r in rows:
         head = r["rationale"].replace("\n", " ")[:100] if r["rationale"] else ""
-        out.print(f"{r['id']}  {r['item_key']}  attempt {r['attempt']}{' hinted' if r['hinted'] else ''}"
-                  f"  answer {r['answer']}  {r['verdict']} ({r['reason']})\n    {head}", markup=False)
+        out.print(
+            f"{r['id']}  {r['item_key']}  attempt {r['attempt']}{' hinted' if r['hinted'] else ''}"
+            f"  answer {r['answer']}  {r['verdict']} ({r['reason']})\n    {head}",
+            markup=False,
+        )
 
 
 @traces_app.command("show")
-def traces_show(trace_id: str = typer.Argument(..., help="A trace id (see `distill traces list`)."),
-                db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-                config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP)) -> None:
+def traces_show(
+    trace_id: str = typer.Argument(..., help="A trace id (see `distill traces list`)."),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+) -> None:
     """One trace in full, with its item and the calls behind it."""
     from distill.pipeline import open_store
 
     t, item, calls = open_store(_db(db, config)).get_trace(trace_id)
-    lines = [f"trace {t['id']}  run {t['run_id']}  item {item.key} (gold {item.gold}, attempt "
-             f"{t['item_attempt']} at the item)",
-             f"reasoning attempt {t['attempt']}  sample {t['sample']}  hinted {bool(t['hinted'])}  answer {t['answer']}"
-             f"  verdict {t['verdict']} ({t['reason']})", "", "--- question ---", item.input]
+    lines = [
+        f"trace {t['id']}  run {t['run_id']}  item {item.key} (gold {item.gold}, attempt "
+        f"{t['item_attempt']} at the item)",
+        f"reasoning attempt {t['attempt']}  sample {t['sample']}  hinted {bool(t['hinted'])}  answer {t['answer']}"
+        f"  verdict {t['verdict']} ({t['reason']})",
+        "",
+        "--- question ---",
+        item.input,
+    ]
     for path, text in json.loads(t["descriptions"] or "{}").items():
         lines += ["", f"--- description of {Path(path).name} ---", text]
     lines += ["", "--- rationale ---", t["rationale"] or ""]
@@ -424,11 +525,13 @@ def traces_show(trace_id: str = typer.Argument(..., help="A trace id (see `disti
 
 
 @traces_app.command("export")
-def traces_export(db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-                  config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-                  out_file: Optional[Path] = typer.Option(None, "--out", help="JSONL file (default: stdout)."),
-                  run: Optional[str] = typer.Option(None, "--run", help="Only this teacher run."),
-                  overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file.")) -> None:
+def traces_export(
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    out_file: Path | None = typer.Option(None, "--out", help="JSONL file (default: stdout)."),
+    run: str | None = typer.Option(None, "--run", help="Only this teacher run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+) -> None:
     """Every trace with its item, as JSON lines."""
     from distill.pipeline import export_traces
 
@@ -452,8 +555,18 @@ def main() -> None:
         code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n
         if isinstance(code, int) and code:
             raise SystemExit(code)
-    except (DataError, ConfigError, BackendError, AnswerError, StoreError, LeakageError, FileNotFoundError,
-            FileExistsError, KeyError, ValueError) as exc:
+    except (
+        DataError,
+        ConfigError,
+        BackendError,
+        AnswerError,
+        StoreError,
+        LeakageError,
+        FileNotFoundError,
+        FileExistsError,
+        KeyError,
+        ValueError,
+    ) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         typer.echo(f"error: {msg}", err=True)
         raise SystemExit(1) from None

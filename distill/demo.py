@@ -45,22 +45,44 @@ def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -
         log.info("sample-cover teacher (a stand-in for a VLM, valid on the sample covers only) at %s", url)
         summary = run_teacher(recipe)
     artefacts["teacher run"] = summary.run_id
-    log.info("teacher: %d accepted, %d rejected traces over %d items (%d failed)", summary.accepted,
-             summary.rejected, summary.items, summary.failed)
+    log.info(
+        "teacher: %d accepted, %d rejected traces over %d items (%d failed)",
+        summary.accepted,
+        summary.rejected,
+        summary.items,
+        summary.failed,
+    )
 
     aug = run_augment(recipe.db, workdir / "augment", recipe.augment)
     artefacts["augmented"] = str(workdir / "augment")
-    log.info("augment: %d new training items %s, gold letters %s", aug["new_items"], aug["counts"],
-             aug["gold_letters"])
+    log.info("augment: %d new training items %s, gold letters %s", aug["new_items"], aug["counts"], aug["gold_letters"])
 
     configs = Path(config).parent
     common = ["--db", recipe.db, "--max_pixels", str(recipe.data.max_pixels)]
-    sft = sft_main(["--config", str(configs / "sft-demo.yaml"), "--model_name_or_path", str(model_dir),
-                    "--output_dir", str(workdir / "sft"), *common])
+    sft = sft_main(
+        [
+            "--config",
+            str(configs / "sft-demo.yaml"),
+            "--model_name_or_path",
+            str(model_dir),
+            "--output_dir",
+            str(workdir / "sft"),
+            *common,
+        ]
+    )
     artefacts["sft model"] = student = sft["final"]
     try:
-        dpo = dpo_main(["--config", str(configs / "dpo-demo.yaml"), "--model_name_or_path", sft["final"],
-                        "--output_dir", str(workdir / "dpo"), *common])
+        dpo = dpo_main(
+            [
+                "--config",
+                str(configs / "dpo-demo.yaml"),
+                "--model_name_or_path",
+                sft["final"],
+                "--output_dir",
+                str(workdir / "dpo"),
+                *common,
+            ]
+        )
         artefacts["dpo model"] = student = dpo.get("merged", dpo["final"])
     except ValueError as exc:  # no item had both an accepted and a wrong-answer rationale
         log.warning("DPO skipped: %s", exc)
@@ -81,6 +103,8 @@ def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -
         b, a = (reports[n]["tasks"][task]["accuracy"] for n in ("before", "after"))
         stdout.print(f"  {task:<11} {b:6.1%} -> {a:6.1%}", markup=False)
     b, a = (reports[n]["overall"]["accuracy"] for n in ("before", "after"))
-    stdout.print(f"  {'overall':<11} {b:6.1%} -> {a:6.1%}   (chance: 25%; "
-                 f"{reports['after']['overall']['n']} test items)", markup=False)
+    stdout.print(
+        f"  {'overall':<11} {b:6.1%} -> {a:6.1%}   (chance: 25%; {reports['after']['overall']['n']} test items)",
+        markup=False,
+    )
     return artefacts

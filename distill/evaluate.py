@@ -28,7 +28,11 @@ def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
         return items[0].task, {it.id: it.gold for it in items}, {it.id: it.journal for it in items if it.journal}
     if task is None:
         raise AnswerError(f"{path}: cannot tell the task from the file name")
-    return task, {str(r["id"]): r["output"] for r in data}, {str(r["id"]): r["journal"] for r in data if r.get("journal")}
+    return (
+        task,
+        {str(r["id"]): r["output"] for r in data},
+        {str(r["id"]): r["journal"] for r in data if r.get("journal")},
+    )
 
 
 def ece(confidences: list[float], correct: list[bool], bins: int = 10) -> tuple[float, list[dict]]:
@@ -47,21 +51,26 @@ def ece(confidences: list[float], correct: list[bool], bins: int = 10) -> tuple[
     return err, table
 
 
-def evaluate_task(answers: dict[str, str], gold: dict[str, str], journals: dict[str, str],
-                  details: dict[str, dict] | None = None) -> dict:
+def evaluate_task(
+    answers: dict[str, str], gold: dict[str, str], journals: dict[str, str], details: dict[str, dict] | None = None
+) -> dict:
     missing = [i for i in gold if i not in answers]
     extra = [i for i in answers if i not in gold]
     if missing or extra:
-        raise AnswerError(f"answers do not match the key: {len(missing)} missing ids {missing[:5]}, "
-                          f"{len(extra)} extra ids {extra[:5]}")
+        raise AnswerError(
+            f"answers do not match the key: {len(missing)} missing ids {missing[:5]}, "
+            f"{len(extra)} extra ids {extra[:5]}"
+        )
     correct = {i: answers[i] == g for i, g in gold.items()}
     confusion = {g: dict(Counter(answers[i] for i in gold if gold[i] == g)) for g in LETTERS4}
     per_journal = defaultdict(list)
     for i, j in journals.items():
         per_journal[j].append(correct[i])
     report = {
-        "n": len(gold), "accuracy": sum(correct.values()) / len(gold),
-        "predicted_letters": dict(Counter(answers.values())), "gold_letters": dict(Counter(gold.values())),
+        "n": len(gold),
+        "accuracy": sum(correct.values()) / len(gold),
+        "predicted_letters": dict(Counter(answers.values())),
+        "gold_letters": dict(Counter(gold.values())),
         "confusion": confusion,
         "per_journal": {j: {"n": len(v), "accuracy": sum(v) / len(v)} for j, v in sorted(per_journal.items())},
     }
@@ -103,8 +112,13 @@ def markdown(report: dict) -> str:
     o = report["overall"]
     lines.append(f"| **overall** | {o['n']} | **{o['accuracy']:.1%}** | |")
     for task, t in report["tasks"].items():
-        lines += ["", f"{task}: gold letter (rows) vs predicted (columns)", "", "| gold | A | B | C | D |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"{task}: gold letter (rows) vs predicted (columns)",
+            "",
+            "| gold | A | B | C | D |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for g in LETTERS4:
             row = t["confusion"].get(g, {})
             lines.append(f"| {g} | " + " | ".join(str(row.get(p, 0)) for p in LETTERS4) + " |")
@@ -124,11 +138,21 @@ def plot(report: dict, path: Path) -> None:
         rel = t.get("reliability", [])
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         if rel:
-            ax.bar([(b["bin"][0] + b["bin"][1]) / 2 for b in rel], [b["accuracy"] for b in rel], width=0.09,
-                   alpha=0.7, label="accuracy")
+            ax.bar(
+                [(b["bin"][0] + b["bin"][1]) / 2 for b in rel],
+                [b["accuracy"] for b in rel],
+                width=0.09,
+                alpha=0.7,
+                label="accuracy",
+            )
             ax.plot([b["confidence"] for b in rel], [b["accuracy"] for b in rel], "o")
-        ax.set(title=f"{task}: reliability" + (f" (ECE {t['ece']:.3f})" if "ece" in t else ""),
-               xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        ax.set(
+            title=f"{task}: reliability" + (f" (ECE {t['ece']:.3f})" if "ece" in t else ""),
+            xlabel="confidence",
+            ylabel="accuracy",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
         ax = axes[1][col]
         xs = range(4)
         ax.bar([x - 0.2 for x in xs], [t["gold_letters"].get(L, 0) for L in LETTERS4], 0.4, label="gold")

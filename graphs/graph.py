@@ -18,8 +18,12 @@ from graphs.state import GraphState
 
 def build_graph(settings: TeacherConfig):
     def retry(backend) -> RetryPolicy:
-        return RetryPolicy(max_attempts=1 + (backend.max_retries if backend else 0),
-                           retry_on=TransientBackendError, initial_interval=0.5, max_interval=30.0)
+        return RetryPolicy(
+            max_attempts=1 + (backend.max_retries if backend else 0),
+            retry_on=TransientBackendError,
+            initial_interval=0.5,
+            max_interval=30.0,
+        )
 
     g = StateGraph(GraphState, context_schema=Context)
     g.add_node("describe", describe_node, retry_policy=retry(settings.describer))

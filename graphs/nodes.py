@@ -22,13 +22,33 @@ from graphs.state import GraphState
 from store.db import call_row
 
 
-def _record(ctx: Context, state: GraphState, agent: str, model: str, request: ChatRequest | dict,
-            result: ChatResult | None, started: float, error: str | None = None) -> dict:
-    req = result.request if result is not None else (
-        {"messages": request.messages} if isinstance(request, ChatRequest) else request)
-    row = call_row(ctx.run_id, state["item"].key, agent, model, req, result.text if result else None,
-                   result.prompt_tokens if result else None, result.completion_tokens if result else None,
-                   (time.perf_counter() - started) * 1000, error)
+def _record(
+    ctx: Context,
+    state: GraphState,
+    agent: str,
+    model: str,
+    request: ChatRequest | dict,
+    result: ChatResult | None,
+    started: float,
+    error: str | None = None,
+) -> dict:
+    req = (
+        result.request
+        if result is not None
+        else ({"messages": request.messages} if isinstance(request, ChatRequest) else request)
+    )
+    row = call_row(
+        ctx.run_id,
+        state["item"].key,
+        agent,
+        model,
+        req,
+        result.text if result else None,
+        result.prompt_tokens if result else None,
+        result.completion_tokens if result else None,
+        (time.perf_counter() - started) * 1000,
+        error,
+    )
     row["item_attempt"] = state.get("item_attempt")
     return row
 
@@ -43,17 +63,24 @@ async def _description(ctx: Context, state: GraphState, path: str) -> str:
     if cached is not None:
         return cached
     if sha not in ctx.pending:  # covers recur across items: describe each once, even when concurrent
+
         async def run() -> str:
             started = time.perf_counter()
             req = describe_request(path, ctx.settings.describe_tokens)
             try:
                 res = await describe(ctx.describer, path, ctx.settings.describe_tokens)
             except BackendError as exc:  # a blank description is a failed call too, recorded with its reply
-                ctx.store.record_call(_record(ctx, state, "describer", model, req, getattr(exc, "result", None),
-                                              started, str(exc)))
+                ctx.store.record_call(
+                    _record(ctx, state, "describer", model, req, getattr(exc, "result", None), started, str(exc))
+                )
                 raise
-            return ctx.store.save_description(sha, model, prompts.DESCRIBER_VERSION, res.text,
-                                              _record(ctx, state, "describer", model, req, res, started))
+            return ctx.store.save_description(
+                sha,
+                model,
+                prompts.DESCRIBER_VERSION,
+                res.text,
+                _record(ctx, state, "describer", model, req, res, started),
+            )
 
         ctx.pending[sha] = asyncio.ensure_future(run())
     try:
@@ -72,8 +99,9 @@ async def describe_node(state: GraphState, runtime: Runtime[Context]) -> dict:
     return {"descriptions": dict(zip(covers, texts))}
 
 
-async def _reason(ctx: Context, state: GraphState, req: ChatRequest, letters: list[str],
-                  agent: str) -> tuple[list[dict], str, str | None]:
+async def _reason(
+    ctx: Context, state: GraphState, req: ChatRequest, letters: list[str], agent: str
+) -> tuple[list[dict], str, str | None]:
     """The reasoner's calls for one request, each recorded; a failure is recorded, then raised."""
     started = time.perf_counter()
     model = ctx.reasoner.model_name
@@ -99,16 +127,27 @@ async def reason_node(state: GraphState, runtime: Runtime[Context]) -> dict:
     attempt = state.get("attempt", 0)
     hinted = state.get("hinted", False)
     cfg = ctx.reasoner.config
-    req = reason_request(item, state.get("descriptions", {}), feedback=state.get("feedback"),
-                         hint=item.gold if hinted else None, text_only=cfg.text_only,
-                         structured=cfg.structured == "json_schema", max_tokens=s.max_new_tokens,
-                         temperature=s.temperature,
-                         seed=None if s.seed is None else _sample_seed(s.seed, item.key, state.get("sample", 0),
-                                                                       attempt))
+    req = reason_request(
+        item,
+        state.get("descriptions", {}),
+        feedback=state.get("feedback"),
+        hint=item.gold if hinted else None,
+        text_only=cfg.text_only,
+        structured=cfg.structured == "json_schema",
+        max_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        seed=None if s.seed is None else _sample_seed(s.seed, item.key, state.get("sample", 0), attempt),
+    )
     calls, text, answer = await _reason(ctx, state, req, item.letters, "reasoner")
-    trace = {"sample": state.get("sample", 0), "attempt": attempt, "hinted": int(hinted),
-             "descriptions": state.get("descriptions", {}), "rationale": rationale_of(text),
-             "answer": answer, "call_id": calls[0]["id"]}
+    trace = {
+        "sample": state.get("sample", 0),
+        "attempt": attempt,
+        "hinted": int(hinted),
+        "descriptions": state.get("descriptions", {}),
+        "rationale": rationale_of(text),
+        "answer": answer,
+        "call_id": calls[0]["id"],
+    }
     return {"attempt": attempt + 1, "current": trace}
 
 
@@ -120,9 +159,14 @@ async def critique_node(state: GraphState, runtime: Runtime[Context]) -> dict:
     if verdict.verdict == "accepted" and s.consistency and len(item.options) > 1:
         rotated = permute(item, rotation(len(item.options), 1))
         cfg = ctx.reasoner.config
-        req = reason_request(rotated, state.get("descriptions", {}), text_only=cfg.text_only,
-                             structured=cfg.structured == "json_schema", max_tokens=s.max_new_tokens,
-                             temperature=0.0)
+        req = reason_request(
+            rotated,
+            state.get("descriptions", {}),
+            text_only=cfg.text_only,
+            structured=cfg.structured == "json_schema",
+            max_tokens=s.max_new_tokens,
+            temperature=0.0,
+        )
         try:
             _, _, other = await _reason(ctx, state, req, rotated.letters, "critic")
         except BackendError as exc:

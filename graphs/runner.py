@@ -46,7 +46,7 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, stored: dict, **extra) -> "RunSummary":
+    def of(cls, stored: dict, **extra) -> RunSummary:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (stored | extra).items() if k in names})
 
@@ -64,17 +64,29 @@ def item_status(traces: list[dict], error: str | None) -> str:
     return "cannot_judge"
 
 
-async def run_items(store: Store, items: list[Item], settings: TeacherConfig, reasoner: Backend,
-                    describer: Backend | None, *, run_id: str | None = None, resume: str | None = None,
-                    config: dict | None = None, show_progress: bool = True) -> RunSummary:
+async def run_items(
+    store: Store,
+    items: list[Item],
+    settings: TeacherConfig,
+    reasoner: Backend,
+    describer: Backend | None,
+    *,
+    run_id: str | None = None,
+    resume: str | None = None,
+    config: dict | None = None,
+    show_progress: bool = True,
+) -> RunSummary:
     """Run (or resume) a teacher run over `items`, which must be in the store."""
     if resume:
         store.reopen_run(resume)
         run_id = resume
     else:
-        run_id = store.start_run("graph", config or {"teacher": settings.model_dump()}, {
-            "reasoner": reasoner.model_name, "describer": describer.model_name if describer else None},
-            run_id=run_id)
+        run_id = store.start_run(
+            "graph",
+            config or {"teacher": settings.model_dump()},
+            {"reasoner": reasoner.model_name, "describer": describer.model_name if describer else None},
+            run_id=run_id,
+        )
     started = time.perf_counter()
     try:
         todo, skipped = await _run(store, items, settings, reasoner, describer, run_id, show_progress)
@@ -86,8 +98,15 @@ async def run_items(store: Store, items: list[Item], settings: TeacherConfig, re
     return RunSummary.of(stored, todo=todo, skipped=skipped)
 
 
-async def _run(store: Store, items: list[Item], settings: TeacherConfig, reasoner: Backend,
-               describer: Backend | None, run_id: str, show_progress: bool) -> tuple[int, int]:
+async def _run(
+    store: Store,
+    items: list[Item],
+    settings: TeacherConfig,
+    reasoner: Backend,
+    describer: Backend | None,
+    run_id: str,
+    show_progress: bool,
+) -> tuple[int, int]:
     done = store.done_items(run_id)
     todo = [it for it in items if it.key not in done]
     if len(items) > len(todo):
@@ -96,20 +115,31 @@ async def _run(store: Store, items: list[Item], settings: TeacherConfig, reasone
     ctx = Context(settings=settings, reasoner=reasoner, describer=describer, store=store, run_id=run_id)
     attempts = {it.key: store.next_item_attempt(run_id, it.key) for it in todo}
     passes = [(it, s) for it in todo for s in range(settings.samples)]
-    inputs = [{"item": it, "sample": s, "item_attempt": attempts[it.key], "attempt": 0, "hinted": False,
-               "traces": []} for it, s in passes]
+    inputs = [
+        {"item": it, "sample": s, "item_attempt": attempts[it.key], "attempt": 0, "hinted": False, "traces": []}
+        for it, s in passes
+    ]
     pending = {it.key: settings.samples for it in todo}
     traces: dict[str, list[dict]] = {it.key: [] for it in todo}
     errors: dict[str, str] = {}
     counts = {"accepted": 0, "rejected": 0, "failed": 0}
     t0 = time.perf_counter()
-    progress = Progress(TextColumn("[bold]teacher graph"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[stats]}"), disable=not show_progress)
+    progress = Progress(
+        TextColumn("[bold]teacher graph"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+        disable=not show_progress,
+    )
     with progress:
         bar = progress.add_task("graph", total=len(todo), stats="")
         async for i, out in graph.abatch_as_completed(
-                inputs, {"max_concurrency": settings.concurrency, "recursion_limit": recursion_limit(settings)},
-                return_exceptions=True, context=ctx):
+            inputs,
+            {"max_concurrency": settings.concurrency, "recursion_limit": recursion_limit(settings)},
+            return_exceptions=True,
+            context=ctx,
+        ):
             item = passes[i][0]
             if isinstance(out, Exception):
                 if not isinstance(out, (RuntimeError, ValueError, OSError, TimeoutError)):
@@ -121,10 +151,13 @@ async def _run(store: Store, items: list[Item], settings: TeacherConfig, reasone
             if pending[item.key]:
                 continue
             status = item_status(traces[item.key], errors.get(item.key))
-            store.finish_item(run_id, item.key, attempts[item.key], status, traces[item.key],
-                              errors.get(item.key))
+            store.finish_item(run_id, item.key, attempts[item.key], status, traces[item.key], errors.get(item.key))
             counts["failed" if status == "failed" else "accepted" if status == "accepted" else "rejected"] += 1
             rate = sum(counts.values()) / max(1e-9, time.perf_counter() - t0)
-            progress.update(bar, advance=1, stats=f"accepted {counts['accepted']} rejected {counts['rejected']} "
-                                                  f"failed {counts['failed']}  {rate:.2f} items/s")
+            progress.update(
+                bar,
+                advance=1,
+                stats=f"accepted {counts['accepted']} rejected {counts['rejected']} "
+                f"failed {counts['failed']}  {rate:.2f} items/s",
+            )
     return len(todo), len(items) - len(todo)

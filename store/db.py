@@ -10,17 +10,20 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import random
 import sqlite3
+import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import sqlite_utils
 
 from distill.data.items import Item
 from store.migrations import MIGRATIONS
 
+LOCK_WAIT_S = 60.0  # how long an open waits for other processes' locks
 SECRET_KEYS = {"api_key", "authorization", "x-api-key", "token", "password", "secret"}
 JSON_ITEM_FIELDS = ("options", "images", "parents", "meta")
 JSON_TRACE_FIELDS = ("descriptions", "consistency", "letter_probs")
@@ -35,7 +38,7 @@ class UnknownRun(KeyError):
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_id() -> str:
@@ -57,14 +60,33 @@ def dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str)
 
 
-def call_row(run_id: str | None, item_key: str | None, agent: str, model: str, request: dict,
-             response: str | None, prompt_tokens: int | None, completion_tokens: int | None, duration_ms: float,
-             error: str | None = None) -> dict:
+def call_row(
+    run_id: str | None,
+    item_key: str | None,
+    agent: str,
+    model: str,
+    request: dict,
+    response: str | None,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    duration_ms: float,
+    error: str | None = None,
+) -> dict:
     """One agent call as the store keeps it: the request without secrets or image bytes."""
-    return {"id": new_id(), "run_id": run_id, "item_key": item_key, "agent": agent, "model": model,
-            "request": dumps(scrub(request)), "response": response, "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens, "duration_ms": duration_ms, "error": error,
-            "created_at": now()}
+    return {
+        "id": new_id(),
+        "run_id": run_id,
+        "item_key": item_key,
+        "agent": agent,
+        "model": model,
+        "request": dumps(scrub(request)),
+        "response": response,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "duration_ms": duration_ms,
+        "error": error,
+        "created_at": now(),
+    }
 
 
 def item_row(item: Item) -> dict:
@@ -89,29 +111,47 @@ class Store:
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a cover-distill store")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=60)
-        try:
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._check(conn)
-            self.db = sqlite_utils.Database(conn)
-            self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
-            self.db.execute("PRAGMA foreign_keys=ON")  # after migrations: they rebuild tables
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreError(f"{self.path} is not a cover-distill store ({exc})") from None
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            conn = sqlite3.connect(str(self.path), timeout=LOCK_WAIT_S)
+            try:
+                conn.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_S * 1000)}")
+                self._check(conn)
+                self.db = sqlite_utils.Database(conn)
+                self.db.enable_wal()
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+                self.db.execute("PRAGMA foreign_keys=ON")  # after migrations: they rebuild tables
+                return
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                # Switching a new file to WAL, or upgrading a read lock, can meet another process's first open
+                # with SQLITE_BUSY at once (SQLite skips the busy handler where waiting could deadlock). Opening
+                # is idempotent (migrations are transactions), so it is tried again from the start.
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreError(f"{self.path} is not a cover-distill store ({exc})") from None
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{self.path} stayed locked by another process for {LOCK_WAIT_S:.0f} s") from None
+                time.sleep(random.uniform(0.02, 0.2))
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise StoreError(f"{self.path} is not a cover-distill store ({exc})") from None
+            except BaseException:
+                conn.close()
+                raise
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """A damaged file is never written to; another program's database is not adopted."""
         problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
-            raise StoreError(f"{self.path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])}); "
-                             "restore it from a copy")
+            raise StoreError(
+                f"{self.path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])}); restore it from a copy"
+            )
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
         if tables and "_migrations" not in tables:
-            raise StoreError(f"{self.path} is not a cover-distill store (it holds other tables: "
-                             f"{', '.join(sorted(tables)[:5])})")
+            raise StoreError(
+                f"{self.path} is not a cover-distill store (it holds other tables: {', '.join(sorted(tables)[:5])})"
+            )
 
     def _migrate(self) -> list[str]:
         """Apply pending migrations, each committed together with its record; one process at a time."""
@@ -152,9 +192,19 @@ class Store:
         with self.transaction():
             if self.db["runs"].count_where("id = ?", [run_id]):
                 raise ValueError(f"run {run_id!r} already exists in {self.path}: resume it with --resume {run_id}")
-            self.db["runs"].insert({"id": run_id, "kind": kind, "config": dumps(scrub(config)),
-                                    "models": dumps(scrub(models or {})), "code_version": __version__,
-                                    "started_at": now(), "status": "running", "seconds": 0.0, "invocations": 1})
+            self.db["runs"].insert(
+                {
+                    "id": run_id,
+                    "kind": kind,
+                    "config": dumps(scrub(config)),
+                    "models": dumps(scrub(models or {})),
+                    "code_version": __version__,
+                    "started_at": now(),
+                    "status": "running",
+                    "seconds": 0.0,
+                    "invocations": 1,
+                }
+            )
         return run_id
 
     def run(self, run_id: str) -> dict:
@@ -166,8 +216,11 @@ class Store:
     def reopen_run(self, run_id: str) -> dict:
         run = self.run(run_id)
         with self.transaction():
-            self.db.execute("update runs set status = 'running', ended_at = null, "
-                            "invocations = coalesce(invocations, 1) + 1 where id = ?", [run_id])
+            self.db.execute(
+                "update runs set status = 'running', ended_at = null, "
+                "invocations = coalesce(invocations, 1) + 1 where id = ?",
+                [run_id],
+            )
         return run
 
     def end_run(self, run_id: str, status: str, seconds: float) -> dict:
@@ -175,31 +228,67 @@ class Store:
         with self.transaction():
             self.db.execute("update runs set seconds = coalesce(seconds, 0) + ? where id = ?", [seconds, run_id])
             summary = self.run_summary(run_id)
-            self.db.execute("update runs set ended_at = ?, status = ?, summary = ? where id = ?",
-                            [now(), status, dumps(summary), run_id])
+            self.db.execute(
+                "update runs set ended_at = ?, status = ?, summary = ? where id = ?",
+                [now(), status, dumps(summary), run_id],
+            )
         return summary
 
     def run_summary(self, run_id: str) -> dict:
-        statuses = Counter({r["status"]: r["n"] for r in self.db.query(
-            "select status, count(*) as n from item_runs where run_id = ? group by status", [run_id])})
-        verdicts = Counter({r["verdict"]: r["n"] for r in self.db.query(
-            f"select verdict, count(*) as n from traces where run_id = ? and {_CURRENT} group by verdict",
-            [run_id])})
-        hinted = self.db.execute(f"select count(*) from traces where run_id = ? and {_CURRENT} and "
-                                 "verdict = 'accepted' and hinted = 1", [run_id]).fetchone()[0]
-        calls = self.db.execute("select count(*), coalesce(sum(prompt_tokens), 0) + "
-                                "coalesce(sum(completion_tokens), 0), sum(error is not null) from calls "
-                                "where run_id = ?", [run_id]).fetchone()
-        errors = [f"{r['item_key']}: {r['error']}" for r in self.db.query(
-            "select item_key, error from item_runs where run_id = ? and status = 'failed' order by item_key "
-            "limit 20", [run_id])]
+        statuses = Counter(
+            {
+                r["status"]: r["n"]
+                for r in self.db.query(
+                    "select status, count(*) as n from item_runs where run_id = ? group by status", [run_id]
+                )
+            }
+        )
+        verdicts = Counter(
+            {
+                r["verdict"]: r["n"]
+                for r in self.db.query(
+                    f"select verdict, count(*) as n from traces where run_id = ? and {_CURRENT} group by verdict",
+                    [run_id],
+                )
+            }
+        )
+        hinted = self.db.execute(
+            f"select count(*) from traces where run_id = ? and {_CURRENT} and verdict = 'accepted' and hinted = 1",
+            [run_id],
+        ).fetchone()[0]
+        calls = self.db.execute(
+            "select count(*), coalesce(sum(prompt_tokens), 0) + "
+            "coalesce(sum(completion_tokens), 0), sum(error is not null) from calls "
+            "where run_id = ?",
+            [run_id],
+        ).fetchone()
+        errors = [
+            f"{r['item_key']}: {r['error']}"
+            for r in self.db.query(
+                "select item_key, error from item_runs where run_id = ? and status = 'failed' order by item_key "
+                "limit 20",
+                [run_id],
+            )
+        ]
         run = self.run(run_id)
-        return {"run_id": run_id, "items": sum(statuses.values()), "accepted_items": statuses["accepted"],
-                "rejected_items": statuses["rejected"], "cannot_judge_items": statuses["cannot_judge"],
-                "failed": statuses["failed"], "accepted": verdicts["accepted"], "rejected": verdicts["rejected"],
-                "cannot_judge": verdicts["cannot_judge"], "hinted_accepted": hinted, "calls": calls[0],
-                "failed_calls": calls[2] or 0, "tokens": calls[1], "seconds": run["seconds"] or 0.0,
-                "invocations": run["invocations"] or 1, "errors": errors}
+        return {
+            "run_id": run_id,
+            "items": sum(statuses.values()),
+            "accepted_items": statuses["accepted"],
+            "rejected_items": statuses["rejected"],
+            "cannot_judge_items": statuses["cannot_judge"],
+            "failed": statuses["failed"],
+            "accepted": verdicts["accepted"],
+            "rejected": verdicts["rejected"],
+            "cannot_judge": verdicts["cannot_judge"],
+            "hinted_accepted": hinted,
+            "calls": calls[0],
+            "failed_calls": calls[2] or 0,
+            "tokens": calls[1],
+            "seconds": run["seconds"] or 0.0,
+            "invocations": run["invocations"] or 1,
+            "errors": errors,
+        }
 
     # --- items and images -------------------------------------------------------------------------------
     def add_items(self, items: Iterable[Item]) -> int:
@@ -208,12 +297,17 @@ class Store:
         rows = [item_row(it) for it in items]
         with self.transaction():
             known = {r["key"]: r["split"] for r in self.db.query("select key, split from items")}
-            moved = [(r["key"], known[r["key"]], r["split"]) for r in rows
-                     if r["key"] in known and _held_out(known[r["key"]]) != _held_out(r["split"])]
+            moved = [
+                (r["key"], known[r["key"]], r["split"])
+                for r in rows
+                if r["key"] in known and _held_out(known[r["key"]]) != _held_out(r["split"])
+            ]
             if moved:
                 key, old, new = moved[0]
-                raise ValueError(f"item {key} is already stored as {old}, now given as {new}: held-out items "
-                                 f"never move to training ({len(moved)} such item(s))")
+                raise ValueError(
+                    f"item {key} is already stored as {old}, now given as {new}: held-out items "
+                    f"never move to training ({len(moved)} such item(s))"
+                )
             self.db["items"].upsert_all(rows, pk="key")
         return len(rows)
 
@@ -247,8 +341,10 @@ class Store:
             self.db["calls"].insert(call)
 
     def description(self, sha: str, model: str, prompt_version: str) -> str | None:
-        row = self.db.execute("select text from descriptions where image_sha256 = ? and model = ? and "
-                              "prompt_version = ?", [sha, model, prompt_version]).fetchone()
+        row = self.db.execute(
+            "select text from descriptions where image_sha256 = ? and model = ? and prompt_version = ?",
+            [sha, model, prompt_version],
+        ).fetchone()
         return row[0] if row else None
 
     def save_description(self, sha: str, model: str, prompt_version: str, text: str, call: dict) -> str:
@@ -256,26 +352,39 @@ class Store:
         Returns the stored text."""
         with self.transaction():
             self.db["calls"].insert(call)
-            self.db.execute("insert or ignore into descriptions values (?, ?, ?, ?, ?, ?)",
-                            [sha, model, prompt_version, text, call["id"], now()])
+            self.db.execute(
+                "insert or ignore into descriptions values (?, ?, ?, ?, ?, ?)",
+                [sha, model, prompt_version, text, call["id"], now()],
+            )
             return self.description(sha, model, prompt_version)
 
     def next_item_attempt(self, run_id: str, item_key: str) -> int:
         """The number the next attempt at an item in a run gets: past finished attempts and past calls (of an
         attempt that was killed before it finished) both count."""
-        return 1 + self.db.execute(
-            "select max(coalesce((select max(attempt) from item_attempts where run_id = ? and item_key = ?), 0), "
-            "coalesce((select max(item_attempt) from calls where run_id = ? and item_key = ?), 0))",
-            [run_id, item_key, run_id, item_key]).fetchone()[0]
+        return (
+            1
+            + self.db.execute(
+                "select max(coalesce((select max(attempt) from item_attempts where run_id = ? and item_key = ?), 0), "
+                "coalesce((select max(item_attempt) from calls where run_id = ? and item_key = ?), 0))",
+                [run_id, item_key, run_id, item_key],
+            ).fetchone()[0]
+        )
 
-    def finish_item(self, run_id: str, item_key: str, attempt: int, status: str, traces: list[dict],
-                    error: str | None = None) -> None:
+    def finish_item(
+        self, run_id: str, item_key: str, attempt: int, status: str, traces: list[dict], error: str | None = None
+    ) -> None:
         """An attempt at an item ends: its traces and status in one transaction (its calls were recorded as they
         happened). Earlier attempts stay as they are."""
         rows = []
         for t in traces:
-            row = {"id": new_id(), "created_at": now(), **t, "run_id": run_id, "item_key": item_key,
-                   "item_attempt": attempt}
+            row = {
+                "id": new_id(),
+                "created_at": now(),
+                **t,
+                "run_id": run_id,
+                "item_key": item_key,
+                "item_attempt": attempt,
+            }
             for key in JSON_TRACE_FIELDS:
                 if key in row and not isinstance(row[key], (str, type(None))):
                     row[key] = dumps(row[key])
@@ -283,22 +392,47 @@ class Store:
         with self.transaction():
             if rows:
                 self.db["traces"].insert_all(rows)
-            self.db["item_attempts"].insert({"run_id": run_id, "item_key": item_key, "attempt": attempt,
-                                             "status": status, "error": error, "finished_at": now()})
-            self.db["item_runs"].upsert({
-                "run_id": run_id, "item_key": item_key, "attempts": attempt, "status": status,
-                "accepted": sum(t["verdict"] == "accepted" for t in traces),
-                "rejected": sum(t["verdict"] == "rejected" for t in traces),
-                "error": error, "finished_at": now()}, pk=("run_id", "item_key"))
+            self.db["item_attempts"].insert(
+                {
+                    "run_id": run_id,
+                    "item_key": item_key,
+                    "attempt": attempt,
+                    "status": status,
+                    "error": error,
+                    "finished_at": now(),
+                }
+            )
+            self.db["item_runs"].upsert(
+                {
+                    "run_id": run_id,
+                    "item_key": item_key,
+                    "attempts": attempt,
+                    "status": status,
+                    "accepted": sum(t["verdict"] == "accepted" for t in traces),
+                    "rejected": sum(t["verdict"] == "rejected" for t in traces),
+                    "error": error,
+                    "finished_at": now(),
+                },
+                pk=("run_id", "item_key"),
+            )
 
     def done_items(self, run_id: str) -> set[str]:
         """Items a run has finished; failed ones (backend errors) are redone on resume."""
-        return {r["item_key"] for r in self.db.query(
-            "select item_key from item_runs where run_id = ? and status != 'failed'", [run_id])}
+        return {
+            r["item_key"]
+            for r in self.db.query("select item_key from item_runs where run_id = ? and status != 'failed'", [run_id])
+        }
 
-    def traces(self, run_id: str | None = None, task: str | None = None, verdict: str | None = None,
-               query: str | None = None, limit: int | None = None, item_key: str | None = None,
-               history: bool = False) -> list[dict]:
+    def traces(
+        self,
+        run_id: str | None = None,
+        task: str | None = None,
+        verdict: str | None = None,
+        query: str | None = None,
+        limit: int | None = None,
+        item_key: str | None = None,
+        history: bool = False,
+    ) -> list[dict]:
         """Traces, newest first; by default only those of each item's latest attempt in its run (what training
         reads). `history` includes earlier attempts; `query` is a full-text search over rationales."""
         where, args = ([], []) if history else ([_CURRENT], [])
@@ -312,9 +446,15 @@ class Store:
         clause = " and ".join(where) or None
         if query:  # sqlite-utils' search takes named arguments
             named = "".join(p + (f":p{k}" if k < len(args) else "") for k, p in enumerate((clause or "").split("?")))
-            rows = list(self.db["traces"].search(query, where=named or None, limit=limit,
-                                                 where_args={f"p{k}": v for k, v in enumerate(args)},
-                                                 order_by="created_at desc"))
+            rows = list(
+                self.db["traces"].search(
+                    query,
+                    where=named or None,
+                    limit=limit,
+                    where_args={f"p{k}": v for k, v in enumerate(args)},
+                    order_by="created_at desc",
+                )
+            )
         else:
             sql = "select * from traces" + (f" where {clause}" if clause else "")
             sql += " order by created_at desc, rowid desc" + (f" limit {int(limit)}" if limit else "")
@@ -329,25 +469,54 @@ class Store:
         if not rows:
             raise KeyError(f"no trace {trace_id!r} in {self.path}")
         t = rows[0]
-        calls = list(self.db.query("select * from calls where run_id = ? and item_key = ? and item_attempt = ? "
-                                   "order by created_at", [t["run_id"], t["item_key"], t["item_attempt"]]))
+        calls = list(
+            self.db.query(
+                "select * from calls where run_id = ? and item_key = ? and item_attempt = ? order by created_at",
+                [t["run_id"], t["item_key"], t["item_attempt"]],
+            )
+        )
         return t, self.get_item(t["item_key"]), calls
 
     def stats(self) -> list[dict]:
-        return list(self.db.query(
-            f"""select run_id, substr(item_key, 1, instr(item_key, '/') - 1) as task, verdict, count(*) as n
-                from traces where {_CURRENT} group by 1, 2, 3 order by 1, 2, 3"""))
+        return list(
+            self.db.query(
+                f"""select run_id, substr(item_key, 1, instr(item_key, '/') - 1) as task, verdict, count(*) as n
+                from traces where {_CURRENT} group by 1, 2, 3 order by 1, 2, 3"""
+            )
+        )
 
     # --- training runs ------------------------------------------------------------------------------------
-    def record_train_run(self, kind: str, config: dict, dataset: dict, output_dir: str, best_step: int | None,
-                         metrics: dict, started_at: str, status: str, allow_leakage: bool, audit: dict) -> str:
+    def record_train_run(
+        self,
+        kind: str,
+        config: dict,
+        dataset: dict,
+        output_dir: str,
+        best_step: int | None,
+        metrics: dict,
+        started_at: str,
+        status: str,
+        allow_leakage: bool,
+        audit: dict,
+    ) -> str:
         run_id = f"{kind}-{new_id()[:8]}"
         with self.transaction():
-            self.db["train_runs"].insert({
-                "id": run_id, "kind": kind, "config": dumps(scrub(config)), "dataset": dumps(dataset),
-                "output_dir": output_dir, "best_step": best_step, "metrics": dumps(metrics),
-                "started_at": started_at, "ended_at": now(), "status": status,
-                "allow_leakage": int(allow_leakage), "audit": dumps(audit)})
+            self.db["train_runs"].insert(
+                {
+                    "id": run_id,
+                    "kind": kind,
+                    "config": dumps(scrub(config)),
+                    "dataset": dumps(dataset),
+                    "output_dir": output_dir,
+                    "best_step": best_step,
+                    "metrics": dumps(metrics),
+                    "started_at": started_at,
+                    "ended_at": now(),
+                    "status": status,
+                    "allow_leakage": int(allow_leakage),
+                    "audit": dumps(audit),
+                }
+            )
         return run_id
 
     def train_runs(self) -> list[dict]:
@@ -355,8 +524,10 @@ class Store:
 
 
 # A trace belongs to its item's latest attempt in its run: what training and the summaries read.
-_CURRENT = ("traces.item_attempt = (select ir.attempts from item_runs ir where ir.run_id = traces.run_id and "
-            "ir.item_key = traces.item_key)")
+_CURRENT = (
+    "traces.item_attempt = (select ir.attempts from item_runs ir where ir.run_id = traces.run_id and "
+    "ir.item_key = traces.item_key)"
+)
 
 
 def _held_out(split: str | None) -> bool:

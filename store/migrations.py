@@ -14,21 +14,88 @@ def migration(fn):
 
 @migration
 def m001_initial(db: sqlite_utils.Database) -> None:
-    db["runs"].create({"id": str, "kind": str, "config": str, "models": str, "code_version": str,
-                       "started_at": str, "ended_at": str, "status": str, "summary": str}, pk="id")
-    db["items"].create({"id": str, "task": str, "split": str, "source": str, "system": str, "input": str,
-                        "options": str, "images": str, "gold": str, "journal": str}, pk="id")
+    db["runs"].create(
+        {
+            "id": str,
+            "kind": str,
+            "config": str,
+            "models": str,
+            "code_version": str,
+            "started_at": str,
+            "ended_at": str,
+            "status": str,
+            "summary": str,
+        },
+        pk="id",
+    )
+    db["items"].create(
+        {
+            "id": str,
+            "task": str,
+            "split": str,
+            "source": str,
+            "system": str,
+            "input": str,
+            "options": str,
+            "images": str,
+            "gold": str,
+            "journal": str,
+        },
+        pk="id",
+    )
     db["images"].create({"sha256": str, "path": str, "width": int, "height": int, "bytes": int}, pk="sha256")
-    db["calls"].create({"id": str, "run_id": str, "item_id": str, "agent": str, "model": str, "request": str,
-                        "response": str, "prompt_tokens": int, "completion_tokens": int, "duration_ms": float,
-                        "error": str, "created_at": str}, pk="id")
-    db["descriptions"].create({"image_sha256": str, "model": str, "prompt_version": str, "text": str,
-                               "call_id": str, "created_at": str}, pk=("image_sha256", "model", "prompt_version"))
-    db["traces"].create({"id": str, "run_id": str, "item_id": str, "sample": int, "attempt": int, "hinted": int,
-                         "descriptions": str, "rationale": str, "answer": str, "verdict": str, "reason": str,
-                         "feedback": str, "call_id": str, "created_at": str}, pk="id")
-    db["item_runs"].create({"run_id": str, "item_id": str, "status": str, "accepted": int, "rejected": int,
-                            "error": str, "finished_at": str}, pk=("run_id", "item_id"))
+    db["calls"].create(
+        {
+            "id": str,
+            "run_id": str,
+            "item_id": str,
+            "agent": str,
+            "model": str,
+            "request": str,
+            "response": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "duration_ms": float,
+            "error": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["descriptions"].create(
+        {"image_sha256": str, "model": str, "prompt_version": str, "text": str, "call_id": str, "created_at": str},
+        pk=("image_sha256", "model", "prompt_version"),
+    )
+    db["traces"].create(
+        {
+            "id": str,
+            "run_id": str,
+            "item_id": str,
+            "sample": int,
+            "attempt": int,
+            "hinted": int,
+            "descriptions": str,
+            "rationale": str,
+            "answer": str,
+            "verdict": str,
+            "reason": str,
+            "feedback": str,
+            "call_id": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["item_runs"].create(
+        {
+            "run_id": str,
+            "item_id": str,
+            "status": str,
+            "accepted": int,
+            "rejected": int,
+            "error": str,
+            "finished_at": str,
+        },
+        pk=("run_id", "item_id"),
+    )
     db["calls"].create_index(["run_id", "item_id"])
     db["traces"].create_index(["run_id", "item_id"])
     db["traces"].create_index(["verdict"])
@@ -49,9 +116,21 @@ def m003_trace_search(db: sqlite_utils.Database) -> None:
 
 @migration
 def m004_training_runs(db: sqlite_utils.Database) -> None:
-    db["train_runs"].create({"id": str, "kind": str, "config": str, "dataset": str, "output_dir": str,
-                             "best_step": int, "metrics": str, "started_at": str, "ended_at": str,
-                             "status": str}, pk="id")
+    db["train_runs"].create(
+        {
+            "id": str,
+            "kind": str,
+            "config": str,
+            "dataset": str,
+            "output_dir": str,
+            "best_step": int,
+            "metrics": str,
+            "started_at": str,
+            "ended_at": str,
+            "status": str,
+        },
+        pk="id",
+    )
 
 
 @migration
@@ -68,9 +147,25 @@ def m005_item_keys_history_foreign_keys(db: sqlite_utils.Database) -> None:
     for r in db.query("select * from items"):
         key = f"{r['task']}/{r['id']}"
         keys[r["id"]] = key
-        db.execute("insert into items_new values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                   [key, r["id"], r["task"], r["split"], r["source"], r["system"], r["input"], r["options"],
-                    r["images"], r["gold"], r["journal"], None, r["transform"], "{}"])
+        db.execute(
+            "insert into items_new values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                key,
+                r["id"],
+                r["task"],
+                r["split"],
+                r["source"],
+                r["system"],
+                r["input"],
+                r["options"],
+                r["images"],
+                r["gold"],
+                r["journal"],
+                None,
+                r["transform"],
+                "{}",
+            ],
+        )
     for r in db.query("select id, parents from items where parents is not null"):
         parents = [keys.get(p, p) for p in json.loads(r["parents"] or "[]")]
         db.execute("update items_new set parents = ? where key = ?", [json.dumps(parents), keys[r["id"]]])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult
 from distill.backends.config import BackendConfig
@@ -19,8 +19,12 @@ class ScriptedBackend(Backend):
         out = self.reply(request, len(self.requests) - 1)
         if isinstance(out, Exception):
             raise BackendError(str(out))
-        return ChatResult(text=out, prompt_tokens=10, completion_tokens=len(out.split()),
-                          request={"model": self.config.model, "messages": request.messages})
+        return ChatResult(
+            text=out,
+            prompt_tokens=10,
+            completion_tokens=len(out.split()),
+            request={"model": self.config.model, "messages": request.messages},
+        )
 
 
 def request_text(request: ChatRequest) -> str:
@@ -33,5 +37,7 @@ def request_text(request: ChatRequest) -> str:
     return "\n".join(parts)
 
 
-RATIONALE = ("The cover shows repeated coloured shapes whose arrangement and hue stand for the physical idea "
-             "of the story; comparing the options, only one names the same shapes, colour and layout.")
+RATIONALE = (
+    "The cover shows repeated coloured shapes whose arrangement and hue stand for the physical idea "
+    "of the story; comparing the options, only one names the same shapes, colour and layout."
+)

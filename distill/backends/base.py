@@ -38,8 +38,9 @@ class ChatResult:
 
 
 def image_paths(messages: list[dict]) -> list[str]:
-    return [p["image"] for m in messages if isinstance(m["content"], list) for p in m["content"]
-            if p.get("type") == "image"]
+    return [
+        p["image"] for m in messages if isinstance(m["content"], list) for p in m["content"] if p.get("type") == "image"
+    ]
 
 
 def letter_distribution(logprobs: dict[str, float], letters: list[str]) -> dict[str, float]:
@@ -70,7 +71,7 @@ class Backend(abc.ABC):
     def __init__(self, config: BackendConfig):
         self.config = config
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (a backend with nothing to check keeps this)
         """Fail now, with one clear line, on a configuration that cannot work (a missing model folder, ...)."""
 
     @property

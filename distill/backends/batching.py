@@ -4,8 +4,8 @@ worker per event loop drains the queue into batches, so the engine sees batches 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from distill.backends.base import BackendError, ChatRequest
 
@@ -55,8 +55,9 @@ class Batcher:
                 except Exception as exc:  # a failed batch fails its callers, not the worker
                     for j in group:
                         if not j.future.done():
-                            j.future.set_exception(exc if isinstance(exc, BackendError) else
-                                                   BackendError(f"{type(exc).__name__}: {exc}"))
+                            j.future.set_exception(
+                                exc if isinstance(exc, BackendError) else BackendError(f"{type(exc).__name__}: {exc}")
+                            )
                     continue
                 for j, res in zip(group, results):
                     if not j.future.done():

@@ -28,6 +28,8 @@ class BackendConfig(BaseModel):
     text_only: bool = False  # a text-only model (DAD reasoner): send descriptions, never images
     device: str = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # transformers on CUDA: the vision tower's windows in one varlen flash call per layer (False: per-window SDPA)
+    varlen_vision: bool = True
     extra: dict = {}  # engine keyword arguments (vLLM: gpu_memory_utilization, max_model_len, ...)
 
     @field_validator("base_url")

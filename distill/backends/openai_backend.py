@@ -56,15 +56,18 @@ def build_chat_kwargs(config: BackendConfig, request: ChatRequest) -> dict:
     if request.choices and config.structured == "choice":
         extra["structured_outputs"] = {"choice": request.choices}  # vLLM structured outputs
     if request.json_schema and config.structured in ("json_schema", "choice"):
-        kw["response_format"] = {"type": "json_schema",
-                                 "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True}}
+        kw["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
+        }
     if extra:
         kw["extra_body"] = extra
     return kw
 
 
-def score_kwargs(config: BackendConfig, request: ChatRequest, letters: list[str],
-                 letter_ids: list[int] | None = None) -> dict:
+def score_kwargs(
+    config: BackendConfig, request: ChatRequest, letters: list[str], letter_ids: list[int] | None = None
+) -> dict:
     """One scored step: the first token's log-probabilities. Given the letters' token ids (a vLLM server), the
     step may only produce those, and the server reports their distribution after that restriction."""
     kw = build_chat_kwargs(config, ChatRequest(request.messages, max_tokens=1, temperature=0.0))
@@ -104,11 +107,21 @@ class OpenAIBackend(Backend):
             c = self.config
             key = os.environ.get(c.api_key_env) or "EMPTY"
             retries = c.max_retries if len(c.base_urls) == 1 else 0
-            self._replicas = [_Replica(url, AsyncOpenAI(
-                base_url=url, api_key=key, max_retries=retries, timeout=httpx.Timeout(c.timeout_s, pool=None),
-                http_client=DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=c.concurrency,
-                                                                        max_keepalive_connections=c.concurrency))))
-                for url in c.base_urls]
+            self._replicas = [
+                _Replica(
+                    url,
+                    AsyncOpenAI(
+                        base_url=url,
+                        api_key=key,
+                        max_retries=retries,
+                        timeout=httpx.Timeout(c.timeout_s, pool=None),
+                        http_client=DefaultAsyncHttpxClient(
+                            limits=httpx.Limits(max_connections=c.concurrency, max_keepalive_connections=c.concurrency)
+                        ),
+                    ),
+                )
+                for url in c.base_urls
+            ]
             self._loop = loop
         return self._replicas
 
@@ -120,11 +133,12 @@ class OpenAIBackend(Backend):
         errors = []
         for round_ in range(1 + (self.config.max_retries if len(replicas) > 1 else 0)):
             now = time.monotonic()
-            live = [r for r in replicas if r.url not in tried and r.dead_until <= now] or \
-                [r for r in replicas if r.url not in tried]
+            live = [r for r in replicas if r.url not in tried and r.dead_until <= now] or [
+                r for r in replicas if r.url not in tried
+            ]
             if not live:  # every replica failed this request: wait, then try them all again
                 tried.clear()
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** round_))
+                await asyncio.sleep(min(30.0, 0.5 * 2**round_))
                 continue
             r = min(live, key=lambda x: (x.outstanding, x.dead_until))
             r.outstanding += 1
@@ -150,9 +164,12 @@ class OpenAIBackend(Backend):
         resp = await self._create(kw)
         choice = resp.choices[0]
         usage = resp.usage
-        return ChatResult(text=choice.message.content or "",
-                          prompt_tokens=usage.prompt_tokens if usage else None,
-                          completion_tokens=usage.completion_tokens if usage else None, request=kw)
+        return ChatResult(
+            text=choice.message.content or "",
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            request=kw,
+        )
 
     async def letter_ids(self, letters: list[str]) -> list[int]:
         """Token ids of the letters, from a vLLM server's /tokenize (once per letter)."""
@@ -163,12 +180,15 @@ class OpenAIBackend(Backend):
             root = self.config.base_urls[0].rstrip("/").removesuffix("/v1")
             async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
                 for L in missing:
-                    resp = await client.post(f"{root}/tokenize", json={"model": self.config.model, "prompt": L,
-                                                                       "add_special_tokens": False})
+                    resp = await client.post(
+                        f"{root}/tokenize", json={"model": self.config.model, "prompt": L, "add_special_tokens": False}
+                    )
                     tokens = resp.json().get("tokens") if resp.status_code == 200 else None
                     if not tokens or len(tokens) != 1:
-                        raise BackendError(f"{root}/tokenize gave {tokens!r} for letter {L!r} (HTTP "
-                                           f"{resp.status_code}): scoring: allowed_tokens needs a vLLM server")
+                        raise BackendError(
+                            f"{root}/tokenize gave {tokens!r} for letter {L!r} (HTTP "
+                            f"{resp.status_code}): scoring: allowed_tokens needs a vLLM server"
+                        )
                     self._letter_ids[L] = tokens[0]
         return [self._letter_ids[L] for L in letters]
 

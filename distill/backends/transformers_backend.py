@@ -10,6 +10,7 @@ import threading
 from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult
 from distill.backends.batching import Batcher, Job
 from distill.backends.config import BackendConfig
+from distill.backends.vision_attention import use_varlen_vision_attention
 from distill.data.images import cap_processor, load_image
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,22 @@ class Model:
             self.device = str(next(model.parameters()).device)
         else:
             self.device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
-        dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
-                 "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[config.dtype]
+        dtype = {
+            "auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+            "float32": torch.float32,
+        }[config.dtype]
         self.processor = processor or AutoProcessor.from_pretrained(config.model)
         cap_processor(self.processor, config.max_pixels)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.model = model if model is not None else \
-            AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(self.device).eval()
+        self.model = (
+            model
+            if model is not None
+            else AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(self.device).eval()
+        )
+        if model is None and config.varlen_vision:
+            use_varlen_vision_attention(self.model)
         self.lock = threading.Lock()
 
     def encode(self, requests: list[ChatRequest]):
@@ -62,8 +72,7 @@ class Model:
             msgs, paths = to_hf_messages(r.messages, self.config.text_only)
             texts.append(self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
             images.extend(load_image(p, self.config.max_pixels) for p in paths)
-        enc = self.processor(text=texts, images=images or None, padding=True, padding_side="left",
-                             return_tensors="pt")
+        enc = self.processor(text=texts, images=images or None, padding=True, padding_side="left", return_tensors="pt")
         return enc.to(self.device)
 
     def encode_cached(self, requests: list[ChatRequest], cache) -> tuple[dict, list[str]]:
@@ -83,8 +92,9 @@ class Model:
         enc.update(cache.inputs(paths))
         return enc, paths
 
-    def score_sorted(self, requests: list[ChatRequest], letters: list[list[str]], batch_size: int,
-                     share_vision: bool = True) -> list[dict[str, float]]:
+    def score_sorted(
+        self, requests: list[ChatRequest], letters: list[list[str]], batch_size: int, share_vision: bool = True
+    ) -> list[dict[str, float]]:
         """Score many prompts: batches of similar length (little padding), each image encoded once, and the
         next batch prepared on the CPU while the current one runs on the device."""
         from concurrent.futures import ThreadPoolExecutor
@@ -94,11 +104,15 @@ class Model:
         from distill.backends.vision_cache import VisionCache
 
         def length(r: ChatRequest) -> int:
-            return sum(len(p.get("text", "")) + 1000 * (p["type"] == "image")
-                       for m in r.messages if isinstance(m["content"], list) for p in m["content"])
+            return sum(
+                len(p.get("text", "")) + 1000 * (p["type"] == "image")
+                for m in r.messages
+                if isinstance(m["content"], list)
+                for p in m["content"]
+            )
 
         order = sorted(range(len(requests)), key=lambda i: length(requests[i]))
-        batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         cache = VisionCache(self.model, self.processor, self.config.max_pixels)
 
         def prepare(idx: list[int]):
@@ -141,24 +155,36 @@ class Model:
         first = requests[0]
         with self.lock, torch.inference_mode():
             enc = self.encode(requests)
-            kw = dict(max_new_tokens=max(r.max_tokens for r in requests), do_sample=first.temperature > 0,
-                      pad_token_id=self.tokenizer.pad_token_id)
+            kw = dict(
+                max_new_tokens=max(r.max_tokens for r in requests),
+                do_sample=first.temperature > 0,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
             if first.temperature > 0:
                 kw["temperature"] = first.temperature
             if first.seed is not None:
                 torch.manual_seed(first.seed)
             out = self.model.generate(**enc, **kw)
-        new = out[:, enc["input_ids"].shape[1]:]
+        new = out[:, enc["input_ids"].shape[1] :]
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         eos = set(self.model.generation_config.eos_token_id or []) | {self.tokenizer.pad_token_id}
         results = []
         for i, r in enumerate(requests):
             ids = new[i].tolist()[: r.max_tokens]
             n = next((k for k, t in enumerate(ids) if t in eos), len(ids))
-            results.append(ChatResult(text=self.tokenizer.decode(ids[:n], skip_special_tokens=True),
-                                      prompt_tokens=int(prompt_lens[i]), completion_tokens=n,
-                                      request={"model": self.config.model, "messages": r.messages,
-                                               "max_tokens": r.max_tokens, "temperature": r.temperature}))
+            results.append(
+                ChatResult(
+                    text=self.tokenizer.decode(ids[:n], skip_special_tokens=True),
+                    prompt_tokens=int(prompt_lens[i]),
+                    completion_tokens=n,
+                    request={
+                        "model": self.config.model,
+                        "messages": r.messages,
+                        "max_tokens": r.max_tokens,
+                        "temperature": r.temperature,
+                    },
+                )
+            )
         return results
 
     def score(self, requests: list[ChatRequest], letters: list[list[str]]) -> list[dict[str, float]]:
@@ -194,14 +220,13 @@ class TransformersBackend(Backend):
 
         require_local_model(self.config.model)
         try:
-            self.model
+            _ = self.model  # loads it
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot load the model {self.config.model!r}: {exc}") from None
 
     @property
     def model(self) -> Model:
-        key = (self.config.model, self.config.device, self.config.dtype, self.config.text_only,
-               self.config.max_pixels)
+        key = (self.config.model, self.config.device, self.config.dtype, self.config.text_only, self.config.max_pixels)
         with self._load_lock:
             if key not in self._models:  # agents that name the same model share one copy of it
                 log.info("loading %s", self.config.model)
@@ -222,9 +247,16 @@ class TransformersBackend(Backend):
                 best = random.Random(request.seed).choices(list(probs), weights=weights)[0]
             else:
                 best = max(probs, key=probs.get)
-            return ChatResult(text=best, completion_tokens=1, request={
-                "model": self.config.model, "messages": request.messages, "choices": request.choices,
-                "probs": probs})
+            return ChatResult(
+                text=best,
+                completion_tokens=1,
+                request={
+                    "model": self.config.model,
+                    "messages": request.messages,
+                    "choices": request.choices,
+                    "probs": probs,
+                },
+            )
         return await self._batcher.submit("chat", request)
 
     async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:

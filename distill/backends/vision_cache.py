@@ -28,7 +28,7 @@ class VisionCache:
 
     def expand(self, text: str, paths: list[str]) -> str:
         """Each image's single pad token becomes as many as the image has merged patches."""
-        merge = self.processor.image_processor.merge_size ** 2
+        merge = self.processor.image_processor.merge_size**2
         pieces = text.split(IMAGE_PAD)
         if len(pieces) - 1 != len(paths):
             raise ValueError(f"{len(pieces) - 1} image slots for {len(paths)} images")

@@ -17,8 +17,15 @@ import asyncio
 import logging
 import threading
 
-from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, image_paths, \
-    letter_distribution, require_local_model
+from distill.backends.base import (
+    Backend,
+    BackendError,
+    ChatRequest,
+    ChatResult,
+    image_paths,
+    letter_distribution,
+    require_local_model,
+)
 from distill.backends.batching import Batcher, Job
 from distill.backends.config import BackendConfig
 from distill.data.images import cap_processor, load_image
@@ -31,10 +38,17 @@ _engines_lock = threading.Lock()
 def engine_kwargs(config: BackendConfig) -> dict:
     """Arguments of `vllm.LLM(...)`; `extra` adds or overrides any (gpu_memory_utilization, max_model_len,
     load_format, ...)."""
-    return {"model": config.model, "dtype": config.dtype, "max_model_len": 8192,
-            "limit_mm_per_prompt": {"image": 4, "video": 0}, "enable_prefix_caching": True,
-            "mm_processor_kwargs": {"max_pixels": config.max_pixels},  # the processor rounds under the same cap
-            "logprobs_mode": "processed_logprobs", "seed": 0, **config.extra}
+    return {
+        "model": config.model,
+        "dtype": config.dtype,
+        "max_model_len": 8192,
+        "limit_mm_per_prompt": {"image": 4, "video": 0},
+        "enable_prefix_caching": True,
+        "mm_processor_kwargs": {"max_pixels": config.max_pixels},  # the processor rounds under the same cap
+        "logprobs_mode": "processed_logprobs",
+        "seed": 0,
+        **config.extra,
+    }
 
 
 class VLLMBackend(Backend):
@@ -140,11 +154,21 @@ class VLLMBackend(Backend):
                 kw["structured_outputs"] = StructuredOutputsParams(json=r.json_schema)
             params.append(SamplingParams(**kw))
         outs = self._generate(self.prompts(requests), params)
-        return [ChatResult(text=o.outputs[0].text, prompt_tokens=len(o.prompt_token_ids or []),
-                           completion_tokens=len(o.outputs[0].token_ids),
-                           request={"model": self.config.model, "messages": r.messages, "max_tokens": r.max_tokens,
-                                    "temperature": r.temperature, "choices": r.choices})
-                for r, o in zip(requests, outs)]
+        return [
+            ChatResult(
+                text=o.outputs[0].text,
+                prompt_tokens=len(o.prompt_token_ids or []),
+                completion_tokens=len(o.outputs[0].token_ids),
+                request={
+                    "model": self.config.model,
+                    "messages": r.messages,
+                    "max_tokens": r.max_tokens,
+                    "temperature": r.temperature,
+                    "choices": r.choices,
+                },
+            )
+            for r, o in zip(requests, outs)
+        ]
 
     def _run(self, kind: str, jobs: list[Job]) -> list:
         if kind == "chat":

@@ -1,1 +1,3 @@
-"""The data core: items, their options and images, the files they come from and go to. Imports nothing else of the project."""
+"""The data core: items, their options and images, the files they come from and go to.
+
+Imports nothing else of the project."""

@@ -60,12 +60,15 @@ def read_answers(path: str | Path) -> dict[str, str]:
     return {a["id"]: a["output"] for a in data}
 
 
-FILL_RULE = ("an unparseable line gets the letter its task's parsed answers have chosen least often so far "
-             "(ties: the earliest such letter in A-D order), so fills never pile onto one letter")
+FILL_RULE = (
+    "an unparseable line gets the letter its task's parsed answers have chosen least often so far "
+    "(ties: the earliest such letter in A-D order), so fills never pile onto one letter"
+)
 
 
-def from_llamafactory(jsonl: str | Path, ids: list[str], letters: list[list[str]],
-                      fallback: str | None = None) -> tuple[dict[str, str], list[dict]]:
+def from_llamafactory(
+    jsonl: str | Path, ids: list[str], letters: list[list[str]], fallback: str | None = None
+) -> tuple[dict[str, str], list[dict]]:
     """LLaMA-Factory `vllm_infer.py` output (one JSON line per dataset record, in order: `prompt`, `predict`,
     `label`) -> ({id: letter}, one detail row per line). Replies are parsed strictly; a line with no letter
     named as the answer is filled by `fallback` (a letter) or, by default, by FILL_RULE, and its row says so."""
@@ -80,8 +83,16 @@ def from_llamafactory(jsonl: str | Path, ids: list[str], letters: list[list[str]
             raw, letter, why = line, None, "not a JSON object"
         else:
             letter, why = parse_reply(str(raw), opts)
-        rows.append({"id": rid, "line": n, "raw": raw, "letter": letter, "parsed": letter is not None,
-                     **({"why": why} if why else {})})
+        rows.append(
+            {
+                "id": rid,
+                "line": n,
+                "raw": raw,
+                "letter": letter,
+                "parsed": letter is not None,
+                **({"why": why} if why else {}),
+            }
+        )
     chosen = Counter(r["letter"] for r in rows if r["parsed"])
     for r, opts in zip(rows, letters):
         if r["parsed"]:
@@ -94,6 +105,14 @@ def from_llamafactory(jsonl: str | Path, ids: list[str], letters: list[list[str]
             r["letter"] = min(opts, key=lambda L: (chosen[L], L))
             r["filled_by"] = "least-chosen"
             chosen[r["letter"]] += 1
-        log.warning("%s line %d (id %s): %s in %r; answered %s (%s)", jsonl, r["line"], r["id"], r["why"],
-                    str(r["raw"])[:60], r["letter"], r["filled_by"])
+        log.warning(
+            "%s line %d (id %s): %s in %r; answered %s (%s)",
+            jsonl,
+            r["line"],
+            r["id"],
+            r["why"],
+            str(r["raw"])[:60],
+            r["letter"],
+            r["filled_by"],
+        )
     return {r["id"]: r["letter"] for r in rows}, rows

@@ -53,8 +53,9 @@ def shrunk_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -
     return max(width, FACTOR), max(height, FACTOR)
 
 
-def capped_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS,
-                min_pixels: int = DEFAULT_MIN_PIXELS) -> tuple[int, int]:
+def capped_size(
+    width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS
+) -> tuple[int, int]:
     """The size Qwen2.5-VL's processor makes of an image (its `smart_resize`): multiples of 28, area within
     [min, max] pixels."""
     h = max(FACTOR, round(height / FACTOR) * FACTOR)

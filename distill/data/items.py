@@ -64,8 +64,13 @@ class Item(BaseModel):
 
     def record(self, images: list[str] | None = None) -> dict:
         """The item in the task's own JSON format (`images`: the paths to write, default the item's)."""
-        rec = {"system": self.system, "input": self.input, "output": self.gold or "",
-               "images": self.images if images is None else images, "id": self.id}
+        rec = {
+            "system": self.system,
+            "input": self.input,
+            "output": self.gold or "",
+            "images": self.images if images is None else images,
+            "id": self.id,
+        }
         if self.journal:
             rec["journal"] = self.journal
         return rec

@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SYSTEM = {
     "image2text": "# Requirement\n You are an excellent scientific image reader. Choose the cover story that "
-                  "matches the journal cover image. Answer with the letter of the option.",
+    "matches the journal cover image. Answer with the letter of the option.",
     "text2image": "# Requirement\n You are an excellent scientific image reader. Choose the journal cover image "
-                  "that matches the cover story. Answer with the letter of the option.",
+    "that matches the cover story. Answer with the letter of the option.",
 }
 TRAINING_SPLITS = ("train", "val")
 
@@ -50,8 +50,11 @@ class DataError(ValueError):
         lines = [str(e) for e in errors[:50]]
         more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
         head = f"{len(errors)} invalid record(s)" + (f" ({hint})" if hint else "")
-        super().__init__(head + ":\n  " + "\n  ".join(lines) + more if len(errors) > 1 else
-                         f"{lines[0]}" + (f" ({hint})" if hint else ""))
+        super().__init__(
+            head + ":\n  " + "\n  ".join(lines) + more
+            if len(errors) > 1
+            else f"{lines[0]}" + (f" ({hint})" if hint else "")
+        )
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Loaded:
     items: list[Item] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
 
-    def extend(self, other: "Loaded") -> None:
+    def extend(self, other: Loaded) -> None:
         self.items.extend(other.items)
         self.errors.extend(other.errors)
 
@@ -94,9 +97,23 @@ def check_image(path: Path) -> None:
         raise Bad("images", f"image does not decode: {path} ({type(exc).__name__}: {exc})") from None
 
 
-def build_item(*, task: Task, system: str, text, images, gold, rid, journal, split: str | None, source: str,
-               roots: list[Path], check_images: bool = True, fields: dict | None = None, meta: dict | None = None,
-               system_turn: bool = False) -> Item:
+def build_item(
+    *,
+    task: Task,
+    system: str,
+    text,
+    images,
+    gold,
+    rid,
+    journal,
+    split: str | None,
+    source: str,
+    roots: list[Path],
+    check_images: bool = True,
+    fields: dict | None = None,
+    meta: dict | None = None,
+    system_turn: bool = False,
+) -> Item:
     """One record's values into a validated Item. `fields` names the record's keys in messages."""
     names = {"system": "system", "input": "input", "output": "output", "images": "images"} | (fields or {})
     if not isinstance(text, str) or not text.strip():
@@ -121,9 +138,20 @@ def build_item(*, task: Task, system: str, text, images, gold, rid, journal, spl
     if norm is None and split in TRAINING_SPLITS:
         raise Bad(names["output"], f"a {split} record needs a gold letter (got {gold!r})")
     rid = str(rid) if rid not in (None, "") else content_id(task, system or "", text, images)
-    return Item(id=rid, task=task, system=system or "", system_turn=system_turn, input=text, options=options,
-                images=[str(p) for p in resolved], gold=norm, journal=journal or None, split=split, source=source,
-                meta=meta or {})
+    return Item(
+        id=rid,
+        task=task,
+        system=system or "",
+        system_turn=system_turn,
+        input=text,
+        options=options,
+        images=[str(p) for p in resolved],
+        gold=norm,
+        journal=journal or None,
+        split=split,
+        source=source,
+        meta=meta or {},
+    )
 
 
 def _options(text: str, task: Task, images: list[str]) -> list[Option]:
@@ -190,8 +218,15 @@ def task_for(path: Path, explicit: Task | None, n_images: int) -> Task:
     return explicit or task_of(path) or ("image2text" if n_images == 1 else "text2image")
 
 
-def load_json(path: str | Path, task: Task | None = None, *, split: str | None = None, check_images: bool = True,
-              skip_invalid: bool = False, hint: str | None = None) -> Loaded:
+def load_json(
+    path: str | Path,
+    task: Task | None = None,
+    *,
+    split: str | None = None,
+    check_images: bool = True,
+    skip_invalid: bool = False,
+    hint: str | None = None,
+) -> Loaded:
     """A task JSON file: records with `system`, `input`, `output`, `images` and an optional `id`."""
     path = Path(path)
     split = split_of(path) or split
@@ -199,12 +234,20 @@ def load_json(path: str | Path, task: Task | None = None, *, split: str | None =
 
     def build(rec: dict, index: int) -> Item:
         images = rec.get("images")
-        return build_item(task=task_for(path, task, len(images) if isinstance(images, list) else 1),
-                          system=rec.get("system") or "", text=rec.get("input"), images=images,
-                          gold=rec.get("output"), rid=rec.get("id"), journal=rec.get("journal"), split=split,
-                          source=f"{path}#{index}", roots=[path.parent], check_images=check_images,
-                          meta={k: v for k, v in rec.items()
-                                if k not in ("system", "input", "output", "images", "id", "journal")})
+        return build_item(
+            task=task_for(path, task, len(images) if isinstance(images, list) else 1),
+            system=rec.get("system") or "",
+            text=rec.get("input"),
+            images=images,
+            gold=rec.get("output"),
+            rid=rec.get("id"),
+            journal=rec.get("journal"),
+            split=split,
+            source=f"{path}#{index}",
+            roots=[path.parent],
+            check_images=check_images,
+            meta={k: v for k, v in rec.items() if k not in ("system", "input", "output", "images", "id", "journal")},
+        )
 
     return finish(collect(records, path, build), skip_invalid, hint)
 

@@ -8,17 +8,33 @@ from pathlib import Path
 
 from distill.data.filenames import split_of, task_of
 from distill.data.items import IMAGE_TOKEN, Item, Task
-from distill.data.loaders import (DEFAULT_SYSTEM, DataError, Loaded, RecordError, build_item, collect, finish)
+from distill.data.loaders import DEFAULT_SYSTEM, DataError, Loaded, RecordError, build_item, collect, finish
 from distill.data.options import render_options
 
 
-def load_csv(path: str | Path, task: Task | None = None, *, split: str | None = None, check_images: bool = True,
-             skip_invalid: bool = False, hint: str | None = None) -> Loaded:
+def load_csv(
+    path: str | Path,
+    task: Task | None = None,
+    *,
+    split: str | None = None,
+    check_images: bool = True,
+    skip_invalid: bool = False,
+    hint: str | None = None,
+) -> Loaded:
     path = Path(path)
     task = task or task_of(path)
     if task is None:
-        raise DataError([RecordError(str(path), -1, None, "file", "cannot tell the task from the file name "
-                                     "(name it *image2text* or *text2image*)")])
+        raise DataError(
+            [
+                RecordError(
+                    str(path),
+                    -1,
+                    None,
+                    "file",
+                    "cannot tell the task from the file name (name it *image2text* or *text2image*)",
+                )
+            ]
+        )
     split = split_of(path) or split
     if not path.is_file():
         raise DataError([RecordError(str(path), -1, None, "file", "file not found")])
@@ -34,9 +50,19 @@ def load_csv(path: str | Path, task: Task | None = None, *, split: str | None = 
         else:
             body = render_options([IMAGE_TOKEN] * len(letters))
             text, images = f"{question}\n{row.get('cover_image', '')}\n{body}", [row["option_" + L] for L in letters]
-        return build_item(task=task, system=DEFAULT_SYSTEM[task], text=text, images=images,
-                          gold=row.get("answer") or None, rid=row.get("id"), journal=row.get("journal"),
-                          split=split, source=f"{path}#{index}", roots=[path.parent], check_images=check_images,
-                          fields={"input": "question", "output": "answer", "images": "option_*/cover_image"})
+        return build_item(
+            task=task,
+            system=DEFAULT_SYSTEM[task],
+            text=text,
+            images=images,
+            gold=row.get("answer") or None,
+            rid=row.get("id"),
+            journal=row.get("journal"),
+            split=split,
+            source=f"{path}#{index}",
+            roots=[path.parent],
+            check_images=check_images,
+            fields={"input": "question", "output": "answer", "images": "option_*/cover_image"},
+        )
 
     return finish(collect(rows, path, build), skip_invalid, hint)

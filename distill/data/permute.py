@@ -31,13 +31,15 @@ def permute(item: Item, order: list[int], new_id: str | None = None) -> Item:
         images = list(item.images)
         for k, pos in enumerate(positions):
             images[pos] = old[order[k]].image
-        options = [Option(letter=o.letter, text=o.text, image=old[order[k]].image, span=o.span)
-                   for k, o in enumerate(old)]
+        options = [
+            Option(letter=o.letter, text=o.text, image=old[order[k]].image, span=o.span) for k, o in enumerate(old)
+        ]
     gold = None
     if item.gold:
         gold = LETTERS[order.index(LETTERS.index(item.gold))]
-    return item.model_copy(update={"id": new_id or item.id, "input": text, "options": options, "images": images,
-                                   "gold": gold})
+    return item.model_copy(
+        update={"id": new_id or item.id, "input": text, "options": options, "images": images, "gold": gold}
+    )
 
 
 def rotation(n: int, k: int) -> list[int]:

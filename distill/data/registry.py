@@ -20,14 +20,28 @@ from pathlib import Path
 from distill.data.filenames import split_of, task_of
 from distill.data.items import Item
 from distill.data.letters import parse_answer
-from distill.data.loaders import (Bad, DataError, Loaded, RecordError, build_item, collect, finish, read_records,
-                                  task_for)
+from distill.data.loaders import (
+    Bad,
+    DataError,
+    Loaded,
+    RecordError,
+    build_item,
+    collect,
+    finish,
+    read_records,
+    task_for,
+)
 from distill.data.options import parse_options
 
 ALPACA_DEFAULTS = {"prompt": "instruction", "query": "input", "response": "output"}
 SHAREGPT_DEFAULTS = {"messages": "conversations"}
-TAG_DEFAULTS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-                "system_tag": "system"}
+TAG_DEFAULTS = {
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "system_tag": "system",
+}
 
 
 def read_registry(path: Path) -> dict:
@@ -42,8 +56,15 @@ def read_registry(path: Path) -> dict:
     return reg
 
 
-def load_registry(path: str | Path, names: list[str] | None = None, *, split: str | None = None,
-                  check_images: bool = True, skip_invalid: bool = False, hint: str | None = None) -> Loaded:
+def load_registry(
+    path: str | Path,
+    names: list[str] | None = None,
+    *,
+    split: str | None = None,
+    check_images: bool = True,
+    skip_invalid: bool = False,
+    hint: str | None = None,
+) -> Loaded:
     """Datasets registered in a LLaMA-Factory `dataset_info.json`. `split` applies only to datasets whose name
     and file name declare none."""
     path = Path(path)
@@ -59,8 +80,16 @@ def load_registry(path: str | Path, names: list[str] | None = None, *, split: st
         file = file if file.is_absolute() else path.parent / file
         ds_split = split_of(name) or split_of(file) or split
         if ds_split is None:
-            out.errors.append(RecordError(str(path), -1, name, "split", f"cannot tell the split of dataset {name!r} "
-                                          "from its name or file (name it *_train, *_dev or *_test)"))
+            out.errors.append(
+                RecordError(
+                    str(path),
+                    -1,
+                    name,
+                    "split",
+                    f"cannot tell the split of dataset {name!r} "
+                    "from its name or file (name it *_train, *_dev or *_test)",
+                )
+            )
             continue
         out.extend(_load_dataset(file, name, entry, ds_split, [path.parent, Path.cwd()], check_images))
     return finish(out, skip_invalid, hint)
@@ -88,11 +117,19 @@ def _load_dataset(file: Path, name: str, entry: dict, split: str, roots: list[Pa
         parts = _sharegpt(rec, cols, tags) if sharegpt else _alpaca(rec, cols)
         images = rec.get(cols["images"]) if cols.get("images") else []
         n_images = len(images) if isinstance(images, list) else 1
-        return build_item(task=task_for(file, task_of(name), n_images), images=images, rid=rec.get("id"),
-                          journal=rec.get("journal"), split=split, source=f"{file}#{index}", roots=roots,
-                          check_images=check_images, fields=parts.pop("fields"),
-                          meta={k: v for k, v in rec.items() if k not in set(cols.values()) | {"id", "journal"}},
-                          **parts)
+        return build_item(
+            task=task_for(file, task_of(name), n_images),
+            images=images,
+            rid=rec.get("id"),
+            journal=rec.get("journal"),
+            split=split,
+            source=f"{file}#{index}",
+            roots=roots,
+            check_images=check_images,
+            fields=parts.pop("fields"),
+            meta={k: v for k, v in rec.items() if k not in set(cols.values()) | {"id", "journal"}},
+            **parts,
+        )
 
     return collect(records, file, build)
 
@@ -111,10 +148,18 @@ def _alpaca(rec: dict, cols: dict) -> dict:
         prefix, text, turn = system, query or prompt, True
     else:  # the task's registry: `prompt` (the requirement text) opens the user turn
         prefix, text, turn = (prompt, query, False) if query else ("", prompt, False)
-    return {"system": prefix, "system_turn": turn, "text": text, "gold": rec.get(cols.get("response") or ""),
-            "fields": {"system": cols.get("prompt") or cols.get("system") or "system",
-                       "input": cols.get("query") or cols.get("prompt") or "input",
-                       "output": cols.get("response") or "output", "images": cols.get("images") or "images"}}
+    return {
+        "system": prefix,
+        "system_turn": turn,
+        "text": text,
+        "gold": rec.get(cols.get("response") or ""),
+        "fields": {
+            "system": cols.get("prompt") or cols.get("system") or "system",
+            "input": cols.get("query") or cols.get("prompt") or "input",
+            "output": cols.get("response") or "output",
+            "images": cols.get("images") or "images",
+        },
+    }
 
 
 def _sharegpt(rec: dict, cols: dict, tags: dict) -> dict:
@@ -138,5 +183,10 @@ def _sharegpt(rec: dict, cols: dict, tags: dict) -> dict:
             gold = parse_answer(reply, [o.letter for o in parse_options(text)]) or reply
         except ValueError:
             gold = reply
-    return {"system": system, "system_turn": bool(system), "text": text, "gold": gold,
-            "fields": {"system": "system", "input": col, "output": col, "images": cols.get("images") or "images"}}
+    return {
+        "system": system,
+        "system_turn": bool(system),
+        "text": text,
+        "gold": gold,
+        "fields": {"system": "system", "input": col, "output": col, "images": cols.get("images") or "images"},
+    }

@@ -63,8 +63,10 @@ class Motif:
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float = 0.0) -> list[tuple[float, float]]:
     sides = {"triangle": 3, "square": 4, "hexagon": 6, "diamond": 4}[shape]
     rot = angle + (math.pi / 4 if shape == "square" else 0) + (-math.pi / 2 if shape == "triangle" else 0)
-    return [(cx + r * math.cos(rot + 2 * math.pi * k / sides), cy + r * math.sin(rot + 2 * math.pi * k / sides))
-            for k in range(sides)]
+    return [
+        (cx + r * math.cos(rot + 2 * math.pi * k / sides), cy + r * math.sin(rot + 2 * math.pi * k / sides))
+        for k in range(sides)
+    ]
 
 
 def _centres(layout: str, rng: random.Random) -> list[tuple[float, float, float]]:
@@ -72,8 +74,9 @@ def _centres(layout: str, rng: random.Random) -> list[tuple[float, float, float]
     if layout == "lattice":
         return [(x, y, 16) for y in range(50, h - 20, 42) for x in range(36, w - 20, 42)]
     if layout == "ring":
-        return [(w / 2 + 75 * math.cos(a), h / 2 + 75 * math.sin(a), 16)
-                for a in (2 * math.pi * k / 10 for k in range(10))]
+        return [
+            (w / 2 + 75 * math.cos(a), h / 2 + 75 * math.sin(a), 16) for a in (2 * math.pi * k / 10 for k in range(10))
+        ]
     if layout == "scatter":
         return [(rng.uniform(25, w - 25), rng.uniform(45, h - 25), rng.uniform(8, 20)) for _ in range(14)]
     if layout == "single":
@@ -105,9 +108,11 @@ def write_story(m: Motif, rng: random.Random) -> str:
     layout_words, layout_sense = LAYOUTS[m.layout]
     who = rng.choice(FIELDS)
     opener = rng.choice(["On the cover:", "This week's cover:", "About the cover:", "Cover story:"])
-    return (f"{opener} {m.colour} {m.shape}s {layout_words} stand for {shape_sense}, "
-            f"while their {m.colour} hue signals {colour_sense}. {who.capitalize()} show how "
-            f"{layout_sense} governs this system.")
+    return (
+        f"{opener} {m.colour} {m.shape}s {layout_words} stand for {shape_sense}, "
+        f"while their {m.colour} hue signals {colour_sense}. {who.capitalize()} show how "
+        f"{layout_sense} governs this system."
+    )
 
 
 def _distractors(gold: Motif, pool: list[Motif], rng: random.Random, k: int) -> list[Motif]:
@@ -129,7 +134,7 @@ def generate(out_dir: str | Path, n_train: int = 64, n_dev: int = 10, n_test: in
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    motifs = [Motif(c, s, l) for c in COLOURS for s in SHAPES for l in LAYOUTS]
+    motifs = [Motif(c, s, lay) for c in COLOURS for s in SHAPES for lay in LAYOUTS]
     pool = list(motifs)
     random.Random(f"{seed}:held-out").shuffle(pool)
     held_out, training = pool[:HELD_OUT_MOTIFS], pool[HELD_OUT_MOTIFS:]
@@ -155,27 +160,43 @@ def generate(out_dir: str | Path, n_train: int = 64, n_dev: int = 10, n_test: in
             answer = LETTERS[options.index(gold)]
             if task == "image2text":
                 stories = [write_story(m, rng) for m in options]
-                text = (f"<image>\nWhich of the following cover stories matches this {journal} cover?\n"
-                        f"{render_options(stories)}")
+                text = (
+                    f"<image>\nWhich of the following cover stories matches this {journal} cover?\n"
+                    f"{render_options(stories)}"
+                )
                 images = [cover(gold, journal)]
             else:
                 story = write_story(gold, rng)
                 text = f"Which {journal} cover matches this cover story?\n{story}\n{render_options(['<image>'] * 4)}"
                 images = [cover(m, journal) for m in options]
-            records.append({"system": DEFAULT_SYSTEM[task], "input": text, "output": answer, "images": images,
-                            "id": f"{task[:3]}-{i:04d}", "journal": journal})
-        splits = {"train": records[:n_train], "dev": records[n_train:n_train + n_dev],
-                  "test": records[n_train + n_dev:]}
+            records.append(
+                {
+                    "system": DEFAULT_SYSTEM[task],
+                    "input": text,
+                    "output": answer,
+                    "images": images,
+                    "id": f"{task[:3]}-{i:04d}",
+                    "journal": journal,
+                }
+            )
+        splits = {
+            "train": records[:n_train],
+            "dev": records[n_train : n_train + n_dev],
+            "test": records[n_train + n_dev :],
+        }
         for split, recs in splits.items():
             if split == "train":  # train files may lack ids, as the users' do
                 recs = [{k: v for k, v in r.items() if k != "id"} for r in recs]
             if split == "test":  # gold letters are hidden in test files; kept aside for scoring
-                (out / f"{task}_test_gold.json").write_text(json.dumps(
-                    [{"id": r["id"], "output": r["output"]} for r in recs], indent=1))
+                (out / f"{task}_test_gold.json").write_text(
+                    json.dumps([{"id": r["id"], "output": r["output"]} for r in recs], indent=1)
+                )
                 recs = [r | {"output": ""} for r in recs]
             name = f"{task}_{split}.json"
             (out / name).write_text(json.dumps(recs, indent=1, ensure_ascii=False))
-            registry[f"{task}_{split}"] = {"file_name": name, "columns": {
-                "prompt": "system", "query": "input", "response": "output", "images": "images"}}
+            registry[f"{task}_{split}"] = {
+                "file_name": name,
+                "columns": {"prompt": "system", "query": "input", "response": "output", "images": "images"},
+            }
     (out / "dataset_info.json").write_text(json.dumps(registry, indent=2))
     return out

@@ -12,8 +12,9 @@ def _rank(seed: int, item_id: str) -> str:
     return hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()
 
 
-def carve_validation(items: list[Item], fraction: float = 0.1, seed: int = 0,
-                     min_per_task: int = 1) -> tuple[list[Item], list[Item]]:
+def carve_validation(
+    items: list[Item], fraction: float = 0.1, seed: int = 0, min_per_task: int = 1
+) -> tuple[list[Item], list[Item]]:
     """Split train items into (train, validation), stratified by task and gold letter.
 
     Membership depends only on (seed, id), so adding items later does not reshuffle earlier ones.
@@ -25,15 +26,16 @@ def carve_validation(items: list[Item], fraction: float = 0.1, seed: int = 0,
     for (task, _), group in groups.items():
         per_task_total[task] += len(group)
     val_ids: set[str] = set()
-    for (task, _), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+    for _key, group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         k = round(len(group) * fraction)
         val_ids.update(it.key for it in sorted(group, key=lambda it: _rank(seed, it.id))[:k])
     for task, total in per_task_total.items():  # small sets: make sure each task gets its minimum
         have = [it for it in items if it.task == task and it.key in val_ids]
-        rest = sorted((it for it in items if it.task == task and it.key not in val_ids),
-                      key=lambda it: _rank(seed, it.id))
+        rest = sorted(
+            (it for it in items if it.task == task and it.key not in val_ids), key=lambda it: _rank(seed, it.id)
+        )
         need = min(min_per_task, total - 1) - len(have)
-        val_ids.update(it.key for it in rest[:max(0, need)])
+        val_ids.update(it.key for it in rest[: max(0, need)])
     train = [it.model_copy(update={"split": "train"}) for it in items if it.key not in val_ids]
     val = [it.model_copy(update={"split": "val"}) for it in items if it.key in val_ids]
     return train, val

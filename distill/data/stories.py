@@ -16,13 +16,19 @@ from distill.data.options import INSTRUCTION_LINE
 # A question sentence: up to the first "?" of a line, when what precedes it asks about covers, stories, options.
 _QUESTION = re.compile(r"^(?P<q>.*?\?)\s*(?P<rest>.*)$", re.DOTALL)
 # Lead-ins between the question and the story: "The story is:", "Cover story:", "Story -", "Here is the story:"
-_LEAD_IN = re.compile(r"^\s*(?:(?:here\s+is|this\s+is)\s+)?(?:the\s+)?(?:cover\s+)?(?:story|text|article|abstract|"
-                      r"description)(?:\s+is)?\s*[:\-–]\s*", re.IGNORECASE)
+_LEAD_IN = re.compile(
+    r"^\s*(?:(?:here\s+is|this\s+is)\s+)?(?:the\s+)?(?:cover\s+)?(?:story|text|article|abstract|"
+    r"description)(?:\s+is)?\s*[:\-–]\s*",
+    re.IGNORECASE,
+)
 _ASKS = re.compile(r"\b(?:which|what|cover|story|option|image|picture|match)", re.IGNORECASE)
 _OPTIONS_HEADER = re.compile(r"^\s*(?:options|choices|candidates)\s*:?\s*$", re.IGNORECASE)
 # Wording that belongs to a multiple-choice question, not to a cover story.
-_QUESTION_WORDS = re.compile(r"\b(?:which\s+of\s+the\s+following|which\s+(?:journal\s+)?cover|the\s+following\s+"
-                             r"options?|best\s+(?:describes?|matches?)|choose\s+the|select\s+the)\b", re.IGNORECASE)
+_QUESTION_WORDS = re.compile(
+    r"\b(?:which\s+of\s+the\s+following|which\s+(?:journal\s+)?cover|the\s+following\s+"
+    r"options?|best\s+(?:describes?|matches?)|choose\s+the|select\s+the)\b",
+    re.IGNORECASE,
+)
 
 
 class StoryError(ValueError):
@@ -50,7 +56,7 @@ def story_of(item: Item) -> str:
         lead = _LEAD_IN.match(line)
         m = _QUESTION.match(line)
         if lead:  # "Cover story: ..." introduces the story itself
-            line = line[lead.end():]
+            line = line[lead.end() :]
         elif m and _ASKS.search(m.group("q")):  # a question, possibly followed by the story on the same line
             line = _LEAD_IN.sub("", m.group("rest").strip())
         if line:
@@ -59,6 +65,5 @@ def story_of(item: Item) -> str:
     if not story:
         raise StoryError(f"item {item.key}: no cover story found before the options")
     if _QUESTION_WORDS.search(story):
-        raise StoryError(f"item {item.key}: the text taken as the story still reads like the question: "
-                         f"{story[:80]!r}")
+        raise StoryError(f"item {item.key}: the text taken as the story still reads like the question: {story[:80]!r}")
     return story

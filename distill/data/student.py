@@ -25,13 +25,20 @@ LAYOUTS: tuple[Layout, ...] = ("llamafactory", "system")
 DEFAULT_LAYOUT: Layout = "llamafactory"
 LAYOUT_FILE = "distill_prompt.json"  # written beside a trained model: the layout it was trained with
 
-COT_INSTRUCTION = ("Think step by step about what the cover's visual elements stand for, compare the options, "
-                   "then end with a last line 'Answer: X'.")
+COT_INSTRUCTION = (
+    "Think step by step about what the cover's visual elements stand for, compare the options, "
+    "then end with a last line 'Answer: X'."
+)
 ANSWER_RE = re.compile(r"Answer:\s*\(?([A-H])\)?\s*$", re.IGNORECASE)
 
 
-def user_text(item: Item, mode: str = "direct", system: str | None = None, layout: Layout = DEFAULT_LAYOUT,
-              text: str | None = None) -> str:
+def user_text(
+    item: Item,
+    mode: str = "direct",
+    system: str | None = None,
+    layout: Layout = DEFAULT_LAYOUT,
+    text: str | None = None,
+) -> str:
     """The user turn's text, `<image>` placeholders included."""
     text = item.input if text is None else text
     if mode == "cot":
@@ -52,8 +59,13 @@ def system_text(item: Item, system: str | None = None, layout: Layout = DEFAULT_
     return sys_text if sys_text and in_system_turn(item, layout) else None
 
 
-def prompt_messages(item: Item, mode: str = "direct", system: str | None = None, text: str | None = None,
-                    layout: Layout = DEFAULT_LAYOUT) -> list[dict]:
+def prompt_messages(
+    item: Item,
+    mode: str = "direct",
+    system: str | None = None,
+    text: str | None = None,
+    layout: Layout = DEFAULT_LAYOUT,
+) -> list[dict]:
     msgs = []
     sys_msg = system_text(item, system, layout)
     if sys_msg:

@@ -17,8 +17,11 @@ class _Server(uvicorn.Server):
         if not self.should_exit:  # listening now: say where, once
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             t = self.config.app.state.teacher
-            print(f"sample teacher ready at http://{host}:{port}/v1 (model {self.config.app.state.model}, "
-                  f"error_rate {t.error_rate}, leak_rate {t.leak_rate}, seed {t.seed})", flush=True)
+            print(
+                f"sample teacher ready at http://{host}:{port}/v1 (model {self.config.app.state.model}, "
+                f"error_rate {t.error_rate}, leak_rate {t.leak_rate}, seed {t.seed})",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

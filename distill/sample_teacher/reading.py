@@ -72,8 +72,15 @@ def read_cover(img: Image.Image) -> Reading:
     figures = _figures(mask)
     shape, shape_conf = _shape(figures)
     layout, layout_conf = _layout(_figures(_erode(mask)))  # copies that touch at a corner count apart
-    return Reading(colour, shape, layout, {"colour": colour_conf, "shape": shape_conf, "layout": layout_conf},
-                   tuple(int(v) for v in bg), len(figures), _title(full, img.size))
+    return Reading(
+        colour,
+        shape,
+        layout,
+        {"colour": colour_conf, "shape": shape_conf, "layout": layout_conf},
+        tuple(int(v) for v in bg),
+        len(figures),
+        _title(full, img.size),
+    )
 
 
 def _canonical(img: Image.Image) -> np.ndarray:
@@ -193,7 +200,7 @@ def _figures(mask: np.ndarray) -> list[Figure]:
         sub = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=bool)
         cx = cy = 0.0
         for y, s, e in rows:
-            sub[y - y0, s - x0:e - x0] = True
+            sub[y - y0, s - x0 : e - x0] = True
             cx += (s + e - 1) / 2 * (e - s)
             cy += y * (e - s)
         clipped = x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1
@@ -211,8 +218,9 @@ def _inside_polygon(corners: list[tuple[float, float]], dx: np.ndarray, dy: np.n
 
 
 def _regular(sides: int, start: float) -> list[tuple[float, float]]:
-    return [(math.cos(start + 2 * math.pi * k / sides), math.sin(start + 2 * math.pi * k / sides))
-            for k in range(sides)]
+    return [
+        (math.cos(start + 2 * math.pi * k / sides), math.sin(start + 2 * math.pi * k / sides)) for k in range(sides)
+    ]
 
 
 _TRIANGLE = [(x, y + 0.25) for x, y in _regular(3, -math.pi / 2)]  # point up, centred in its box
@@ -230,7 +238,7 @@ def _fit(fig: Figure, shape: str) -> float:
     """Intersection over union of the figure with the shape's outline, sized to the figure's box."""
     (bw, bh), inside = OUTLINES[shape]
     r = (fig.width / bw + fig.height / bh) / 2
-    ys, xs = np.mgrid[0:fig.height, 0:fig.width]
+    ys, xs = np.mgrid[0 : fig.height, 0 : fig.width]
     dx = (xs + 0.5 - fig.width / 2) / r
     dy = (ys + 0.5 - fig.height / 2) / r
     ideal = inside(dx, dy)
@@ -291,6 +299,6 @@ def _layout(figures: list[Figure]) -> tuple[str, float]:
     row_gap = float(np.median(np.diff(row_y)))
     col_gap = float(np.median([d for r in rows for d in np.diff(np.sort(xs[r]))]))
     ratio = row_gap / max(col_gap, 1e-6)  # a lattice is spaced alike both ways; rows lie farther apart than
-    if ratio > 1.35:                      # their members do
+    if ratio > 1.35:  # their members do
         return "stripe", round(min(1.0, (ratio - 1.35) * 4), 3)
     return "lattice", round(min(1.0, (1.35 - ratio) * 4), 3)

@@ -86,9 +86,11 @@ def caption(r: Reading) -> str:
     title = f"the title {r.title.upper()}" if r.title else "a title"
     tone = "light" if sum(r.background) / 3 > 128 else "dark"
     count = "one large figure" if r.figures == 1 else f"about {r.figures} figures"
-    return (f"{journal}: {r.words} ({count}) on a flat {tone} background "
-            f"tinted toward the same hue. A pale masthead band across the top carries {title} in small dark "
-            f"capitals. The style is flat and graphic, with no photograph and no other text.")
+    return (
+        f"{journal}: {r.words} ({count}) on a flat {tone} background "
+        f"tinted toward the same hue. A pale masthead band across the top carries {title} in small dark "
+        f"capitals. The style is flat and graphic, with no photograph and no other text."
+    )
 
 
 @dataclass
@@ -128,8 +130,10 @@ class Problem:
         if self.task == "image2text":
             covers[0] = replace(covers[0], colour=self.stories[j].colour)
         else:
-            covers[j], covers[w] = (replace(covers[j], colour=self.stories[0].colour),
-                                    replace(covers[w], colour=self.covers[j].colour))
+            covers[j], covers[w] = (
+                replace(covers[j], colour=self.stories[0].colour),
+                replace(covers[w], colour=self.covers[j].colour),
+            )
         return replace(self, covers=covers)
 
 
@@ -158,10 +162,13 @@ def rationale(p: Problem, w: int, decided: str | None) -> str:
     others = [i for i in range(len(L)) if i != w]
     if p.task == "image2text":
         seen = p.covers[0]
-        said = [f"The cover shows {seen.words()}{p.background}." if p.from_pixels
-                else f"The description of the cover names {seen.words()}.",
-                f"Story {L[w]} names {p.stories[w].words()}; {_series([L[i] for i in others], 'story', 'stories')} "
-                f"name {_series([p.stories[i].words() for i in others])}."]
+        said = [
+            f"The cover shows {seen.words()}{p.background}."
+            if p.from_pixels
+            else f"The description of the cover names {seen.words()}.",
+            f"Story {L[w]} names {p.stories[w].words()}; {_series([L[i] for i in others], 'story', 'stories')} "
+            f"name {_series([p.stories[i].words() for i in others])}.",
+        ]
         colour, own = seen.colour, f"story {L[w]}"
     else:
         verb = "shows" if p.from_pixels else "is described as"
@@ -173,13 +180,14 @@ def rationale(p: Problem, w: int, decided: str | None) -> str:
         said.append(f"Only {own} has the {colour} hue{sense}.")
         lured = [L[i] for i in others if p.match(i, "shape") or p.match(i, "layout")]
         if lured:
-            said.append(f"Shape or arrangement alone would mislead: {_series(lured, 'option', 'options')} "
-                        f"{'shares' if len(lured) == 1 else 'share'} them in another colour.")
+            said.append(
+                f"Shape or arrangement alone would mislead: {_series(lured, 'option', 'options')} "
+                f"{'shares' if len(lured) == 1 else 'share'} them in another colour."
+            )
     elif decided == "shape":
         said.append(f"Colour does not settle it; of the options that share it, only {own} has {p.story(w).shape}s.")
     elif decided == "layout":
-        said.append(f"Colour and shape do not settle it; only {own} has its figures "
-                    f"{LAYOUTS[p.story(w).layout][0]}.")
+        said.append(f"Colour and shape do not settle it; only {own} has its figures {LAYOUTS[p.story(w).layout][0]}.")
     else:
         said.append("Nothing I can see tells these options apart, so I take my best guess.")
     said.append(f"{f'The {decided} decides' if decided else 'On balance'}: the match is option {L[w]}.")
@@ -200,8 +208,9 @@ class Teacher:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def respond(self, messages: list[dict], choices: list[str] | None = None,
-                json_answer: bool = False, sample: str = "") -> Reply:
+    def respond(
+        self, messages: list[dict], choices: list[str] | None = None, json_answer: bool = False, sample: str = ""
+    ) -> Reply:
         """`messages`: chat turns whose content is a string or parts {"type": "text", "text"} and
         {"type": "image", "image": PIL.Image, "key": str} (the key names the image's bytes). `sample` names a
         sampled reply (a request's seed at temperature > 0): its draws differ from another sample's."""
@@ -242,7 +251,7 @@ class Teacher:
     def _draw(self, what: str, conversation: list[dict], sample: str = "") -> float:
         h = hashlib.sha256(f"{self.seed}|{what}|{sample}|".encode())
         h.update(json.dumps([_identity(m) for m in conversation], ensure_ascii=False).encode())
-        return int.from_bytes(h.digest()[:8], "big") / 2 ** 64
+        return int.from_bytes(h.digest()[:8], "big") / 2**64
 
     def read(self, key: str, image: Image.Image) -> Reading:
         with self._lock:
@@ -257,8 +266,13 @@ class Teacher:
         return r
 
     def _describe(self, conversation: list[dict]) -> str:
-        images = [p for m in conversation if m["role"] == "user" and isinstance(m["content"], list)
-                  for p in m["content"] if p["type"] == "image"]
+        images = [
+            p
+            for m in conversation
+            if m["role"] == "user" and isinstance(m["content"], list)
+            for p in m["content"]
+            if p["type"] == "image"
+        ]
         if not images:
             return "I see no cover image here to describe, and no options to choose between."
         captions = [caption(self.read(p["key"], p["image"])) for p in images]
@@ -281,14 +295,21 @@ class Teacher:
         except OptionParseError:
             return None
         hint = HINT_RE.search(text)
-        p = Problem("image2text", [o.letter for o in options], [], [], bool(images), hint=hint and hint.group(1),
-                    cot=bool(COT_RE.search(text)))
+        p = Problem(
+            "image2text",
+            [o.letter for o in options],
+            [],
+            [],
+            bool(images),
+            hint=hint and hint.group(1),
+            cot=bool(COT_RE.search(text)),
+        )
         if all(o.text.strip() == IMAGE_TOKEN or TEXT_IMAGE_RE.match(o.text.strip()) for o in options):
             # text2image: the story is the question's text before the options; a cover per option
-            p.task, p.stories = "text2image", [motif_in_text(text[start:start + options[0].start])]
+            p.task, p.stories = "text2image", [motif_in_text(text[start : start + options[0].start])]
             for k, o in enumerate(options):
                 if images:
-                    index = text[:start + o.end].count(IMAGE_TOKEN) - 1
+                    index = text[: start + o.end].count(IMAGE_TOKEN) - 1
                     p.covers.append(self._seen(images[index]) if 0 <= index < len(images) else Motif())
                 else:
                     m = TEXT_IMAGE_RE.match(o.text.strip())
@@ -347,7 +368,7 @@ def _descriptions(text: str) -> tuple[dict[int, str], dict[str, int], int]:
     captions: dict[int, str] = {}
     image_of: dict[str, int] = {}
     current = None
-    for line in text[at + len(prompts.DESCRIPTIONS_HEADER):end].splitlines():
+    for line in text[at + len(prompts.DESCRIPTIONS_HEADER) : end].splitlines():
         m = DESCRIPTION_RE.match(line)
         if m:
             current = int(m.group(1))

@@ -48,8 +48,10 @@ def create_app(teacher: Teacher, model: str = "sample-teacher") -> FastAPI:
 
     @app.get("/v1/models")
     def models() -> dict:
-        return {"object": "list", "data": [{"id": model, "object": "model", "created": created,
-                                            "owned_by": "cover-distill"}]}
+        return {
+            "object": "list",
+            "data": [{"id": model, "object": "model", "created": created, "owned_by": "cover-distill"}],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -57,11 +59,15 @@ def create_app(teacher: Teacher, model: str = "sample-teacher") -> FastAPI:
             body = await request.json()
             return await run_in_threadpool(complete, teacher, body, model)  # reading covers takes a while
         except BadRequest as exc:
-            return JSONResponse(status_code=400, content={"error": {
-                "message": str(exc), "type": "invalid_request_error", "param": None, "code": None}})
+            return JSONResponse(
+                status_code=400,
+                content={"error": {"message": str(exc), "type": "invalid_request_error", "param": None, "code": None}},
+            )
         except ValueError as exc:  # a body that is not JSON
-            return JSONResponse(status_code=400, content={"error": {
-                "message": f"invalid request body: {exc}", "type": "invalid_request_error"}})
+            return JSONResponse(
+                status_code=400,
+                content={"error": {"message": f"invalid request body: {exc}", "type": "invalid_request_error"}},
+            )
 
     return app
 
@@ -88,14 +94,26 @@ def complete(teacher: Teacher, body: Any, model: str) -> dict:
     text, finish = _cut(reply.text, max_tokens)
     prompt_tokens = image_cost + sum(len(TOKEN_RE.findall(_text(m["content"]))) + 4 for m in messages)
     completion_tokens = max(1, len(TOKEN_RE.findall(text)))
-    choice: dict = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
-                    "logprobs": None}
+    choice: dict = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "finish_reason": finish,
+        "logprobs": None,
+    }
     if body.get("logprobs"):
         choice["logprobs"] = {"content": _logprobs(text, reply, int(body.get("top_logprobs") or 0))}
-    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model") or model, "choices": [choice],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model") or model,
+        "choices": [choice],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 def _messages(raw: list) -> tuple[list[dict], int]:
@@ -129,8 +147,9 @@ def _messages(raw: list) -> tuple[list[dict], int]:
 
 def _decode(url: Any) -> tuple[Image.Image, str]:
     if not isinstance(url, str) or not url.startswith("data:image/"):
-        raise BadRequest("images must be base64 data URLs (data:image/...;base64,...): this server reaches "
-                         "nothing outside it")
+        raise BadRequest(
+            "images must be base64 data URLs (data:image/...;base64,...): this server reaches nothing outside it"
+        )
     header, _, data = url.partition(",")
     if ";base64" not in header:
         raise BadRequest("image data URLs must be base64-encoded")
@@ -158,7 +177,7 @@ def _cut(text: str, max_tokens: int) -> tuple[str, str]:
     tokens = list(TOKEN_RE.finditer(text))
     if len(tokens) <= max_tokens:
         return text, "stop"
-    return text[:tokens[max_tokens - 1].end()], "length"
+    return text[: tokens[max_tokens - 1].end()], "length"
 
 
 def _text(content) -> str:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,8 +26,19 @@ class SampleTeacherConfig(BaseModel):
 @contextlib.contextmanager
 def serving(cfg: SampleTeacherConfig, timeout_s: float = 60.0) -> Iterator[str]:
     """The server's base URL (…/v1) while the block runs; the process ends with it."""
-    cmd = [sys.executable, "-m", "distill.sample_teacher", "--port", str(cfg.port), "--error-rate",
-           str(cfg.error_rate), "--leak-rate", str(cfg.leak_rate), "--seed", str(cfg.seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "distill.sample_teacher",
+        "--port",
+        str(cfg.port),
+        "--error-rate",
+        str(cfg.error_rate),
+        "--leak-rate",
+        str(cfg.leak_rate),
+        "--seed",
+        str(cfg.seed),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + timeout_s

@@ -14,6 +14,7 @@ def _require_grad(module, inputs, output):
 
 def text_only_input_grads(model) -> None:
     """Make `model.enable_input_require_grads()` hook the language model's input embeddings only."""
+
     def enable_input_require_grads():
         hook = model.get_input_embeddings().register_forward_hook(_require_grad)
         model._require_grads_hooks = [hook]

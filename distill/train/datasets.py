@@ -19,8 +19,10 @@ def _hf_content(content) -> list[dict]:
 
 def trl_record(ex: dict) -> dict:
     """One example as TRL's conversational prompt/completion (or preference) record, image paths apart."""
-    rec = {"prompt": [{"role": m["role"], "content": _hf_content(m["content"])} for m in ex["messages"]],
-           "images": list(ex["images"])}
+    rec = {
+        "prompt": [{"role": m["role"], "content": _hf_content(m["content"])} for m in ex["messages"]],
+        "images": list(ex["images"]),
+    }
     for key in ("completion", "chosen", "rejected"):
         if key in ex:
             rec[key] = [{"role": "assistant", "content": [{"type": "text", "text": ex[key]}]}]
@@ -72,8 +74,10 @@ def portable_images(paths: list[str], out: Path, copy: bool) -> list[str]:
 def export_trl(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = False) -> Path:
     """JSONL that `datasets.load_dataset("json", data_files=...)` reads; image paths relative to the folder."""
     out = Path(out_dir)
-    lines = [json.dumps(trl_record(ex | {"images": portable_images(ex["images"], out, copy_images)}),
-                        ensure_ascii=False) for ex in examples]
+    lines = [
+        json.dumps(trl_record(ex | {"images": portable_images(ex["images"], out, copy_images)}), ensure_ascii=False)
+        for ex in examples
+    ]
     return atomic_write_text(out / f"{name}.jsonl", "".join(line + "\n" for line in lines))
 
 
@@ -83,8 +87,11 @@ def lf_prompt(messages: list[dict]) -> dict:
     from the columns written by `register`."""
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     [user] = [m for m in messages if m["role"] == "user"]
-    text = user["content"] if isinstance(user["content"], str) else \
-        "".join("<image>" if p["type"] == "image" else p["text"] for p in user["content"])
+    text = (
+        user["content"]
+        if isinstance(user["content"], str)
+        else "".join("<image>" if p["type"] == "image" else p["text"] for p in user["content"])
+    )
     return {"system": system, "input": text}
 
 
@@ -124,9 +131,11 @@ def export_items(items: list, out_dir: str | Path, name: str, layout: str, copy_
     from distill.data.student import prompt_messages
 
     out = Path(out_dir)
-    records = [lf_prompt(prompt_messages(it, layout=layout)) | {
-        "output": it.gold or "", "images": portable_images(it.images, out, copy_images), "id": it.id}
-        for it in items]
+    records = [
+        lf_prompt(prompt_messages(it, layout=layout))
+        | {"output": it.gold or "", "images": portable_images(it.images, out, copy_images), "id": it.id}
+        for it in items
+    ]
     path = atomic_write_json(out / f"{name}.json", records)
     register(out, name, path)
     return path

@@ -21,15 +21,26 @@ def make_parser():
 def build(store, train_items, val_items, dargs, training_args):
     from distill.train.examples import ExampleOptions, dpo_pairs
 
-    opts = ExampleOptions(include_hinted=dargs.include_hinted, templates=dargs.templates,
-                          curriculum=dargs.curriculum, pairs_per_item=dargs.pairs_per_item,
-                          teacher_run=dargs.teacher_run, layout=dargs.layout, seed=training_args.seed)
+    opts = ExampleOptions(
+        include_hinted=dargs.include_hinted,
+        templates=dargs.templates,
+        curriculum=dargs.curriculum,
+        pairs_per_item=dargs.pairs_per_item,
+        teacher_run=dargs.teacher_run,
+        layout=dargs.layout,
+        seed=training_args.seed,
+    )
     built = dpo_pairs(store, train_items, opts)
     if not built.examples:
-        raise ValueError(f"no DPO pairs in {dargs.db}: items need both an accepted and a wrong-answer rationale "
-                         f"(skipped: {dict(built.skipped)})")
-    counts = {"pairs": len(built.examples), "items": len({e["item_key"] for e in built.examples}),
-              "skipped_items": dict(built.skipped)}
+        raise ValueError(
+            f"no DPO pairs in {dargs.db}: items need both an accepted and a wrong-answer rationale "
+            f"(skipped: {dict(built.skipped)})"
+        )
+    counts = {
+        "pairs": len(built.examples),
+        "items": len({e["item_key"] for e in built.examples}),
+        "skipped_items": dict(built.skipped),
+    }
     return built.examples, letter_pairs(val_items, dargs.layout), counts
 
 
@@ -43,10 +54,19 @@ def letter_pairs(items, layout):
         if not it.gold:
             continue
         wrong = it.letters[(it.letters.index(it.gold) + 1) % len(it.letters)]
-        pairs.append({"id": f"{it.key}:v", "item_key": it.key, "task": it.task,
-                      "messages": prompt_messages(it, layout=layout),
-                      "images": it.images, "chosen": completion(it.gold), "rejected": completion(wrong),
-                      "template": 0, "difficulty": 0.0})
+        pairs.append(
+            {
+                "id": f"{it.key}:v",
+                "item_key": it.key,
+                "task": it.task,
+                "messages": prompt_messages(it, layout=layout),
+                "images": it.images,
+                "chosen": completion(it.gold),
+                "rejected": completion(wrong),
+                "template": 0,
+                "difficulty": 0.0,
+            }
+        )
     return pairs or None
 
 

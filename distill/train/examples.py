@@ -47,12 +47,19 @@ def difficulty(traces: list[dict]) -> float:
     return min(1.0, 0.15 * best["attempt"] + 0.5 * best["hinted"] + 0.05 * rejected)
 
 
-def _example(item: Item, key: str, k: int, mode: str, opts: "ExampleOptions", diff: float, **fields) -> dict:
+def _example(item: Item, key: str, k: int, mode: str, opts: ExampleOptions, diff: float, **fields) -> dict:
     """One example's common fields; the prompt uses a template picked per (item, k)."""
     t = pick_template(item.id, k, template_count(item.task)) if opts.templates else 0
-    return {"id": f"{item.key}:{key}", "item_key": item.key, "task": item.task,
-            "messages": prompt_messages(item, mode, system=system_for(item, t), layout=opts.layout),
-            "images": item.images, "template": t, "difficulty": diff, **fields}
+    return {
+        "id": f"{item.key}:{key}",
+        "item_key": item.key,
+        "task": item.task,
+        "messages": prompt_messages(item, mode, system=system_for(item, t), layout=opts.layout),
+        "images": item.images,
+        "template": t,
+        "difficulty": diff,
+        **fields,
+    }
 
 
 def _traces_by_item(store, run: str | None) -> dict[str, list[dict]]:
@@ -82,9 +89,18 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
             if t["hinted"] and not opts.include_hinted:
                 built.skipped["hinted"] += 1
                 continue
-            rationale_examples.append(_example(
-                item, f"r{k}", k, "cot", opts, difficulty(traces.get(item.key, [])),
-                completion=completion(item.gold, t["rationale"]), kind="rationale"))
+            rationale_examples.append(
+                _example(
+                    item,
+                    f"r{k}",
+                    k,
+                    "cot",
+                    opts,
+                    difficulty(traces.get(item.key, [])),
+                    completion=completion(item.gold, t["rationale"]),
+                    kind="rationale",
+                )
+            )
     direct = []
     rng = random.Random(opts.seed)
     pool = list(items)
@@ -92,8 +108,18 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
     for item in rng.sample(pool, min(n_direct, len(pool))):
         if not item.gold:
             continue
-        direct.append(_example(item, "d", -1, "direct", opts, difficulty(traces.get(item.key, [])),
-                               completion=completion(item.gold), kind="direct"))
+        direct.append(
+            _example(
+                item,
+                "d",
+                -1,
+                "direct",
+                opts,
+                difficulty(traces.get(item.key, [])),
+                completion=completion(item.gold),
+                kind="direct",
+            )
+        )
     built.examples = order(rationale_examples + direct, opts.curriculum, opts.seed)
     return built
 
@@ -111,12 +137,22 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
             built.skipped["no_chosen" if not good else "no_rejected"] += 1
             continue
         # every (accepted, rejected) combination at most once; the diagonals first, so each trace is used early
-        combos = sorted(itertools.product(range(len(good)), range(len(bad))),
-                        key=lambda ij: ((ij[1] - ij[0]) % len(bad), ij[0]))
-        for k, (i, j) in enumerate(combos[:opts.pairs_per_item]):
+        combos = sorted(
+            itertools.product(range(len(good)), range(len(bad))), key=lambda ij: ((ij[1] - ij[0]) % len(bad), ij[0])
+        )
+        for k, (i, j) in enumerate(combos[: opts.pairs_per_item]):
             g, b = good[i], bad[j]
-            pairs.append(_example(item, f"p{k}", k, "cot", opts, difficulty(ts),
-                                  chosen=completion(item.gold, g["rationale"]),
-                                  rejected=completion(b["answer"], b["rationale"])))
+            pairs.append(
+                _example(
+                    item,
+                    f"p{k}",
+                    k,
+                    "cot",
+                    opts,
+                    difficulty(ts),
+                    chosen=completion(item.gold, g["rationale"]),
+                    rejected=completion(b["answer"], b["rationale"]),
+                )
+            )
     built.examples = order(pairs, opts.curriculum, opts.seed)
     return built

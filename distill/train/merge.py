@@ -9,8 +9,9 @@ from pathlib import Path
 from distill.data.student import LAYOUT_FILE
 
 
-def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None,
-                  overwrite: bool = False) -> Path:
+def merge_adapter(
+    adapter_dir: str | Path, out_dir: str | Path, base: str | None = None, overwrite: bool = False
+) -> Path:
     """Written to a temporary folder beside `out_dir`, then moved into place: never half a model."""
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -30,8 +31,11 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | None
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp)
-    src = adapter_dir if (adapter_dir / "preprocessor_config.json").exists() or \
-        (adapter_dir / "processor_config.json").exists() else base
+    src = (
+        adapter_dir
+        if (adapter_dir / "preprocessor_config.json").exists() or (adapter_dir / "processor_config.json").exists()
+        else base
+    )
     AutoProcessor.from_pretrained(src).save_pretrained(tmp)
     if (adapter_dir / LAYOUT_FILE).is_file():
         shutil.copy2(adapter_dir / LAYOUT_FILE, tmp / LAYOUT_FILE)

@@ -11,8 +11,16 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 log = logging.getLogger("distill.train")
-SHOWN = ("loss", "eval_loss", "eval_accuracy", "eval_gold_prob", "rewards/margins", "rewards/accuracies",
-         "learning_rate", "grad_norm")
+SHOWN = (
+    "loss",
+    "eval_loss",
+    "eval_accuracy",
+    "eval_gold_prob",
+    "rewards/margins",
+    "rewards/accuracies",
+    "learning_rate",
+    "grad_norm",
+)
 
 
 class MetricsFile(TrainerCallback):
@@ -61,8 +69,11 @@ def plot_metrics(metrics_path: Path, out_png: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-    keys = [k for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate", "rewards/margins",
-                        "rewards/accuracies") if any(k in r for r in rows)]
+    keys = [
+        k
+        for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate", "rewards/margins", "rewards/accuracies")
+        if any(k in r for r in rows)
+    ]
     if not keys:
         return
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)

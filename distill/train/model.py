@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from distill.backends.base import require_local_model
+from distill.backends.vision_attention import use_varlen_vision_attention
 from distill.data.images import cap_processor
 from distill.train.arguments import DistillArguments
 
@@ -23,6 +24,9 @@ def load_model(margs, dargs: DistillArguments, training_args):
     if margs.attn_implementation:
         kw["attn_implementation"] = margs.attn_implementation
     model = AutoModelForImageTextToText.from_pretrained(margs.model_name_or_path, **kw)
+    if dargs.varlen_vision:
+        on_gpu = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
+        use_varlen_vision_attention(model, "cuda" if on_gpu else "cpu")
     processor = AutoProcessor.from_pretrained(margs.model_name_or_path)
     cap_processor(processor, dargs.max_pixels)  # the one image policy
     if not margs.use_peft:

@@ -19,8 +19,10 @@ def prepare_output_dir(output_dir: str, dargs: DistillArguments) -> str | None:
         shutil.rmtree(out)
         used = False
     if used and not dargs.resume:
-        raise FileExistsError(f"output folder {out} exists: pass --resume to continue it from its last checkpoint, "
-                              "or --overwrite to replace it")
+        raise FileExistsError(
+            f"output folder {out} exists: pass --resume to continue it from its last checkpoint, "
+            "or --overwrite to replace it"
+        )
     checkpoint = get_last_checkpoint(str(out)) if used else None
     if dargs.resume and used and checkpoint is None:
         raise FileNotFoundError(f"--resume: {out} holds no checkpoint-* folder to continue from")
@@ -38,8 +40,11 @@ def write_final(trainer, processor, out: Path) -> tuple[Path, str | None]:
     if best and Path(best).is_dir():
         final.mkdir(parents=True)
         for f in Path(best).iterdir():
-            if f.is_file() and f.suffix in (".safetensors", ".json") and \
-                    not f.name.startswith(("trainer_state", "optimizer")):
+            if (
+                f.is_file()
+                and f.suffix in (".safetensors", ".json")
+                and not f.name.startswith(("trainer_state", "optimizer"))
+            ):
                 shutil.copy2(f, final / f.name)
     else:
         trainer.save_model(str(final))

@@ -86,9 +86,15 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
         callbacks.append(EarlyStoppingCallback(dargs.early_stopping_patience))
     if dargs.curriculum != "none":  # the examples are already in curriculum order: keep it
         training_args.train_sampling_strategy = "sequential"
-    trainer = Trainer(model=model, args=training_args, train_dataset=to_dataset(examples, dargs.max_pixels),
-                      eval_dataset=to_dataset(val_examples, dargs.max_pixels) if val_examples else None,
-                      processing_class=processor, peft_config=peft_config(margs, dargs), callbacks=callbacks)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=to_dataset(examples, dargs.max_pixels),
+        eval_dataset=to_dataset(val_examples, dargs.max_pixels) if val_examples else None,
+        processing_class=processor,
+        peft_config=peft_config(margs, dargs),
+        callbacks=callbacks,
+    )
     console_callbacks(trainer)
     if resume:
         log.info("resuming from %s", resume)
@@ -99,21 +105,38 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     final, best = write_final(trainer, processor, out)
     write_layout(final, dargs.layout)
     plot_metrics(out / "metrics.jsonl", out / "metrics.png")
-    result = {"final": str(final), "best_checkpoint": best,
-              "best_step": getattr(trainer.state, "best_global_step", None),
-              "best_metric": trainer.state.best_metric, "world_size": training_args.world_size}
+    result = {
+        "final": str(final),
+        "best_checkpoint": best,
+        "best_step": getattr(trainer.state, "best_global_step", None),
+        "best_metric": trainer.state.best_metric,
+        "world_size": training_args.world_size,
+    }
     if dargs.merge and margs.use_peft:
         from distill.train.merge import merge_adapter
 
         result["merged"] = str(merge_adapter(final, out / "merged", margs.model_name_or_path, overwrite=True))
     metrics = {k: v for r in trainer.state.log_history for k, v in r.items() if isinstance(v, (int, float))}
     result["run_id"] = store.record_train_run(
-        kind, {"distill": asdict(dargs), "model": asdict(margs), "training": training_args.to_dict()},
-        counts | {"world_size": training_args.world_size}, training_args.output_dir, result["best_step"],
-        metrics | {"best_metric": trainer.state.best_metric}, started, "done", dargs.allow_leakage,
-        audit.as_dict())
-    log.info("%s done in %.0fs: final model %s%s", kind, time.perf_counter() - t0, final,
-             f" (best step {result['best_step']}, accuracy {result['best_metric']:.3f})"
-             if result["best_metric"] is not None else "")
+        kind,
+        {"distill": asdict(dargs), "model": asdict(margs), "training": training_args.to_dict()},
+        counts | {"world_size": training_args.world_size},
+        training_args.output_dir,
+        result["best_step"],
+        metrics | {"best_metric": trainer.state.best_metric},
+        started,
+        "done",
+        dargs.allow_leakage,
+        audit.as_dict(),
+    )
+    log.info(
+        "%s done in %.0fs: final model %s%s",
+        kind,
+        time.perf_counter() - t0,
+        final,
+        f" (best step {result['best_step']}, accuracy {result['best_metric']:.3f})"
+        if result["best_metric"] is not None
+        else "",
+    )
     trainer.accelerator.wait_for_everyone()
     return result

@@ -20,19 +20,29 @@ def make_parser():
 def build(store, train_items, val_items, dargs, training_args):
     from distill.train.examples import ExampleOptions, sft_examples
 
-    opts = ExampleOptions(direct_share=dargs.direct_share, rationales=dargs.rationales,
-                          include_hinted=dargs.include_hinted,
-                          templates=dargs.templates, curriculum=dargs.curriculum, teacher_run=dargs.teacher_run,
-                          layout=dargs.layout, seed=training_args.seed)
+    opts = ExampleOptions(
+        direct_share=dargs.direct_share,
+        rationales=dargs.rationales,
+        include_hinted=dargs.include_hinted,
+        templates=dargs.templates,
+        curriculum=dargs.curriculum,
+        teacher_run=dargs.teacher_run,
+        layout=dargs.layout,
+        seed=training_args.seed,
+    )
     built = sft_examples(store, train_items, opts)
     if not built.examples:
         raise ValueError(f"no SFT examples in {dargs.db}: run `distill graph` first, or set direct_share >= 1")
-    counts = {"examples": len(built.examples),
-              "rationale": sum(e["kind"] == "rationale" for e in built.examples),
-              "direct": sum(e["kind"] == "direct" for e in built.examples), "skipped": dict(built.skipped)}
+    counts = {
+        "examples": len(built.examples),
+        "rationale": sum(e["kind"] == "rationale" for e in built.examples),
+        "direct": sum(e["kind"] == "direct" for e in built.examples),
+        "skipped": dict(built.skipped),
+    }
     # eval loss on the validation items' direct answers; accuracy comes from letter scoring
-    val = sft_examples(store, val_items, ExampleOptions(direct_share=1.0, templates=False,
-                                                        layout=dargs.layout)).examples
+    val = sft_examples(
+        store, val_items, ExampleOptions(direct_share=1.0, templates=False, layout=dargs.layout)
+    ).examples
     return built.examples, val, counts
 
 

@@ -14,8 +14,9 @@ from distill.data.items import Item
 from distill.data.student import prompt_messages
 
 
-def letter_accuracy(model, processor, items: list[Item], max_pixels: int, batch_size: int = 8,
-                    layout: str = "system") -> dict[str, float]:
+def letter_accuracy(
+    model, processor, items: list[Item], max_pixels: int, batch_size: int = 8, layout: str = "system"
+) -> dict[str, float]:
     """Accuracy and mean gold probability of `model` (in memory, possibly a PEFT model) on labelled items."""
     import torch
 
@@ -26,8 +27,11 @@ def letter_accuracy(model, processor, items: list[Item], max_pixels: int, batch_
     model.eval()
     try:
         with torch.no_grad():
-            probs = scorer.score_sorted([ChatRequest(prompt_messages(it, "direct", layout=layout)) for it in items],
-                                        [it.letters for it in items], batch_size)
+            probs = scorer.score_sorted(
+                [ChatRequest(prompt_messages(it, "direct", layout=layout)) for it in items],
+                [it.letters for it in items],
+                batch_size,
+            )
     finally:
         model.train(was_training)
     hits = sum(max(p, key=p.get) == it.gold for it, p in zip(items, probs))
@@ -42,12 +46,40 @@ class ScoredEvaluation:
     val_max_pixels: int = DEFAULT_MAX_PIXELS
     val_layout: str = "system"
 
+    def scored_metrics(self, prefix: str = "eval") -> dict:
+        scores = letter_accuracy(
+            self.model,
+            self.processing_class,
+            self.val_items,
+            self.val_max_pixels,
+            self.args.per_device_eval_batch_size,
+            self.val_layout,
+        )
+        return {f"{prefix}_accuracy": scores["accuracy"], f"{prefix}_gold_prob": scores["gold_prob"]}
+
+    def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
+        # Added here, inside the loop, so that the trainer's log and its `on_evaluate` callbacks (early stopping,
+        # best checkpoint) see the score: metrics added after `evaluate` returns reach neither.
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.val_items and metric_key_prefix == "eval":
+            output.metrics.update(self.scored_metrics(metric_key_prefix))
+        return output
+
     def evaluate(self, *args, **kwargs):
-        metrics = super().evaluate(*args, **kwargs) if self.eval_dataset is not None else {}
-        if not self.val_items:
-            return metrics
-        scores = letter_accuracy(self.model, self.processing_class, self.val_items, self.val_max_pixels,
-                                 self.args.per_device_eval_batch_size, self.val_layout)
+        if self.eval_dataset is not None or not self.val_items:
+            return super().evaluate(*args, **kwargs)
+        metrics = self.scored_metrics()  # validation items but no loss examples: the score alone
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+        scores = letter_accuracy(
+            self.model,
+            self.processing_class,
+            self.val_items,
+            self.val_max_pixels,
+            self.args.per_device_eval_batch_size,
+            self.val_layout,
+        )
         extra = {"eval_accuracy": scores["accuracy"], "eval_gold_prob": scores["gold_prob"]}
         metrics.update(extra)
         self.log(extra)

@@ -4,8 +4,10 @@ from distill.data.loaders import load_json
 from distill.data.permute import permute, rotation
 
 S = TeacherConfig()
-GOOD = ("The cover tiles crimson hexagons in a lattice, a picture of long-range order in a carbon sheet; "
-        "only one story speaks of that order and that hue.")
+GOOD = (
+    "The cover tiles crimson hexagons in a lattice, a picture of long-range order in a carbon sheet; "
+    "only one story speaks of that order and that hue."
+)
 
 
 def _item(sample_dir):
@@ -14,7 +16,7 @@ def _item(sample_dir):
 
 def test_verdicts(sample_dir):
     item = _item(sample_dir)
-    wrong = next(L for L in item.letters if L != item.gold)
+    wrong = next(L for L in item.letters if item.gold != L)
     assert critique(item, GOOD, item.gold, S).verdict == "accepted"
     assert critique(item, GOOD, wrong, S).reason == "wrong_answer"
     assert critique(item, GOOD, None, S).reason == "no_answer"
@@ -28,7 +30,7 @@ def test_verdicts(sample_dir):
 
 def test_feedback_never_reveals_the_gold(sample_dir):
     item = _item(sample_dir)
-    wrong = next(L for L in item.letters if L != item.gold)
+    wrong = next(L for L in item.letters if item.gold != L)
     fb = critique(item, GOOD, wrong, S).feedback
     assert item.gold_option.text not in fb and f" {item.gold}" not in fb
 

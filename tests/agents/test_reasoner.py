@@ -4,18 +4,21 @@ from agents.reasoner import parse_answer, rationale_of, reason_request
 from distill.data.loaders import load_json
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("blah blah\nAnswer: C", "C"),
-    ("reasoning...\nanswer: (b)", "B"),
-    ("**Answer:** D", "D"),
-    ("So the correct answer is A.", "A"),
-    ("Option B is the best match here.", "B"),
-    ("thinking\n\nC", "C"),
-    ('{"reasoning": "x", "answer": "D"}', "D"),
-    ("Answer: A ... wait, on reflection Answer: B", "B"),
-    ("no letter committed here", None),
-    ("Answer: F", None),  # not an option
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("blah blah\nAnswer: C", "C"),
+        ("reasoning...\nanswer: (b)", "B"),
+        ("**Answer:** D", "D"),
+        ("So the correct answer is A.", "A"),
+        ("Option B is the best match here.", "B"),
+        ("thinking\n\nC", "C"),
+        ('{"reasoning": "x", "answer": "D"}', "D"),
+        ("Answer: A ... wait, on reflection Answer: B", "B"),
+        ("no letter committed here", None),
+        ("Answer: F", None),  # not an option
+    ],
+)
 def test_parse_answer(text, expected):
     assert parse_answer(text, list("ABCD")) == expected
 

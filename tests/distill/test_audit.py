@@ -23,9 +23,14 @@ def data_dir(sample_dir, tmp_path):
 
 def _store(data_dir, db):
     s = open_store(db)
-    ingest(s, DataConfig(train=[str(data_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
-                         test=[str(data_dir / f"{t}_test.json") for t in ("image2text", "text2image")],
-                         validation_fraction=0.25))
+    ingest(
+        s,
+        DataConfig(
+            train=[str(data_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
+            test=[str(data_dir / f"{t}_test.json") for t in ("image2text", "text2image")],
+            validation_fraction=0.25,
+        ),
+    )
     return s
 
 
@@ -64,9 +69,28 @@ def test_a_test_cover_in_training_data_is_found_and_blocks(data_dir, tmp_path, t
         run_augment(tmp_path / "s.db", tmp_path / "aug", AugmentConfig(recombine=False))
     from distill.train.sft import main as sft_main
 
-    args = ["--model_name_or_path", str(tiny_model_dir), "--db", str(tmp_path / "s.db"), "--output_dir",
-            str(tmp_path / "sft"), "--max_steps", "1", "--direct_share", "1.0", "--report_to", "none",
-            "--max_pixels", "3136", "--eval_strategy", "no", "--save_strategy", "no", "--use_peft", "false"]
+    args = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--db",
+        str(tmp_path / "s.db"),
+        "--output_dir",
+        str(tmp_path / "sft"),
+        "--max_steps",
+        "1",
+        "--direct_share",
+        "1.0",
+        "--report_to",
+        "none",
+        "--max_pixels",
+        "3136",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--use_peft",
+        "false",
+    ]
     with pytest.raises(LeakageError, match="sft refused"):
         sft_main(args)
     res = sft_main(args + ["--allow_leakage", "true"])

@@ -1,16 +1,20 @@
 import pytest
 
 from distill.augment import AugmentConfig, augment, load_embedder, pairs_of, write_dataset
+from distill.data.loaders import load_json
 from distill.data.stories import story_of
 from distill.ingest import DataConfig, load_data
-from distill.data.loaders import load_json
 
 
 @pytest.fixture(scope="module")
 def splits(sample_dir):
-    data = load_data(DataConfig(train=[str(sample_dir / "image2text_train.json"), str(sample_dir / "text2image_train.json")],
-                                dev=[str(sample_dir / "image2text_dev.json"), str(sample_dir / "text2image_dev.json")],
-                                validation_fraction=0.25))
+    data = load_data(
+        DataConfig(
+            train=[str(sample_dir / "image2text_train.json"), str(sample_dir / "text2image_train.json")],
+            dev=[str(sample_dir / "image2text_dev.json"), str(sample_dir / "text2image_dev.json")],
+            validation_fraction=0.25,
+        )
+    )
     return data.splits
 
 
@@ -56,8 +60,9 @@ def test_no_validation_or_dev_item_is_a_parent_or_a_distractor(splits, augmented
     held_out = splits["val"] + splits["dev"]
     held_ids = {it.key for it in held_out}
     held_content = {o.image or o.text for it in held_out for o in [it.gold_option]}
-    train_content = {o.image or o.text for it in splits["train"] for o in it.options} | \
-        {p for it in splits["train"] for p in it.images}
+    train_content = {o.image or o.text for it in splits["train"] for o in it.options} | {
+        p for it in splits["train"] for p in it.images
+    }
     held_only = held_content - train_content  # gold covers/stories that appear nowhere in train
     for it in new:
         assert not set(it.parents) & held_ids
@@ -70,8 +75,7 @@ def test_gold_letters_are_balanced_and_runs_are_deterministic(splits, augmented)
     perms = [it for it in new if it.transform.startswith("permute")]
     counts = [sum(it.gold == L for it in perms) for L in "ABCD"]
     assert max(counts) - min(counts) <= 2
-    again, _ = augment(splits["train"], AugmentConfig(permutations=2, option_counts=[3, 4, 5], seed=1),
-                       progress=False)
+    again, _ = augment(splits["train"], AugmentConfig(permutations=2, option_counts=[3, 4, 5], seed=1), progress=False)
     assert [it.model_dump() for it in again] == [it.model_dump() for it in new]
     assert sum(hist.values()) == len(new)
 
@@ -94,6 +98,8 @@ def test_story_extraction_on_the_sample_wording(sample_dir):
 
 def test_embedder_loads_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    emb = load_embedder(None).encode(["crimson hexagons in a lattice", "crimson hexagons tiled regularly",
-                                      "cobalt circles scattered"], normalize_embeddings=True)
+    emb = load_embedder(None).encode(
+        ["crimson hexagons in a lattice", "crimson hexagons tiled regularly", "cobalt circles scattered"],
+        normalize_embeddings=True,
+    )
     assert emb[0] @ emb[1] > emb[0] @ emb[2]

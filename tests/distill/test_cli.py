@@ -22,11 +22,36 @@ def _seed_store(db, sample_dir):
     run = s.start_run("graph", {}, run_id="r1")
     call = call_row(run, items[0].key, "reasoner", "teacher-model", {}, "amber stripes\nAnswer: A", 40, 9, 12.0)
     s.record_call(call | {"item_attempt": 1})
-    s.finish_item(run, items[0].key, 1, "accepted", [
-        {"id": "t-acc", "sample": 0, "attempt": 1, "hinted": 0, "rationale": "violet hexagons in a ring",
-         "answer": items[0].gold, "verdict": "accepted", "reason": "ok"},
-        {"id": "t-rej", "sample": 0, "attempt": 0, "hinted": 0, "rationale": "amber stripes", "answer": "A",
-         "verdict": "rejected", "reason": "wrong_answer", "feedback": "look again", "call_id": call["id"]}])
+    s.finish_item(
+        run,
+        items[0].key,
+        1,
+        "accepted",
+        [
+            {
+                "id": "t-acc",
+                "sample": 0,
+                "attempt": 1,
+                "hinted": 0,
+                "rationale": "violet hexagons in a ring",
+                "answer": items[0].gold,
+                "verdict": "accepted",
+                "reason": "ok",
+            },
+            {
+                "id": "t-rej",
+                "sample": 0,
+                "attempt": 0,
+                "hinted": 0,
+                "rationale": "amber stripes",
+                "answer": "A",
+                "verdict": "rejected",
+                "reason": "wrong_answer",
+                "feedback": "look again",
+                "call_id": call["id"],
+            },
+        ],
+    )
     s.close()
 
 
@@ -51,8 +76,10 @@ def test_tiny_model_init_range(tmp_path):
 
 def test_load_reports_splits(tmp_path, sample_dir):
     db = tmp_path / "s.db"
-    res = runner.invoke(app, ["load", str(sample_dir / "image2text_train.json"), str(sample_dir / "image2text_test.json"),
-                              "--db", str(db)])
+    res = runner.invoke(
+        app,
+        ["load", str(sample_dir / "image2text_train.json"), str(sample_dir / "image2text_test.json"), "--db", str(db)],
+    )
     assert res.exit_code == 0, res.output
     assert "train: image2text" in res.output and "test: image2text 8" in res.output and "val: image2text" in res.output
 
@@ -83,36 +110,58 @@ def test_traces_commands(tmp_path, sample_dir):
 
 
 def test_errors_are_one_clear_line(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "load", str(tmp_path / "missing_train.json"),
-                          "--db", str(tmp_path / "x.db")], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distill.cli",
+            "load",
+            str(tmp_path / "missing_train.json"),
+            "--db",
+            str(tmp_path / "x.db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "error:" in res.stderr and "missing_train.json" in res.stderr and "file not found" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "traces", "show", "nope", "--db",
-                          str(tmp_path / "x.db")], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "distill.cli", "traces", "show", "nope", "--db", str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 1 and "Traceback" not in res.stderr
 
 
 def test_recipe_typos_and_bad_model_paths_are_clear(tmp_path, sample_dir):
     import yaml
 
-    cfg = {"db": str(tmp_path / "t.db"), "data": {"train": [str(sample_dir / "image2text_train.json")]},
-           "teacher": {"reasoner": {"backend": "transformers", "model": str(tmp_path / "nowhere"), "temprature": 1}}}
+    cfg = {
+        "db": str(tmp_path / "t.db"),
+        "data": {"train": [str(sample_dir / "image2text_train.json")]},
+        "teacher": {"reasoner": {"backend": "transformers", "model": str(tmp_path / "nowhere"), "temprature": 1}},
+    }
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump(cfg))
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "typo.yaml")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "typo.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 1 and "temprature" in res.stderr and "Traceback" not in res.stderr
     del cfg["teacher"]["reasoner"]["temprature"]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "bad.yaml")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
     assert res.returncode == 1 and "model folder not found" in res.stderr and "nowhere" in res.stderr
     assert "Traceback" not in res.stderr
 
 
 def test_usage_errors_have_no_traceback(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "traces", "stats", "extra", "args"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "distill.cli", "traces", "stats", "extra", "args"], capture_output=True, text=True
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr and "unexpected extra argument" in res.stderr
 
 
@@ -122,11 +171,17 @@ def test_augment_export_and_llamafactory_conversion(tmp_path, sample_dir):
 
     db = tmp_path / "s.db"
     s = open_store(db)
-    ingest(s, DataConfig(train=[str(sample_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
-                         test=[str(sample_dir / f"{t}_test.json") for t in ("image2text", "text2image")]))
+    ingest(
+        s,
+        DataConfig(
+            train=[str(sample_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
+            test=[str(sample_dir / f"{t}_test.json") for t in ("image2text", "text2image")],
+        ),
+    )
     s.close()
-    res = runner.invoke(app, ["augment", "--db", str(db), "--out", str(tmp_path / "aug"), "--permutations", "1",
-                              "--no-recombine"])
+    res = runner.invoke(
+        app, ["augment", "--db", str(db), "--out", str(tmp_path / "aug"), "--permutations", "1", "--no-recombine"]
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     assert report["counts"] == {"permute": report["new_items"]} and report["new_items"] > 0
@@ -135,18 +190,33 @@ def test_augment_export_and_llamafactory_conversion(tmp_path, sample_dir):
     registry = json.loads((tmp_path / "aug" / "dataset_info.json").read_text())
     assert set(registry) == {"image2text_train_aug", "text2image_train_aug"}
 
-    res = runner.invoke(app, ["export", "eval", "--db", str(db), "--split", "test", "--out", str(tmp_path / "lf"),
-                              "--copy-images"])
+    res = runner.invoke(
+        app, ["export", "eval", "--db", str(db), "--split", "test", "--out", str(tmp_path / "lf"), "--copy-images"]
+    )
     assert res.exit_code == 0, res.output
     test_items = json.loads((tmp_path / "lf" / "image2text_test.json").read_text())
     assert all(r["output"] == "" and r["images"][0].startswith("images/") for r in test_items)
 
     ids = [r["id"] for r in test_items]
     predictions = tmp_path / "generated_predictions.jsonl"
-    predictions.write_text("".join(json.dumps({"prompt": "p", "predict": p, "label": "\n"}) + "\n" for p in
-                                   ["Answer: B"] * (len(ids) - 1) + ["A cover with red circles."]))
-    res = runner.invoke(app, ["predict", "--from-llamafactory", str(predictions), "--data",
-                              str(sample_dir / "image2text_test.json"), "--out", str(tmp_path / "answers")])
+    predictions.write_text(
+        "".join(
+            json.dumps({"prompt": "p", "predict": p, "label": "\n"}) + "\n"
+            for p in ["Answer: B"] * (len(ids) - 1) + ["A cover with red circles."]
+        )
+    )
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--from-llamafactory",
+            str(predictions),
+            "--data",
+            str(sample_dir / "image2text_test.json"),
+            "--out",
+            str(tmp_path / "answers"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "1 unparseable line(s) filled" in res.output
     answers = json.loads((tmp_path / "answers" / "image2text_answer.json").read_text())

@@ -8,17 +8,28 @@ from distill.evaluate import ece, evaluate
 
 def _write(tmp_path, task, answers, gold, details=None):
     (tmp_path / f"{task}_answer.json").write_text(json.dumps([{"id": i, "output": a} for i, a in answers.items()]))
-    (tmp_path / f"{task}_gold.json").write_text(json.dumps(
-        [{"id": i, "output": g, "journal": "Cell" if i.endswith("1") else "Nature"} for i, g in gold.items()]))
+    (tmp_path / f"{task}_gold.json").write_text(
+        json.dumps(
+            [{"id": i, "output": g, "journal": "Cell" if i.endswith("1") else "Nature"} for i, g in gold.items()]
+        )
+    )
     if details:
         (tmp_path / f"{task}_details.jsonl").write_text("".join(json.dumps(d) + "\n" for d in details))
 
 
 def test_numbers_match_a_hand_computed_example(tmp_path):
-    _write(tmp_path, "image2text", {"a1": "A", "a2": "B", "a3": "C", "a4": "D"},
-           {"a1": "A", "a2": "B", "a3": "C", "a4": "A"},
-           [{"id": "a1", "probs": {"A": 0.9, "B": 0.1}}, {"id": "a2", "probs": {"B": 0.9, "A": 0.1}},
-            {"id": "a3", "probs": {"C": 0.6, "A": 0.4}}, {"id": "a4", "probs": {"D": 0.6, "A": 0.4}}])
+    _write(
+        tmp_path,
+        "image2text",
+        {"a1": "A", "a2": "B", "a3": "C", "a4": "D"},
+        {"a1": "A", "a2": "B", "a3": "C", "a4": "A"},
+        [
+            {"id": "a1", "probs": {"A": 0.9, "B": 0.1}},
+            {"id": "a2", "probs": {"B": 0.9, "A": 0.1}},
+            {"id": "a3", "probs": {"C": 0.6, "A": 0.4}},
+            {"id": "a4", "probs": {"D": 0.6, "A": 0.4}},
+        ],
+    )
     _write(tmp_path, "text2image", {"b1": "A", "b2": "A"}, {"b1": "A", "b2": "C"})
     r = evaluate(tmp_path, [tmp_path / "image2text_gold.json", tmp_path / "text2image_gold.json"], tmp_path)
     assert r["tasks"]["image2text"]["accuracy"] == 0.75
@@ -36,11 +47,14 @@ def test_ece_of_a_perfectly_calibrated_set_is_zero():
     assert ece([0.5, 0.5], [True, False])[0] == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("answers,needle", [
-    ({"a1": "A"}, "missing"),
-    ({"a1": "A", "a2": "B", "zz": "C"}, "extra"),
-    ({"a1": "A", "a2": "Z"}, "not a single letter"),
-])
+@pytest.mark.parametrize(
+    "answers,needle",
+    [
+        ({"a1": "A"}, "missing"),
+        ({"a1": "A", "a2": "B", "zz": "C"}, "extra"),
+        ({"a1": "A", "a2": "Z"}, "not a single letter"),
+    ],
+)
 def test_clear_errors(tmp_path, answers, needle):
     _write(tmp_path, "image2text", answers, {"a1": "A", "a2": "B"})
     with pytest.raises(AnswerError, match=needle):

@@ -66,7 +66,9 @@ def test_prior_debias_divides_out_the_letter_prior(sample_dir):
             z = sum(raw.values())
             return {L: raw[L] / z for L in letters}
 
-    rows = asyncio.run(predict_items(Biased(""), items, PredictConfig(method="prior", prior_share=0.25, prior_min_items=2)))
+    rows = asyncio.run(
+        predict_items(Biased(""), items, PredictConfig(method="prior", prior_share=0.25, prior_min_items=2))
+    )
     assert sum(r["method"] == "prior-estimate" for r in rows) == 3
     assert all(r["letter"] == it.gold for r, it in zip(rows, items))
     plain = asyncio.run(predict_items(Biased(""), items, PredictConfig(method="score")))
@@ -77,7 +79,10 @@ def test_prior_debias_divides_out_the_letter_prior(sample_dir):
 def test_batched_and_single_scoring_agree(tiny_model_dir, sample_dir):
     from distill.backends.transformers_backend import TransformersBackend
 
-    items = load_json(sample_dir / "text2image_dev.json").items[:3] + load_json(sample_dir / "image2text_dev.json").items[:3]
+    items = (
+        load_json(sample_dir / "text2image_dev.json").items[:3]
+        + load_json(sample_dir / "image2text_dev.json").items[:3]
+    )
     backend = TransformersBackend(BackendConfig(model=str(tiny_model_dir), max_pixels=50176, concurrency=8))
 
     async def batched():
@@ -96,8 +101,9 @@ def test_predict_writes_valid_answer_files(tiny_model_dir, sample_dir, tmp_path)
     from distill.pipeline import run_predict
 
     files = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
-    written = run_predict(str(tiny_model_dir), files, tmp_path, PredictConfig(method="debias"), max_pixels=50176,
-                          show_progress=False)
+    written = run_predict(
+        str(tiny_model_dir), files, tmp_path, PredictConfig(method="debias"), max_pixels=50176, show_progress=False
+    )
     for task, path in written.items():
         ids = [it.id for it in load_json(sample_dir / f"{task}_test.json").items]
         assert sorted(read_answers(path)) == sorted(ids)
@@ -112,10 +118,23 @@ def test_data_parallel_workers_give_the_same_answers(tiny_model_dir, sample_dir,
     from distill.pipeline import run_predict
 
     files = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
-    one = run_predict(str(tiny_model_dir), files, tmp_path / "one", PredictConfig(method="score"), max_pixels=12544,
-                      show_progress=False)
-    two = run_predict(str(tiny_model_dir), files, tmp_path / "two", PredictConfig(method="score"), max_pixels=12544,
-                      show_progress=False, devices=["cpu", "cpu"])
+    one = run_predict(
+        str(tiny_model_dir),
+        files,
+        tmp_path / "one",
+        PredictConfig(method="score"),
+        max_pixels=12544,
+        show_progress=False,
+    )
+    two = run_predict(
+        str(tiny_model_dir),
+        files,
+        tmp_path / "two",
+        PredictConfig(method="score"),
+        max_pixels=12544,
+        show_progress=False,
+        devices=["cpu", "cpu"],
+    )
     for task in one:
         assert read_answers(one[task]) == read_answers(two[task])
         a = [json.loads(x) for x in (tmp_path / "one" / f"{task}_details.jsonl").read_text().splitlines()]
@@ -134,7 +153,10 @@ def test_shared_vision_work_gives_the_plain_scores(tiny_model_dir, sample_dir):
     from distill.data.permute import permute as rotate
     from distill.data.student import prompt_messages
 
-    items = load_json(sample_dir / "text2image_dev.json").items[:3] + load_json(sample_dir / "image2text_dev.json").items[:3]
+    items = (
+        load_json(sample_dir / "text2image_dev.json").items[:3]
+        + load_json(sample_dir / "image2text_dev.json").items[:3]
+    )
     items += [rotate(it, rotation(4, 1)) for it in items]  # rotations reuse the same covers
     model = Model(BackendConfig(model=str(tiny_model_dir), max_pixels=50176))
     reqs, letters = [Request(prompt_messages(it)) for it in items], [it.letters for it in items]
@@ -156,14 +178,26 @@ def test_reasoning_methods_through_a_real_server(sample_dir, tmp_path, method):
 
     files = [sample_dir / f"{t}_test.json" for t in ("image2text", "text2image")]
     with serving(SampleTeacherConfig(port=0, error_rate=0.0)) as url:
-        run_predict("sample-teacher", files, tmp_path, PredictConfig(method=method, samples=3, threshold=0.99),
-                    backend="openai", base_url=url, max_pixels=62720, show_progress=False)
+        run_predict(
+            "sample-teacher",
+            files,
+            tmp_path,
+            PredictConfig(method=method, samples=3, threshold=0.99),
+            backend="openai",
+            base_url=url,
+            max_pixels=62720,
+            show_progress=False,
+        )
     report = evaluate(tmp_path, [sample_dir / f"{t}_test_gold.json" for t in ("image2text", "text2image")])
     assert report["overall"]["accuracy"] == 1.0
-    rows = [json.loads(x) for t in ("image2text", "text2image")
-            for x in (tmp_path / f"{t}_details.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x)
+        for t in ("image2text", "text2image")
+        for x in (tmp_path / f"{t}_details.jsonl").read_text().splitlines()
+    ]
     reasoned = [r for r in rows if r["method"] in ("cot", "adaptive-cot")]
-    assert reasoned and all(len(r["rationales"]) == 3 and r["rationales"][0].rstrip().endswith(f"Answer: {r['letter']}")
-                            for r in reasoned)
+    assert reasoned and all(
+        len(r["rationales"]) == 3 and r["rationales"][0].rstrip().endswith(f"Answer: {r['letter']}") for r in reasoned
+    )
     if method == "adaptive":
         assert all("score_probs" in r for r in reasoned)  # scored first, then reasoned because unsure

@@ -43,11 +43,11 @@ def test_chat_template_is_qwen2_5_vl(processor):
 
 def test_loads_offline_and_scores_letters_for_1_and_4_images(tiny_model_dir, sample_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from distill.data.question import question_parts
     from distill.backends.base import ChatRequest
     from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import TransformersBackend
     from distill.data.loaders import load_json
+    from distill.data.question import question_parts
 
     backend = TransformersBackend(BackendConfig(model=str(tiny_model_dir), max_pixels=50176))
     for task in ("image2text", "text2image"):

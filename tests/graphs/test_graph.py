@@ -19,14 +19,24 @@ def items(sample_dir, store):
 
 
 def _wrong(item):
-    return next(L for L in item.letters if L != item.gold)
+    return next(L for L in item.letters if item.gold != L)
 
 
 def _run(store, items, reasoner, describer_backend=None, **cfg):
     """One invocation of run "run" (a resume after the first)."""
     resume = "run" if store.db["runs"].count_where("id = 'run'") else None
-    return asyncio.run(run_items(store, items, TeacherConfig(**cfg), reasoner, describer_backend, run_id="run",
-                                 resume=resume, show_progress=False))
+    return asyncio.run(
+        run_items(
+            store,
+            items,
+            TeacherConfig(**cfg),
+            reasoner,
+            describer_backend,
+            run_id="run",
+            resume=resume,
+            show_progress=False,
+        )
+    )
 
 
 def _gold_of(req, items):
@@ -53,8 +63,10 @@ def test_reject_then_accept_after_feedback(store, items):
 
     s = _run(store, [item], ScriptedBackend(reply))
     traces = sorted(store.traces(run_id="run"), key=lambda t: t["attempt"])
-    assert [(t["attempt"], t["verdict"], t["reason"]) for t in traces] == \
-           [(0, "rejected", "wrong_answer"), (1, "accepted", "ok")]
+    assert [(t["attempt"], t["verdict"], t["reason"]) for t in traces] == [
+        (0, "rejected", "wrong_answer"),
+        (1, "accepted", "ok"),
+    ]
     assert s.accepted_items == 1
 
 
@@ -86,8 +98,13 @@ def test_hinted_rationale_that_leaks_is_rejected(store, items):
 
 
 def test_unparseable_answer_is_rejected_with_feedback(store, items):
-    s = _run(store, items[:1], ScriptedBackend(lambda req, n: "I cannot decide between these covers."),
-             max_attempts=2, rationalize=False)
+    s = _run(
+        store,
+        items[:1],
+        ScriptedBackend(lambda req, n: "I cannot decide between these covers."),
+        max_attempts=2,
+        rationalize=False,
+    )
     traces = store.traces(run_id="run")
     assert len(traces) == 2 and {t["reason"] for t in traces} == {"no_answer"}
     assert all("Answer: X" in t["feedback"] for t in traces)
@@ -119,8 +136,14 @@ def test_each_cover_is_described_once(store, items):
 def test_consistency_check_rejects_position_following(store, items):
     item = items[0]
     # always answers the gold's letter, even when the options are rotated: position, not content
-    s = _run(store, [item], ScriptedBackend(lambda req, n: f"{RATIONALE}\nAnswer: {item.gold}"),
-             consistency=True, max_attempts=1, rationalize=False)
+    s = _run(
+        store,
+        [item],
+        ScriptedBackend(lambda req, n: f"{RATIONALE}\nAnswer: {item.gold}"),
+        consistency=True,
+        max_attempts=1,
+        rationalize=False,
+    )
     [t] = store.traces(run_id="run")
     assert t["reason"] == "inconsistent" and json.loads(t["consistency"])["consistent"] is False
     assert s.accepted == 0

@@ -46,18 +46,26 @@ def test_every_setting_is_read_by_the_code(model):
     assert dead == [], f"{model.__name__} fields nothing reads: {dead}"
 
 
-@pytest.mark.parametrize("model,field,bad", [
-    (PredictConfig, "method", "debais"), (BackendConfig, "backend", "vlm"), (BackendConfig, "structured", "choise"),
-    (PredictConfig, "layout", "llama"), (TeacherConfig, "samples", 0), (AugmentConfig, "option_counts", [1]),
-])
+@pytest.mark.parametrize(
+    "model,field,bad",
+    [
+        (PredictConfig, "method", "debais"),
+        (BackendConfig, "backend", "vlm"),
+        (BackendConfig, "structured", "choise"),
+        (PredictConfig, "layout", "llama"),
+        (TeacherConfig, "samples", 0),
+        (AugmentConfig, "option_counts", [1]),
+    ],
+)
 def test_enumerations_and_ranges_are_validated(model, field, bad):
     with pytest.raises(ValidationError):
         model(**{field: bad})
 
 
 def test_recipe_typos_overrides_and_workdir(tmp_path):
-    (tmp_path / "r.yaml").write_text("workdir: /data/run7\ndata:\n  train: ['{workdir}/a_train.json']\n"
-                                     "teacher:\n  limit: 4\n")
+    (tmp_path / "r.yaml").write_text(
+        "workdir: /data/run7\ndata:\n  train: ['{workdir}/a_train.json']\nteacher:\n  limit: 4\n"
+    )
     r = load_recipe(tmp_path / "r.yaml", {"teacher.concurrency": 3, "teacher.limit": None})
     assert r.db == "/data/run7/traces.db" and r.data.train == ["/data/run7/a_train.json"]
     assert (r.teacher.limit, r.teacher.concurrency) == (4, 3)  # None overrides are ignored
@@ -72,5 +80,6 @@ def test_curriculum_is_validated_by_the_training_parser():
     from distill.train.sft import make_parser
 
     with pytest.raises(SystemExit):
-        make_parser().parse_args_and_config(["--db", "x", "--output_dir", "o", "--model_name_or_path", "m",
-                                             "--curriculum", "hard_first"])
+        make_parser().parse_args_and_config(
+            ["--db", "x", "--output_dir", "o", "--model_name_or_path", "m", "--curriculum", "hard_first"]
+        )

@@ -49,22 +49,28 @@ def build_args() -> argparse.Namespace:
     p.add_argument("--default_system", default=None)
     p.add_argument("--enable_thinking", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
     p.add_argument("--media_dir", default=None, help="LF's media_dir (vllm_infer.py cannot set it: dataset_dir)")
-    p.add_argument("--preprocessing_num_workers", type=int, default=None,
-                   help="vllm_infer.py uses 16; the ids do not depend on it")
-    p.add_argument("--with_text", action="store_true",
-                   help="also write prompt_text: the unexpanded ids decoded with special tokens (what vllm_infer.py "
-                        "decodes into its `prompt` field, but with skip_special_tokens=False)")
-    p.add_argument("--check", action="store_true",
-                   help="also build the ids with LF's own token expansion and assert they are equal")
+    p.add_argument(
+        "--preprocessing_num_workers", type=int, default=None, help="vllm_infer.py uses 16; the ids do not depend on it"
+    )
+    p.add_argument(
+        "--with_text",
+        action="store_true",
+        help="also write prompt_text: the unexpanded ids decoded with special tokens (what vllm_infer.py "
+        "decodes into its `prompt` field, but with skip_special_tokens=False)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also build the ids with LF's own token expansion and assert they are equal",
+    )
     return p.parse_args()
 
 
 def load(args, expand: bool):
-    from transformers import Seq2SeqTrainingArguments
-
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
     from llamafactory.hparams import get_infer_args
     from llamafactory.model import load_tokenizer
+    from transformers import Seq2SeqTrainingArguments
 
     infer = dict(
         model_name_or_path=args.model,
@@ -128,7 +134,9 @@ def main() -> int:
         for r in rows:
             lf_ids = list(ds2[r["index"]]["input_ids"])
             if lf_ids != r["prompt_ids"]:
-                raise SystemExit(f"record {r['index']}: LF's expanded ids differ ({len(lf_ids)} vs {len(r['prompt_ids'])})")
+                raise SystemExit(
+                    f"record {r['index']}: LF's expanded ids differ ({len(lf_ids)} vs {len(r['prompt_ids'])})"
+                )
         print(f"check: LF's expand_mm_tokens=True ids equal for all {len(rows)} records", file=sys.stderr)
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

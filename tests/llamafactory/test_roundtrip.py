@@ -25,26 +25,61 @@ def demo_store(sample_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("lf-store")
     with serving(SampleTeacherConfig(port=0, error_rate=0.4)) as url:
         teacher = {"backend": "openai", "base_url": url, "model": "sample-teacher", "max_pixels": 62720}
-        recipe = load_recipe(None, {"db": str(work / "t.db"), "data": {
-            "train": [str(sample_dir / f"{t}_train.json") for t in TASKS],
-            "test": [str(sample_dir / f"{t}_test.json") for t in TASKS], "validation_fraction": 0.1,
-            "max_pixels": MAX_PIXELS}, "teacher": {"reasoner": teacher | {"structured": "choice"}, "samples": 2,
-                                                   "max_attempts": 2, "seed": 0, "limit": 16, "min_words": 5}})
+        recipe = load_recipe(
+            None,
+            {
+                "db": str(work / "t.db"),
+                "data": {
+                    "train": [str(sample_dir / f"{t}_train.json") for t in TASKS],
+                    "test": [str(sample_dir / f"{t}_test.json") for t in TASKS],
+                    "validation_fraction": 0.1,
+                    "max_pixels": MAX_PIXELS,
+                },
+                "teacher": {
+                    "reasoner": teacher | {"structured": "choice"},
+                    "samples": 2,
+                    "max_attempts": 2,
+                    "seed": 0,
+                    "limit": 16,
+                    "min_words": 5,
+                },
+            },
+        )
         run_teacher(recipe, show_progress=False)
     return work / "t.db"
 
 
 def _train(lf_venv, model, dataset_dir, dataset, stage, out):
-    cfg = {"model_name_or_path": str(model), "stage": stage, "do_train": True, "finetuning_type": "lora",
-           "lora_target": "all", "dataset": dataset, "dataset_dir": str(dataset_dir), "template": "qwen2_vl",
-           "cutoff_len": 2048, "image_max_pixels": MAX_PIXELS, "output_dir": str(out), "max_steps": 1,
-           "per_device_train_batch_size": 1, "learning_rate": 1e-4, "logging_steps": 1, "save_strategy": "no",
-           "report_to": "none", "overwrite_output_dir": True}
+    cfg = {
+        "model_name_or_path": str(model),
+        "stage": stage,
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_target": "all",
+        "dataset": dataset,
+        "dataset_dir": str(dataset_dir),
+        "template": "qwen2_vl",
+        "cutoff_len": 2048,
+        "image_max_pixels": MAX_PIXELS,
+        "output_dir": str(out),
+        "max_steps": 1,
+        "per_device_train_batch_size": 1,
+        "learning_rate": 1e-4,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "overwrite_output_dir": True,
+    }
     if stage == "dpo":
         cfg |= {"pref_beta": 0.1, "pref_loss": "sigmoid"}
     (out.parent / f"{stage}.yaml").write_text(yaml.safe_dump(cfg))
-    return subprocess.run([str(lf_venv / "bin" / "llamafactory-cli"), "train", str(out.parent / f"{stage}.yaml")],
-                          capture_output=True, text=True, timeout=1200, cwd=out.parent)
+    return subprocess.run(
+        [str(lf_venv / "bin" / "llamafactory-cli"), "train", str(out.parent / f"{stage}.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=out.parent,
+    )
 
 
 def test_exports_move_and_train_in_llamafactory(lf_venv, demo_store, tiny_model_dir, tmp_path):
@@ -52,8 +87,9 @@ def test_exports_move_and_train_in_llamafactory(lf_venv, demo_store, tiny_model_
     from distill.train.examples import ExampleOptions
 
     for kind in ("sft", "dpo"):
-        run_export(kind, demo_store, tmp_path / "export", "llamafactory", ExampleOptions(include_hinted=True),
-                   copy_images=True)
+        run_export(
+            kind, demo_store, tmp_path / "export", "llamafactory", ExampleOptions(include_hinted=True), copy_images=True
+        )
     moved = shutil.move(tmp_path / "export", tmp_path / "elsewhere" / "export")  # the images travel with it
     for stage in ("sft", "dpo"):
         res = _train(lf_venv, tiny_model_dir, moved, f"cover_distill_{stage}_train", stage, tmp_path / f"out-{stage}")
@@ -71,17 +107,42 @@ def test_llamafactory_builds_our_prompt_ids(lf_venv, demo_store, tiny_model_dir,
     from distill.pipeline import open_store, run_export
     from distill.train.examples import ExampleOptions
 
-    run_export("eval", demo_store, tmp_path / "eval", "llamafactory", ExampleOptions(layout=layout), split="test",
-               copy_images=True)
+    run_export(
+        "eval",
+        demo_store,
+        tmp_path / "eval",
+        "llamafactory",
+        ExampleOptions(layout=layout),
+        split="test",
+        copy_images=True,
+    )
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     cap_processor(processor, MAX_PIXELS)
     store = open_store(demo_store)
     for task in TASKS:
         out = tmp_path / f"{task}.jsonl"
-        res = subprocess.run([str(lf_venv / "bin" / "python"), str(ROOT / "tests/llamafactory/lf_prompt_ids.py"),
-                              "--dataset_dir", str(tmp_path / "eval"), "--dataset", f"{task}_test", "--model",
-                              str(tiny_model_dir), "--template", "qwen2_vl", "--image_max_pixels", str(MAX_PIXELS),
-                              "--out", str(out), "--check"], capture_output=True, text=True, timeout=900)
+        res = subprocess.run(
+            [
+                str(lf_venv / "bin" / "python"),
+                str(ROOT / "tests/llamafactory/lf_prompt_ids.py"),
+                "--dataset_dir",
+                str(tmp_path / "eval"),
+                "--dataset",
+                f"{task}_test",
+                "--model",
+                str(tiny_model_dir),
+                "--template",
+                "qwen2_vl",
+                "--image_max_pixels",
+                str(MAX_PIXELS),
+                "--out",
+                str(out),
+                "--check",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert res.returncode == 0, res.stderr[-4000:]
         theirs = [json.loads(line)["prompt_ids"] for line in out.read_text().splitlines()]
         items = store.items(split="test", task=task)

@@ -12,38 +12,134 @@ from store.migrations import MIGRATIONS
 # The schema, exactly: every table's columns with their types, as the migrations leave it.
 SCHEMA = {
     "_migrations": {"name": "TEXT", "applied_at": "TEXT"},
-    "runs": {"id": "TEXT", "kind": "TEXT", "config": "TEXT", "models": "TEXT", "code_version": "TEXT",
-             "started_at": "TEXT", "ended_at": "TEXT", "status": "TEXT", "summary": "TEXT", "seconds": "FLOAT",
-             "invocations": "INTEGER"},
-    "items": {"key": "TEXT", "id": "TEXT", "task": "TEXT", "split": "TEXT", "source": "TEXT", "system": "TEXT",
-              "input": "TEXT", "options": "TEXT", "images": "TEXT", "gold": "TEXT", "journal": "TEXT",
-              "parents": "TEXT", "transform": "TEXT", "meta": "TEXT", "system_turn": "INTEGER"},
+    "runs": {
+        "id": "TEXT",
+        "kind": "TEXT",
+        "config": "TEXT",
+        "models": "TEXT",
+        "code_version": "TEXT",
+        "started_at": "TEXT",
+        "ended_at": "TEXT",
+        "status": "TEXT",
+        "summary": "TEXT",
+        "seconds": "FLOAT",
+        "invocations": "INTEGER",
+    },
+    "items": {
+        "key": "TEXT",
+        "id": "TEXT",
+        "task": "TEXT",
+        "split": "TEXT",
+        "source": "TEXT",
+        "system": "TEXT",
+        "input": "TEXT",
+        "options": "TEXT",
+        "images": "TEXT",
+        "gold": "TEXT",
+        "journal": "TEXT",
+        "parents": "TEXT",
+        "transform": "TEXT",
+        "meta": "TEXT",
+        "system_turn": "INTEGER",
+    },
     "images": {"sha256": "TEXT", "path": "TEXT", "width": "INTEGER", "height": "INTEGER", "bytes": "INTEGER"},
-    "calls": {"id": "TEXT", "run_id": "TEXT", "item_key": "TEXT", "item_attempt": "INTEGER", "agent": "TEXT",
-              "model": "TEXT", "request": "TEXT", "response": "TEXT", "prompt_tokens": "INTEGER",
-              "completion_tokens": "INTEGER", "duration_ms": "FLOAT", "error": "TEXT", "created_at": "TEXT"},
-    "descriptions": {"image_sha256": "TEXT", "model": "TEXT", "prompt_version": "TEXT", "text": "TEXT",
-                     "call_id": "TEXT", "created_at": "TEXT"},
-    "traces": {"id": "TEXT", "run_id": "TEXT", "item_key": "TEXT", "item_attempt": "INTEGER", "sample": "INTEGER",
-               "attempt": "INTEGER", "hinted": "INTEGER", "descriptions": "TEXT", "rationale": "TEXT",
-               "answer": "TEXT", "verdict": "TEXT", "reason": "TEXT", "feedback": "TEXT", "call_id": "TEXT",
-               "consistency": "TEXT", "letter_probs": "TEXT", "created_at": "TEXT"},
-    "item_attempts": {"run_id": "TEXT", "item_key": "TEXT", "attempt": "INTEGER", "status": "TEXT", "error": "TEXT",
-                      "finished_at": "TEXT"},
-    "item_runs": {"run_id": "TEXT", "item_key": "TEXT", "attempts": "INTEGER", "status": "TEXT",
-                  "accepted": "INTEGER", "rejected": "INTEGER", "error": "TEXT", "finished_at": "TEXT"},
-    "train_runs": {"id": "TEXT", "kind": "TEXT", "config": "TEXT", "dataset": "TEXT", "output_dir": "TEXT",
-                   "best_step": "INTEGER", "metrics": "TEXT", "started_at": "TEXT", "ended_at": "TEXT",
-                   "status": "TEXT", "allow_leakage": "INTEGER", "audit": "TEXT"},
+    "calls": {
+        "id": "TEXT",
+        "run_id": "TEXT",
+        "item_key": "TEXT",
+        "item_attempt": "INTEGER",
+        "agent": "TEXT",
+        "model": "TEXT",
+        "request": "TEXT",
+        "response": "TEXT",
+        "prompt_tokens": "INTEGER",
+        "completion_tokens": "INTEGER",
+        "duration_ms": "FLOAT",
+        "error": "TEXT",
+        "created_at": "TEXT",
+    },
+    "descriptions": {
+        "image_sha256": "TEXT",
+        "model": "TEXT",
+        "prompt_version": "TEXT",
+        "text": "TEXT",
+        "call_id": "TEXT",
+        "created_at": "TEXT",
+    },
+    "traces": {
+        "id": "TEXT",
+        "run_id": "TEXT",
+        "item_key": "TEXT",
+        "item_attempt": "INTEGER",
+        "sample": "INTEGER",
+        "attempt": "INTEGER",
+        "hinted": "INTEGER",
+        "descriptions": "TEXT",
+        "rationale": "TEXT",
+        "answer": "TEXT",
+        "verdict": "TEXT",
+        "reason": "TEXT",
+        "feedback": "TEXT",
+        "call_id": "TEXT",
+        "consistency": "TEXT",
+        "letter_probs": "TEXT",
+        "created_at": "TEXT",
+    },
+    "item_attempts": {
+        "run_id": "TEXT",
+        "item_key": "TEXT",
+        "attempt": "INTEGER",
+        "status": "TEXT",
+        "error": "TEXT",
+        "finished_at": "TEXT",
+    },
+    "item_runs": {
+        "run_id": "TEXT",
+        "item_key": "TEXT",
+        "attempts": "INTEGER",
+        "status": "TEXT",
+        "accepted": "INTEGER",
+        "rejected": "INTEGER",
+        "error": "TEXT",
+        "finished_at": "TEXT",
+    },
+    "train_runs": {
+        "id": "TEXT",
+        "kind": "TEXT",
+        "config": "TEXT",
+        "dataset": "TEXT",
+        "output_dir": "TEXT",
+        "best_step": "INTEGER",
+        "metrics": "TEXT",
+        "started_at": "TEXT",
+        "ended_at": "TEXT",
+        "status": "TEXT",
+        "allow_leakage": "INTEGER",
+        "audit": "TEXT",
+    },
 }
-PRIMARY_KEYS = {"runs": ["id"], "items": ["key"], "images": ["sha256"], "calls": ["id"], "traces": ["id"],
-                "descriptions": ["image_sha256", "model", "prompt_version"], "item_runs": ["run_id", "item_key"],
-                "item_attempts": ["run_id", "item_key", "attempt"], "train_runs": ["id"], "_migrations": ["name"]}
+PRIMARY_KEYS = {
+    "runs": ["id"],
+    "items": ["key"],
+    "images": ["sha256"],
+    "calls": ["id"],
+    "traces": ["id"],
+    "descriptions": ["image_sha256", "model", "prompt_version"],
+    "item_runs": ["run_id", "item_key"],
+    "item_attempts": ["run_id", "item_key", "attempt"],
+    "train_runs": ["id"],
+    "_migrations": ["name"],
+}
 FOREIGN_KEYS = {
-    ("calls", "run_id", "runs", "id"), ("calls", "item_key", "items", "key"),
-    ("traces", "run_id", "runs", "id"), ("traces", "item_key", "items", "key"), ("traces", "call_id", "calls", "id"),
-    ("descriptions", "call_id", "calls", "id"), ("item_runs", "run_id", "runs", "id"),
-    ("item_runs", "item_key", "items", "key"), ("item_attempts", "run_id", "runs", "id"),
+    ("calls", "run_id", "runs", "id"),
+    ("calls", "item_key", "items", "key"),
+    ("traces", "run_id", "runs", "id"),
+    ("traces", "item_key", "items", "key"),
+    ("traces", "call_id", "calls", "id"),
+    ("descriptions", "call_id", "calls", "id"),
+    ("item_runs", "run_id", "runs", "id"),
+    ("item_runs", "item_key", "items", "key"),
+    ("item_attempts", "run_id", "runs", "id"),
     ("item_attempts", "item_key", "items", "key"),
 }
 
@@ -55,8 +151,12 @@ def _schema(path) -> dict:
 
 def _structure(path) -> tuple:
     db = sqlite_utils.Database(path)
-    indexes = {(t.name, tuple(i.columns), i.unique) for t in db.tables for i in t.indexes
-               if not i.name.startswith("sqlite_autoindex")}
+    indexes = {
+        (t.name, tuple(i.columns), i.unique)
+        for t in db.tables
+        for i in t.indexes
+        if not i.name.startswith("sqlite_autoindex")
+    }
     fks = {(t.name, fk.column, fk.other_table, fk.other_column) for t in db.tables for fk in t.foreign_keys}
     pks = {t.name: t.pks for t in db.tables if not t.name.startswith("traces_fts")}
     triggers = {t.name for t in db.triggers}
@@ -69,9 +169,13 @@ def test_fresh_store_has_exactly_the_schema(tmp_path):
     indexes, fks, pks, triggers = _structure(tmp_path / "a.db")
     assert pks == PRIMARY_KEYS
     assert fks == FOREIGN_KEYS
-    assert {("items", ("task", "id"), True), ("items", ("split", "task"), False),
-            ("calls", ("run_id", "item_key"), False), ("traces", ("run_id", "item_key"), False),
-            ("traces", ("verdict",), False)} == indexes
+    assert {
+        ("items", ("task", "id"), True),
+        ("items", ("split", "task"), False),
+        ("calls", ("run_id", "item_key"), False),
+        ("traces", ("run_id", "item_key"), False),
+        ("traces", ("verdict",), False),
+    } == indexes
     assert triggers == {"traces_ai", "traces_ad", "traces_au"}  # full-text search kept in step with traces
     assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -86,11 +190,13 @@ def _first_release(path, sample_dir):
         fn(old)
         old["_migrations"].insert({"name": fn.__name__, "applied_at": "then"})
     item = load_json(sample_dir / "image2text_dev.json").items[0]
-    old["items"].insert({"id": item.id, "task": item.task, "input": item.input, "options": "[]", "images": "[]",
-                         "split": "dev"})
+    old["items"].insert(
+        {"id": item.id, "task": item.task, "input": item.input, "options": "[]", "images": "[]", "split": "dev"}
+    )
     old["runs"].insert({"id": "r", "kind": "graph", "status": "done"})
-    old["traces"].insert({"id": "t1", "run_id": "r", "item_id": item.id, "rationale": "old crimson lattice",
-                          "verdict": "accepted"})
+    old["traces"].insert(
+        {"id": "t1", "run_id": "r", "item_id": item.id, "rationale": "old crimson lattice", "verdict": "accepted"}
+    )
     old["item_runs"].insert({"run_id": "r", "item_id": item.id, "status": "accepted", "accepted": 1, "rejected": 0})
     old.close()
     return item
@@ -116,9 +222,25 @@ def test_items_and_traces_round_trip_and_survive_reopen(tmp_path, sample_dir):
     run = s.start_run("graph", {"teacher": {"api_key": "sk-secret"}})
     call = call_row(run, items[0].key, "reasoner", "m", {"messages": [], "api_key": "sk-secret"}, "text", 5, 2, 1.0)
     s.record_call(call | {"item_attempt": 1})
-    s.finish_item(run, items[0].key, 1, "accepted", [
-        {"sample": 0, "attempt": 0, "hinted": 0, "rationale": "hexagons tile a lattice", "answer": "B",
-         "verdict": "accepted", "reason": "ok", "descriptions": {"a.png": "hexagons"}, "call_id": call["id"]}])
+    s.finish_item(
+        run,
+        items[0].key,
+        1,
+        "accepted",
+        [
+            {
+                "sample": 0,
+                "attempt": 0,
+                "hinted": 0,
+                "rationale": "hexagons tile a lattice",
+                "answer": "B",
+                "verdict": "accepted",
+                "reason": "ok",
+                "descriptions": {"a.png": "hexagons"},
+                "call_id": call["id"],
+            }
+        ],
+    )
     s.close()
     s = open_store(tmp_path / "t.db")
     assert s.get_item(items[0].key) == items[0]  # every field, meta included
@@ -138,12 +260,20 @@ def test_a_retry_keeps_the_history_and_training_reads_the_latest_attempt(store, 
     store.add_items([item])
     run = store.start_run("graph", {})
     assert store.next_item_attempt(run, item.key) == 1
-    store.record_call(call_row(run, item.key, "reasoner", "m", {}, None, None, None, 5.0, "HTTP 500") |
-                      {"item_attempt": 1})
+    store.record_call(
+        call_row(run, item.key, "reasoner", "m", {}, None, None, None, 5.0, "HTTP 500") | {"item_attempt": 1}
+    )
     store.finish_item(run, item.key, 1, "failed", [], "reasoner: HTTP 500")
     assert store.next_item_attempt(run, item.key) == 2 and item.key not in store.done_items(run)
-    trace = {"sample": 0, "attempt": 0, "hinted": 0, "rationale": "r", "answer": "A", "verdict": "rejected",
-             "reason": "wrong_answer"}
+    trace = {
+        "sample": 0,
+        "attempt": 0,
+        "hinted": 0,
+        "rationale": "r",
+        "answer": "A",
+        "verdict": "rejected",
+        "reason": "wrong_answer",
+    }
     store.finish_item(run, item.key, 2, "rejected", [dict(trace)])
     store.end_run(run, "done", 1.5)
     store.reopen_run(run)
@@ -151,8 +281,9 @@ def test_a_retry_keeps_the_history_and_training_reads_the_latest_attempt(store, 
     summary = store.end_run(run, "done", 2.0)
     assert len(store.traces(run_id=run)) == 1  # the latest attempt's
     assert len(store.traces(run_id=run, history=True)) == 2
-    attempts = [(r["attempt"], r["status"], r["error"]) for r in store.db.query(
-        "select * from item_attempts order by attempt")]
+    attempts = [
+        (r["attempt"], r["status"], r["error"]) for r in store.db.query("select * from item_attempts order by attempt")
+    ]
     assert attempts == [(1, "failed", "reasoner: HTTP 500"), (2, "rejected", None), (3, "rejected", None)]
     assert summary["failed_calls"] == 1 and summary["seconds"] == pytest.approx(3.5)
     assert summary["invocations"] == 2 and summary["rejected_items"] == 1
@@ -161,10 +292,12 @@ def test_a_retry_keeps_the_history_and_training_reads_the_latest_attempt(store, 
 
 def test_the_first_description_of_a_cover_is_kept(store):
     run = store.start_run("graph", {})
-    first = store.save_description("sha", "m", "v1", "crimson hexagons", call_row(run, None, "describer", "m", {},
-                                                                                   "crimson hexagons", 1, 1, 1.0))
-    second = store.save_description("sha", "m", "v1", "something else", call_row(run, None, "describer", "m", {},
-                                                                                  "something else", 1, 1, 1.0))
+    first = store.save_description(
+        "sha", "m", "v1", "crimson hexagons", call_row(run, None, "describer", "m", {}, "crimson hexagons", 1, 1, 1.0)
+    )
+    second = store.save_description(
+        "sha", "m", "v1", "something else", call_row(run, None, "describer", "m", {}, "something else", 1, 1, 1.0)
+    )
     assert first == second == "crimson hexagons" and store.description("sha", "m", "v1") == "crimson hexagons"
     assert store.db["calls"].count == 2  # both calls are on record
 

@@ -51,8 +51,13 @@ CHILD = textwrap.dedent("""
 def _child(tmp_path, db, kill_at: int, action: str) -> subprocess.CompletedProcess:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    return subprocess.run([sys.executable, str(script), str(db), str(kill_at), action], capture_output=True,
-                          text=True, cwd=os.getcwd(), env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    return subprocess.run(
+        [sys.executable, str(script), str(db), str(kill_at), action],
+        capture_output=True,
+        text=True,
+        cwd=os.getcwd(),
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+    )
 
 
 def test_a_kill_between_any_two_statements_of_finish_item_leaves_nothing_or_everything(tmp_path, sample_dir):
@@ -72,8 +77,9 @@ def test_a_kill_between_any_two_statements_of_finish_item_leaves_nothing_or_ever
         assert res.returncode == -9, res.stderr  # killed, as planned
         con = sqlite3.connect(db)
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        state = tuple(con.execute(f"select count(*) from {t}").fetchone()[0]
-                      for t in ("traces", "item_runs", "item_attempts"))
+        state = tuple(
+            con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("traces", "item_runs", "item_attempts")
+        )
         assert state in {(0, 0, 0), (3, 1, 1)}, (n, state)
         seen.add(state)
         con.close()
@@ -112,8 +118,16 @@ def test_concurrent_first_opens_serialize(tmp_path):
     failures = []
     for race in range(20):
         db, go = tmp_path / f"race{race}.db", tmp_path / f"go{race}"
-        procs = [subprocess.Popen([sys.executable, str(script), str(db), str(go)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(db), str(go)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(2)
+        ]
         for p in procs:
             assert p.stdout.readline().strip() == "ready"
         go.touch()
@@ -124,7 +138,8 @@ def test_concurrent_first_opens_serialize(tmp_path):
     assert failures == []
     s = open_store(tmp_path / "race0.db")
     assert s.db.execute("select count(*) from _migrations").fetchone()[0] == len(
-        s.db.execute("select name from _migrations").fetchall())
+        s.db.execute("select name from _migrations").fetchall()
+    )
 
 
 def test_a_damaged_store_is_refused_and_left_untouched(tmp_path, sample_dir):

@@ -36,8 +36,9 @@ def tiny32(tmp_path_factory) -> Path:
     """The tiny model with heads of 32 (vLLM's CPU attention takes head sizes 32, 64, 80, ...; not 16)."""
     from distill.tiny_model import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("tiny32") / "model", seed=0,
-                            text={"num_attention_heads": 2, "num_key_value_heads": 2})
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny32") / "model", seed=0, text={"num_attention_heads": 2, "num_key_value_heads": 2}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +48,33 @@ def vllm_server(vllm_python, tiny32, tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [str(vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny32), "--host",
-           "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "4096", "--seed", "0",
-           "--limit-mm-per-prompt", '{"image": 4, "video": 0}', "--enforce-eager",
-           "--logprobs-mode", "processed_logprobs",
-           # CPU-only failures of vLLM's CPU build: seeded sampling under chunked prefill, and "Multi-modal cache
-           # miss" after aborted requests
-           "--no-enable-chunked-prefill", "--mm-processor-cache-gb", "0"]
+    cmd = [
+        str(vllm_python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny32),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "4096",
+        "--seed",
+        "0",
+        "--limit-mm-per-prompt",
+        '{"image": 4, "video": 0}',
+        "--enforce-eager",
+        "--logprobs-mode",
+        "processed_logprobs",
+        # CPU-only failures of vLLM's CPU build: seeded sampling under chunked prefill, and "Multi-modal cache
+        # miss" after aborted requests
+        "--no-enable-chunked-prefill",
+        "--mm-processor-cache-gb",
+        "0",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=ENV)
     url = f"http://127.0.0.1:{port}"

@@ -1,5 +1,5 @@
 """Run several `distill` commands in one process (one vLLM engine for all of them):
-    python tests/vllm/run_cli.py predict ... --- predict ..."""
+python tests/vllm/run_cli.py predict ... --- predict ..."""
 
 import sys
 
@@ -20,4 +20,4 @@ if __name__ == "__main__":
     while args:
         cut = args.index("---") if "---" in args else len(args)
         run(args[:cut])
-        args = args[cut + 1:]
+        args = args[cut + 1 :]

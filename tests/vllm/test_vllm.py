@@ -16,8 +16,10 @@ TASKS = ("image2text", "text2image")
 
 
 def _details(folder):
-    return {t: {r["id"]: r for r in map(json.loads, (folder / f"{t}_details.jsonl").read_text().splitlines())}
-            for t in TASKS}
+    return {
+        t: {r["id"]: r for r in map(json.loads, (folder / f"{t}_details.jsonl").read_text().splitlines())}
+        for t in TASKS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,28 +36,68 @@ def reference(tiny32, tests, tmp_path_factory):
     out = {}
     for method in ("score", "debias"):
         folder = tmp_path_factory.mktemp(f"hf-{method}")
-        run_predict(str(tiny32), tests, folder, PredictConfig(method=method), max_pixels=MAX_PIXELS,
-                    show_progress=False, backend_options={"dtype": "float32"})
+        run_predict(
+            str(tiny32),
+            tests,
+            folder,
+            PredictConfig(method=method),
+            max_pixels=MAX_PIXELS,
+            show_progress=False,
+            backend_options={"dtype": "float32"},
+        )
         out[method] = _details(folder)
     return out
 
 
 def _agree(got: dict, want: dict) -> float:
     assert {t: set(v) for t, v in got.items()} == {t: set(v) for t, v in want.items()}
-    return max(abs(got[t][i]["probs"][L] - want[t][i]["probs"][L]) for t in TASKS for i in want[t]
-               for L in want[t][i]["probs"])
+    return max(
+        abs(got[t][i]["probs"][L] - want[t][i]["probs"][L]) for t in TASKS for i in want[t] for L in want[t][i]["probs"]
+    )
 
 
 def test_predict_with_the_vllm_engine_matches_the_in_process_scores(vllm_python, tiny32, tests, reference, tmp_path):
     from distill.data.answers import read_answers
     from distill.data.loaders import load_json
 
-    common = ["--model", tiny32, "--data", tests[0], "--data", tests[1], "--max-pixels", MAX_PIXELS,
-              "--dtype", "float32"]
-    argv = ["predict", "--backend", "vllm", "--method", "score", "--out", tmp_path / "score", *common, "---",
-            "predict", "--backend", "vllm", "--method", "debias", "--out", tmp_path / "debias", *common]
-    res = subprocess.run([str(vllm_python), str(ROOT / "tests/vllm/run_cli.py"), *map(str, argv)], env=ENV,
-                         capture_output=True, text=True, timeout=1800)
+    common = [
+        "--model",
+        tiny32,
+        "--data",
+        tests[0],
+        "--data",
+        tests[1],
+        "--max-pixels",
+        MAX_PIXELS,
+        "--dtype",
+        "float32",
+    ]
+    argv = [
+        "predict",
+        "--backend",
+        "vllm",
+        "--method",
+        "score",
+        "--out",
+        tmp_path / "score",
+        *common,
+        "---",
+        "predict",
+        "--backend",
+        "vllm",
+        "--method",
+        "debias",
+        "--out",
+        tmp_path / "debias",
+        *common,
+    ]
+    res = subprocess.run(
+        [str(vllm_python), str(ROOT / "tests/vllm/run_cli.py"), *map(str, argv)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     assert res.stderr.count("starting the vLLM engine") == 1  # one engine for both commands
     for method in ("score", "debias"):
@@ -71,11 +113,37 @@ def test_predict_with_the_vllm_engine_matches_the_in_process_scores(vllm_python,
 
 def test_predict_through_vllm_serve_two_tasks_one_event_loop(vllm_server, tiny32, tests, reference, tmp_path):
     """The OpenAI backend against `vllm serve`: both tasks in one call, letters scored exactly."""
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "predict", "--backend", "openai", "--base-url", vllm_server,
-                          "--model", str(tiny32), "--scoring", "allowed_tokens", "--method", "debias",
-                          "--data", str(tests[0]), "--data", str(tests[1]), "--max-pixels", str(MAX_PIXELS),
-                           "--out", str(tmp_path / "served")], capture_output=True, text=True, timeout=900,
-                         cwd=ROOT, env=ENV)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distill.cli",
+            "predict",
+            "--backend",
+            "openai",
+            "--base-url",
+            vllm_server,
+            "--model",
+            str(tiny32),
+            "--scoring",
+            "allowed_tokens",
+            "--method",
+            "debias",
+            "--data",
+            str(tests[0]),
+            "--data",
+            str(tests[1]),
+            "--max-pixels",
+            str(MAX_PIXELS),
+            "--out",
+            str(tmp_path / "served"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env=ENV,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     assert _agree(_details(tmp_path / "served"), reference["debias"]) < TOLERANCE
 
@@ -90,15 +158,36 @@ def test_vllm_serve_as_the_teacher_of_the_graph(vllm_server, tiny32, sample_dir,
     from distill.data.images import load_image
     from store import open_store
 
-    teacher = {"backend": "openai", "base_url": vllm_server, "model": str(tiny32), "structured": "choice",
-               "max_pixels": MAX_PIXELS, "max_retries": 1}
-    recipe = {"db": str(tmp_path / "t.db"),
-              "data": {"train": [str(sample_dir / f"{t}_train.json") for t in TASKS], "validation_fraction": 0.1},
-              "teacher": {"reasoner": teacher, "max_attempts": 2, "consistency": True, "max_new_tokens": 16,
-                          "min_words": 1, "limit": 6, "concurrency": 6}}
+    teacher = {
+        "backend": "openai",
+        "base_url": vllm_server,
+        "model": str(tiny32),
+        "structured": "choice",
+        "max_pixels": MAX_PIXELS,
+        "max_retries": 1,
+    }
+    recipe = {
+        "db": str(tmp_path / "t.db"),
+        "data": {"train": [str(sample_dir / f"{t}_train.json") for t in TASKS], "validation_fraction": 0.1},
+        "teacher": {
+            "reasoner": teacher,
+            "max_attempts": 2,
+            "consistency": True,
+            "max_new_tokens": 16,
+            "min_words": 1,
+            "limit": 6,
+            "concurrency": 6,
+        },
+    }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "r.yaml"), "--run-id",
-                          "vllm"], capture_output=True, text=True, timeout=900, cwd=ROOT, env=ENV)
+    res = subprocess.run(
+        [sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "r.yaml"), "--run-id", "vllm"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env=ENV,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     store = open_store(tmp_path / "t.db")
     traces = store.traces(run_id="vllm")
@@ -119,5 +208,6 @@ def test_vllm_serve_as_the_teacher_of_the_graph(vllm_server, tiny32, sample_dir,
         checked += 1
     assert checked >= 3
     rotated = [t for t in traces if t["consistency"]]  # accepted answers were re-asked with rotated options
-    assert rotated and store.db.execute("select count(*) from calls where run_id = 'vllm' and agent = 'critic'"
-                                        ).fetchone()[0] >= len(rotated)
+    assert rotated and store.db.execute(
+        "select count(*) from calls where run_id = 'vllm' and agent = 'critic'"
+    ).fetchone()[0] >= len(rotated)

@@ -6,13 +6,13 @@ import io
 import pytest
 from PIL import Image
 
-from distill.data.question import question_parts
 from agents.reasoner import answer_request, answer_schema, reason_request
 from distill.backends.base import BackendError, ChatRequest, letter_distribution
 from distill.backends.config import BackendConfig
 from distill.backends.factory import make_backend
 from distill.backends.openai_backend import build_chat_kwargs
 from distill.data.loaders import load_json
+from distill.data.question import question_parts
 
 
 @pytest.fixture
@@ -67,8 +67,9 @@ def test_api_key_comes_from_the_environment(monkeypatch):
 def test_letter_distribution_is_exact_or_an_error():
     import math
 
-    probs = letter_distribution({"A": math.log(0.5), "B": math.log(0.25), "C": math.log(0.2), "D": math.log(0.05)},
-                                list("ABCD"))
+    probs = letter_distribution(
+        {"A": math.log(0.5), "B": math.log(0.25), "C": math.log(0.2), "D": math.log(0.05)}, list("ABCD")
+    )
     assert probs == pytest.approx({"A": 0.5, "B": 0.25, "C": 0.2, "D": 0.05})
     with pytest.raises(BackendError, match=r"\['C', 'D'\]"):  # never a uniform or zero stand-in
         letter_distribution({"A": math.log(0.5), "B": math.log(0.25)}, list("ABCD"))

@@ -12,14 +12,17 @@ def test_valid_answers_pass_and_are_written_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["image2text_answer.json"]  # no temp files left
 
 
-@pytest.mark.parametrize("answers,needle", [
-    ([{"id": "a", "output": "B"}], "missing"),
-    ([{"id": "a", "output": "B"}, {"id": "a", "output": "C"}, {"id": "b", "output": "A"}], "duplicate"),
-    ([{"id": "a", "output": "E"}, {"id": "b", "output": "A"}], "not a single letter"),
-    ([{"id": "a", "output": "b"}, {"id": "b", "output": "A"}], "not a single letter"),
-    ([{"id": "a", "output": "A"}, {"id": "b", "output": "A"}, {"id": "z", "output": "A"}], "not in the test set"),
-    ([{"id": "a", "output": "A", "conf": 1}, {"id": "b", "output": "A"}], "exactly 'id' and 'output'"),
-])
+@pytest.mark.parametrize(
+    "answers,needle",
+    [
+        ([{"id": "a", "output": "B"}], "missing"),
+        ([{"id": "a", "output": "B"}, {"id": "a", "output": "C"}, {"id": "b", "output": "A"}], "duplicate"),
+        ([{"id": "a", "output": "E"}, {"id": "b", "output": "A"}], "not a single letter"),
+        ([{"id": "a", "output": "b"}, {"id": "b", "output": "A"}], "not a single letter"),
+        ([{"id": "a", "output": "A"}, {"id": "b", "output": "A"}, {"id": "z", "output": "A"}], "not in the test set"),
+        ([{"id": "a", "output": "A", "conf": 1}, {"id": "b", "output": "A"}], "exactly 'id' and 'output'"),
+    ],
+)
 def test_invalid_answers_are_refused(answers, needle):
     with pytest.raises(AnswerError, match=needle):
         validate(answers, ["a", "b"])

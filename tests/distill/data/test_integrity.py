@@ -24,14 +24,14 @@ def test_a_registry_keeps_each_datasets_split(sample_dir):
     data = load_data(DataConfig(train=[str(sample_dir / "dataset_info.json")], validation_fraction=0.2))
     assert len(data.splits["test"]) == 16 and all(it.gold is None for it in data.splits["test"])
     assert not [it for it in data.splits["train"] + data.splits["val"] if it.split not in ("train", "val")]
-    assert {it.key for it in data.splits["train"]}.isdisjoint(it.key for it in data.splits["test"] +
-                                                               data.splits["dev"])
+    assert {it.key for it in data.splits["train"]}.isdisjoint(it.key for it in data.splits["test"] + data.splits["dev"])
 
 
 def test_a_registry_dataset_without_a_split_is_named(tmp_path, sample_dir):
     shutil.copy(sample_dir / "image2text_dev.json", tmp_path / "covers.json")
-    (tmp_path / "dataset_info.json").write_text(json.dumps({"mac_covers": {"file_name": "covers.json",
-                                                                           "columns": TASK_COLUMNS}}))
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps({"mac_covers": {"file_name": "covers.json", "columns": TASK_COLUMNS}})
+    )
     with pytest.raises(DataError, match=r"dataset_info.json id=mac_covers \[split\]: cannot tell the split"):
         load_registry(tmp_path / "dataset_info.json", check_images=False)
 
@@ -52,11 +52,18 @@ def test_training_records_need_a_gold_letter(tmp_path, sample_dir, gold):
     assert len(load_json(tmp_path / "image2text_test.json").items) == len(recs)
 
 
-@pytest.mark.parametrize("name,split,task", [
-    ("latest_train.json", "train", None), ("image2text_test.json", "test", "image2text"),
-    ("contest.json", None, None), ("text2image-dev.json", "dev", "text2image"), ("MAC_Val.json", "val", None),
-    ("image2text_train_aug.json", "train", "image2text"), ("trainee_notes.json", None, None),
-])
+@pytest.mark.parametrize(
+    "name,split,task",
+    [
+        ("latest_train.json", "train", None),
+        ("image2text_test.json", "test", "image2text"),
+        ("contest.json", None, None),
+        ("text2image-dev.json", "dev", "text2image"),
+        ("MAC_Val.json", "val", None),
+        ("image2text_train_aug.json", "train", "image2text"),
+        ("trainee_notes.json", None, None),
+    ],
+)
 def test_one_word_boundary_rule_for_names(name, split, task):
     assert (split_of(name), task_of(name)) == (split, task)
 
@@ -75,18 +82,20 @@ def test_distill_load_uses_the_same_rule(tmp_path, sample_dir):
         load_files([tmp_path / "contest.json"], tmp_path / "s2.db")
 
 
-STORY = ("Violet diamonds tiled in a regular lattice stand for point defects in a gemstone. Why do they glow? "
-         "Physicists show how order governs this system.")
+STORY = (
+    "Violet diamonds tiled in a regular lattice stand for point defects in a gemstone. Why do they glow? "
+    "Physicists show how order governs this system."
+)
 WORDINGS = {
     "question and story on one line": f"Which of the following options best describe the cover story? The story "
-                                      f"is: {STORY}\nA. <image>\nB. <image>\nC. <image>\nD. <image>",
+    f"is: {STORY}\nA. <image>\nB. <image>\nC. <image>\nD. <image>",
     "question line then story": f"Which Nature cover matches this cover story?\n{STORY}\nA. <image>\nB. <image>\n"
-                                f"C. <image>\nD. <image>",
+    f"C. <image>\nD. <image>",
     "label and trailing instruction": f"Select the journal cover that matches the story.\nCover story: {STORY}\n"
-                                      "Options:\n(A) <image>\n(B) <image>\n(C) <image>\n(D) <image>\n"
-                                      "Answer with the option's letter from the given choices directly.",
+    "Options:\n(A) <image>\n(B) <image>\n(C) <image>\n(D) <image>\n"
+    "Answer with the option's letter from the given choices directly.",
     "story first": f"{STORY}\nWhich cover image illustrates the story above?\nA: <image>\nB: <image>\nC: <image>\n"
-                   "D: <image>",
+    "D: <image>",
     "bare images": f"<image><image><image><image>\nWhich image is the cover of this story? {STORY}",
 }
 
@@ -94,8 +103,10 @@ WORDINGS = {
 def _t2i(text: str) -> Item:
     imgs = [f"/covers/{k}.png" for k in range(text.count("<image>"))]
     try:
-        opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=imgs[k])
-                for k, o in enumerate(parse_options(text))]
+        opts = [
+            Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=imgs[k])
+            for k, o in enumerate(parse_options(text))
+        ]
     except ValueError:
         opts = [Option(letter="ABCD"[k], text="<image>", image=p) for k, p in enumerate(imgs)]
     return Item(id="x", task="text2image", input=text, options=opts, images=imgs, gold="B")
@@ -120,10 +131,15 @@ def test_recombination_on_one_line_wording_builds_clean_options(tmp_path, sample
     items = []
     for it in load_json(sample_dir / "text2image_train.json").items[:12]:
         story = story_of(it)
-        text = ("Which of the following options best describe the cover story? The story is: " + story +
-                "\nA. <image>\nB. <image>\nC. <image>\nD. <image>")
-        opts = [Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=it.images[k])
-                for k, o in enumerate(parse_options(text))]
+        text = (
+            "Which of the following options best describe the cover story? The story is: "
+            + story
+            + "\nA. <image>\nB. <image>\nC. <image>\nD. <image>"
+        )
+        opts = [
+            Option(letter=o.letter, text=o.text, span=(o.start, o.end), image=it.images[k])
+            for k, o in enumerate(parse_options(text))
+        ]
         items.append(it.model_copy(update={"input": text, "options": opts, "split": "train"}))
     new, _ = augment(items, AugmentConfig(permutations=0, option_counts=[4]), progress=False)
     stories = {story_of(it) for it in items}
@@ -142,11 +158,15 @@ def test_the_same_id_in_both_tasks_loads_and_clashes_name_both_records(tmp_path,
     (tmp_path / "image2text_dev.json").write_text(json.dumps(i2t[:1]))
     (tmp_path / "text2image_dev.json").write_text(json.dumps(t2i[:1]))
     data = load_data(DataConfig(dev=[str(tmp_path / "image2text_dev.json"), str(tmp_path / "text2image_dev.json")]))
-    assert sorted(it.key for it in data.splits["dev"]) == ["image2text/nature-2024-05-02",
-                                                           "text2image/nature-2024-05-02"]
+    assert sorted(it.key for it in data.splits["dev"]) == [
+        "image2text/nature-2024-05-02",
+        "text2image/nature-2024-05-02",
+    ]
     (tmp_path / "image2text_test.json").write_text(json.dumps([i2t[1] | {"output": ""}]))
     with pytest.raises(DataError) as err:
-        load_data(DataConfig(dev=[str(tmp_path / "image2text_dev.json")], test=[str(tmp_path / "image2text_test.json")]))
+        load_data(
+            DataConfig(dev=[str(tmp_path / "image2text_dev.json")], test=[str(tmp_path / "image2text_test.json")])
+        )
     msg = str(err.value)
     assert "image2text_dev.json" in msg and "(dev)" in msg and "image2text_test.json" in msg and "test" in msg
 

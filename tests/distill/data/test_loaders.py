@@ -11,21 +11,26 @@ from distill.data.registry import load_registry
 
 def test_json_registry_and_csv_give_the_same_items(sample_dir, tmp_path):
     direct = load_json(sample_dir / "image2text_dev.json").items
-    via_registry = [it for it in load_registry(sample_dir / "dataset_info.json").items
-                    if it.source.startswith(str(sample_dir / "image2text_dev.json"))]
+    via_registry = [
+        it
+        for it in load_registry(sample_dir / "dataset_info.json").items
+        if it.source.startswith(str(sample_dir / "image2text_dev.json"))
+    ]
     assert [i.model_dump() for i in direct] == [i.model_dump() for i in via_registry]
 
     # MAC's CSV layout, written from the same records
     csv_path = sample_dir / "mac_image2text_dev.csv"
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["journal", "id", "question", "cover_image", "answer", "option_A", "option_B", "option_C",
-                    "option_D"])
+        w.writerow(
+            ["journal", "id", "question", "cover_image", "answer", "option_A", "option_B", "option_C", "option_D"]
+        )
         for it in direct:
             w.writerow([it.journal, it.id, "Which story?", it.images[0], it.gold] + [o.text for o in it.options])
     from_csv = load_csv(csv_path, "image2text").items
-    assert [(i.id, i.gold, i.journal, i.images, [o.text for o in i.options]) for i in from_csv] == \
-           [(i.id, i.gold, i.journal, i.images, [o.text for o in i.options]) for i in direct]
+    assert [(i.id, i.gold, i.journal, i.images, [o.text for o in i.options]) for i in from_csv] == [
+        (i.id, i.gold, i.journal, i.images, [o.text for o in i.options]) for i in direct
+    ]
 
 
 def test_text2image_csv(sample_dir):
@@ -33,13 +38,15 @@ def test_text2image_csv(sample_dir):
     csv_path = sample_dir / "mac_text2image_dev.csv"
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["journal", "id", "question", "cover_image", "answer", "option_A", "option_B", "option_C",
-                    "option_D"])
+        w.writerow(
+            ["journal", "id", "question", "cover_image", "answer", "option_A", "option_B", "option_C", "option_D"]
+        )
         for it in direct:
             w.writerow([it.journal, it.id, "Which cover?", "a story", it.gold] + [o.image for o in it.options])
     from_csv = load_csv(csv_path, "text2image").items
-    assert [(i.gold, [o.image for o in i.options]) for i in from_csv] == \
-           [(i.gold, [o.image for o in i.options]) for i in direct]
+    assert [(i.gold, [o.image for o in i.options]) for i in from_csv] == [
+        (i.gold, [o.image for o in i.options]) for i in direct
+    ]
 
 
 def test_ids_hashed_when_absent_and_stable(sample_dir):
@@ -103,12 +110,28 @@ def test_truncated_json_names_the_file(tmp_path):
 def test_registry_with_renamed_columns(sample_dir, tmp_path):
     recs = json.loads((sample_dir / "image2text_dev.json").read_text())
     # LLaMA-Factory resolves relative image paths against the registry's folder: these live elsewhere
-    renamed = [{"sys": r["system"], "q": r["input"], "a": r["output"], "id": r["id"],
-                "pics": [str(sample_dir / p) for p in r["images"]]} for r in recs]
+    renamed = [
+        {
+            "sys": r["system"],
+            "q": r["input"],
+            "a": r["output"],
+            "id": r["id"],
+            "pics": [str(sample_dir / p) for p in r["images"]],
+        }
+        for r in recs
+    ]
     (sample_dir / "renamed.json").write_text(json.dumps(renamed))
     reg = tmp_path / "dataset_info.json"
-    reg.write_text(json.dumps({"image2text_custom_dev": {"file_name": str(sample_dir / "renamed.json"), "columns": {
-        "prompt": "sys", "query": "q", "response": "a", "images": "pics"}}}))
+    reg.write_text(
+        json.dumps(
+            {
+                "image2text_custom_dev": {
+                    "file_name": str(sample_dir / "renamed.json"),
+                    "columns": {"prompt": "sys", "query": "q", "response": "a", "images": "pics"},
+                }
+            }
+        )
+    )
     items = load_registry(reg).items
     assert [i.gold for i in items] == [r["output"] for r in recs]
     assert all(i.task == "image2text" for i in items)

@@ -10,12 +10,14 @@ def test_each_label_style(style):
     assert [o.letter for o in opts] == list("ABCD")
     assert [o.text for o in opts] == ["first story", "second", "third", "fourth"]
     for o in opts:
-        assert text[o.start:o.end] == o.text
+        assert text[o.start : o.end] == o.text
 
 
 def test_multiline_options_and_trailing_instruction():
-    text = ("Question about a cover. A new method is shown.\nA. Line one of A\ncontinues here\n"
-            "B. Option B\nC. Option C\n   wraps too\nD. Option D\n\nAnswer with the letter only.")
+    text = (
+        "Question about a cover. A new method is shown.\nA. Line one of A\ncontinues here\n"
+        "B. Option B\nC. Option C\n   wraps too\nD. Option D\n\nAnswer with the letter only."
+    )
     opts = parse_options(text)
     assert opts[0].text == "Line one of A\ncontinues here"
     assert opts[2].text == "Option C\n   wraps too"

@@ -46,5 +46,6 @@ def test_generator_is_deterministic(tmp_path):
     a = generate(tmp_path / "a", 4, 2, 2, seed=7)
     b = generate(tmp_path / "b", 4, 2, 2, seed=7)
     assert (a / "image2text_train.json").read_text() == (b / "image2text_train.json").read_text()
-    assert (a / "images").exists() and sorted(p.name for p in (a / "images").iterdir()) == \
-           sorted(p.name for p in (b / "images").iterdir())
+    assert (a / "images").exists() and sorted(p.name for p in (a / "images").iterdir()) == sorted(
+        p.name for p in (b / "images").iterdir()
+    )

@@ -3,7 +3,9 @@ from distill.data.splits import carve_validation
 
 
 def test_validation_split_is_seeded_stratified_and_disjoint(sample_dir):
-    items = load_json(sample_dir / "image2text_train.json").items + load_json(sample_dir / "text2image_train.json").items
+    items = (
+        load_json(sample_dir / "image2text_train.json").items + load_json(sample_dir / "text2image_train.json").items
+    )
     train, val = carve_validation(items, 0.25, seed=3)
     again_train, again_val = carve_validation(items, 0.25, seed=3)
     assert [i.id for i in val] == [i.id for i in again_val]

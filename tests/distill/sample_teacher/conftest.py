@@ -34,9 +34,25 @@ def serve():
         if (error_rate, leak_rate) in procs:
             return procs[error_rate, leak_rate][1]
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "distill.sample_teacher", "--host", "127.0.0.1", "--port",
-                                 str(port), "--error-rate", str(error_rate), "--leak-rate", str(leak_rate),
-                                 "--seed", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distill.sample_teacher",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--error-rate",
+                str(error_rate),
+                "--leak-rate",
+                str(leak_rate),
+                "--seed",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         procs[error_rate, leak_rate] = (proc, f"http://127.0.0.1:{port}/v1")
         deadline = time.time() + 60
         while time.time() < deadline:

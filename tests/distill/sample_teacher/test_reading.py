@@ -40,8 +40,11 @@ def test_the_reading_follows_the_pixels_not_the_name(covers_dir, tmp_path):
     renamed.write_bytes(src.read_bytes())
     _, _, shape, layout = _truth(src)
     first, second = read_cover(Image.open(src)), read_cover(Image.open(renamed))
-    assert (second.colour, second.shape, second.layout) == (first.colour, first.shape, first.layout) == (
-        "crimson", shape, layout)
+    assert (
+        (second.colour, second.shape, second.layout)
+        == (first.colour, first.shape, first.layout)
+        == ("crimson", shape, layout)
+    )
 
     img = Image.open(src).convert("RGB")
     px = img.load()

@@ -48,8 +48,9 @@ def _config(url: str, **kw) -> BackendConfig:
 
 
 def _ask(url: str, request: ChatRequest, **kw):
-    return OpenAI(base_url=url, api_key="EMPTY").chat.completions.create(**build_chat_kwargs(_config(url, **kw),
-                                                                                            request))
+    return OpenAI(base_url=url, api_key="EMPTY").chat.completions.create(
+        **build_chat_kwargs(_config(url, **kw), request)
+    )
 
 
 def test_lists_its_model(honest):
@@ -142,8 +143,9 @@ def test_scoring_logprobs_are_a_distribution(honest, items):
         req = ChatRequest(prompt_messages(it))
         answer = _ask(honest, req).choices[0].message.content
         for structured in ("choice", "none"):
-            resp = client.chat.completions.create(**score_kwargs(_config(honest, structured=structured), req,
-                                                                  it.letters))
+            resp = client.chat.completions.create(
+                **score_kwargs(_config(honest, structured=structured), req, it.letters)
+            )
             first = resp.choices[0].logprobs.content[0]
             top = {t.token: t.logprob for t in first.top_logprobs}
             assert set(top) == set(it.letters)
@@ -175,8 +177,22 @@ def test_replies_are_seeded(erring, items):
 def test_rejects_what_it_cannot_serve(honest):
     client = OpenAI(base_url=honest, api_key="EMPTY", max_retries=0)
     with pytest.raises(openai.BadRequestError, match="data URL"):
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "https://example.org/cover.png"}}]}])
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "https://example.org/cover.png"}}],
+                }
+            ],
+        )
     with pytest.raises(openai.BadRequestError, match="does not decode"):
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}]}])
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}],
+                }
+            ],
+        )

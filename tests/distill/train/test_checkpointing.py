@@ -19,8 +19,10 @@ def _lora_step(tiny_model_dir, sample_dir, text_only: bool):
     model.model.visual.register_forward_hook(lambda m, i, out: seen.append(out.pooler_output.requires_grad))
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=r".*\.language_model\..*\.(q_proj|v_proj)"))
     peft_model.train()
-    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which story? A or B"}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "A"}]}]
+    msgs = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which story? A or B"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A"}]},
+    ]
     text = processor.apply_chat_template(msgs, tokenize=False)
     cover = next((sample_dir / "images").glob("*.png"))
     enc = processor(text=[text], images=[load_image(cover, 3136)], return_tensors="pt")

@@ -44,8 +44,9 @@ def test_dpo_pairs_share_the_prompt(train_store):
 
 def test_curriculum_orders_easy_to_hard(train_store):
     s = open_store(train_store)
-    built = sft_examples(s, s.items(split="train"), ExampleOptions(direct_share=1.0, curriculum="easy_to_hard",
-                                                                   include_hinted=True))
+    built = sft_examples(
+        s, s.items(split="train"), ExampleOptions(direct_share=1.0, curriculum="easy_to_hard", include_hinted=True)
+    )
     d = [e["difficulty"] for e in built.examples]
     assert d == sorted(d) and d[0] < d[-1]
 
@@ -71,7 +72,9 @@ def test_exports_load_with_datasets_and_move_with_their_images(train_store, tmp_
     moved = shutil.move(tmp_path / "lf", tmp_path / "elsewhere" / "lf")
     for path in json.loads((moved / "cd_sft.json").read_text())[0]["images"]:
         assert not path.startswith("/") and (moved / path).is_file()  # relative to the folder, which carries them
-    assert "conversations" not in load_dataset("json", data_files=str(moved / "cd_sft.json"), split="train").column_names
+    assert (
+        "conversations" not in load_dataset("json", data_files=str(moved / "cd_sft.json"), split="train").column_names
+    )
 
 
 def test_lazy_dataset_loads_capped_rgb_images(train_store):
@@ -92,11 +95,31 @@ def test_pairs_per_item_caps_the_pairs_of_an_item(tmp_path, sample_dir):
     item = load_json(sample_dir / "image2text_dev.json").items[0].model_copy(update={"split": "train"})
     s.add_items([item])
     run = s.start_run("graph", {})
-    wrong = [L for L in item.letters if L != item.gold]
-    traces = [{"sample": k, "attempt": 0, "hinted": 0, "answer": item.gold, "verdict": "accepted", "reason": "ok",
-               "rationale": f"good reasoning number {k}"} for k in range(2)]
-    traces += [{"sample": k, "attempt": 1, "hinted": 0, "answer": wrong[k], "verdict": "rejected",
-                "reason": "wrong_answer", "rationale": f"bad reasoning number {k}"} for k in range(2)]
+    wrong = [L for L in item.letters if item.gold != L]
+    traces = [
+        {
+            "sample": k,
+            "attempt": 0,
+            "hinted": 0,
+            "answer": item.gold,
+            "verdict": "accepted",
+            "reason": "ok",
+            "rationale": f"good reasoning number {k}",
+        }
+        for k in range(2)
+    ]
+    traces += [
+        {
+            "sample": k,
+            "attempt": 1,
+            "hinted": 0,
+            "answer": wrong[k],
+            "verdict": "rejected",
+            "reason": "wrong_answer",
+            "rationale": f"bad reasoning number {k}",
+        }
+        for k in range(2)
+    ]
     s.finish_item(run, item.key, 1, "accepted", traces)
     for cap, expected in ((1, 1), (3, 3), (9, 4)):  # at most every (accepted, rejected) combination
         pairs = dpo_pairs(s, [item], ExampleOptions(pairs_per_item=cap)).examples

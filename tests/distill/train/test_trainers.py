@@ -13,9 +13,29 @@ pytestmark = pytest.mark.slow
 
 
 def _sft_args(model, db, out, *extra):
-    return ["--model_name_or_path", str(model), "--db", str(db), "--output_dir", str(out), "--max_pixels", "3136",
-            "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--report_to", "none",
-            "--disable_tqdm", "True", "--seed", "0", "--save_total_limit", "10", *extra]
+    return [
+        "--model_name_or_path",
+        str(model),
+        "--db",
+        str(db),
+        "--output_dir",
+        str(out),
+        "--max_pixels",
+        "3136",
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "16",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "True",
+        "--seed",
+        "0",
+        "--save_total_limit",
+        "10",
+        *extra,
+    ]
 
 
 def _log(out):
@@ -24,10 +44,33 @@ def _log(out):
 
 def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "sft"
-    res = sft_main(_sft_args(tiny_model_dir, train_store, out, "--use_peft", "false", "--direct_share", "1.0",
-                             "--learning_rate", "3e-3", "--lr_scheduler_type", "constant", "--max_steps", "16",
-                             "--logging_steps", "2", "--eval_strategy", "steps", "--eval_steps", "4",
-                             "--save_strategy", "steps", "--save_steps", "4"))
+    res = sft_main(
+        _sft_args(
+            tiny_model_dir,
+            train_store,
+            out,
+            "--use_peft",
+            "false",
+            "--direct_share",
+            "1.0",
+            "--learning_rate",
+            "3e-3",
+            "--lr_scheduler_type",
+            "constant",
+            "--max_steps",
+            "16",
+            "--logging_steps",
+            "2",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "4",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "4",
+        )
+    )
     losses = [r["loss"] for r in _log(out) if "loss" in r]
     assert losses[-1] < 0.75 * losses[0] and losses[-1] < min(losses[:3])
     evals = [(r["step"], r["eval_accuracy"]) for r in _log(out) if "eval_accuracy" in r]
@@ -38,8 +81,9 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
     best = load_file(Path(res["best_checkpoint"]) / "model.safetensors")
     assert final.keys() == best.keys() and all((final[k] == best[k]).all() for k in final)
     assert (out / "metrics.png").exists()
-    assert (Path(res["final"]) / "preprocessor_config.json").exists() or \
-        (Path(res["final"]) / "processor_config.json").exists()
+    assert (Path(res["final"]) / "preprocessor_config.json").exists() or (
+        Path(res["final"]) / "processor_config.json"
+    ).exists()
     from store import open_store
 
     [run] = [r for r in open_store(train_store).train_runs() if r["id"] == res["run_id"]]
@@ -53,9 +97,26 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
 
 def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "lora"
-    args = ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3",
-            "--gradient_checkpointing", "true",  # with the frozen vision tower kept out of autograd
-            "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2"]
+    args = [
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "4",
+        "--lora_alpha",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--gradient_checkpointing",
+        "true",  # with the frozen vision tower kept out of autograd
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+    ]
     sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "2"))
     assert (out / "checkpoint-2" / "adapter_model.safetensors").exists()
     res = sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "4", "--resume"))
@@ -73,20 +134,67 @@ def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
 
 def test_dpo_margin_rises(tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "dpo"
-    dpo_main(_sft_args(tiny_model_dir, train_store, out, "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16",
-                       "--learning_rate", "5e-3", "--lr_scheduler_type", "constant", "--beta", "0.1",
-                       "--max_steps", "8", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
-                       "--per_device_train_batch_size", "4", "--pairs_per_item", "1"))
+    dpo_main(
+        _sft_args(
+            tiny_model_dir,
+            train_store,
+            out,
+            "--use_peft",
+            "true",
+            "--lora_r",
+            "8",
+            "--lora_alpha",
+            "16",
+            "--learning_rate",
+            "5e-3",
+            "--lr_scheduler_type",
+            "constant",
+            "--beta",
+            "0.1",
+            "--max_steps",
+            "8",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--per_device_train_batch_size",
+            "4",
+            "--pairs_per_item",
+            "1",
+        )
+    )
     margins = [r["rewards/margins"] for r in _log(out) if "rewards/margins" in r]
     assert len(margins) == 8
     assert sum(margins[-3:]) / 3 > sum(margins[:3]) / 3 and margins[-1] > 0
 
 
 def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_store, tiny_model_dir):
-    args = ["--model_name_or_path", str(tiny_model_dir), "--db", str(train_store), "--output_dir",
-            str(tmp_path / "sft"), "--max_pixels", "3136", "--direct_share", "1.0", "--report_to", "none",
-            "--use_peft", "false", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "1",
-            "--per_device_train_batch_size", "4"]
+    args = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--db",
+        str(train_store),
+        "--output_dir",
+        str(tmp_path / "sft"),
+        "--max_pixels",
+        "3136",
+        "--direct_share",
+        "1.0",
+        "--report_to",
+        "none",
+        "--use_peft",
+        "false",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+    ]
     sft_main(args + ["--max_steps", "1"])
     with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
         sft_main(args + ["--max_steps", "2"])
@@ -99,10 +207,33 @@ def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_s
 
 def test_early_stopping_ends_a_run_that_stops_improving(tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "early"
-    res = sft_main(_sft_args(tiny_model_dir, train_store, out, "--use_peft", "false", "--direct_share", "1.0",
-                             "--learning_rate", "0", "--max_steps", "40", "--eval_strategy", "steps",
-                             "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
-                             "--early_stopping_patience", "2", "--logging_steps", "1"))
+    res = sft_main(
+        _sft_args(
+            tiny_model_dir,
+            train_store,
+            out,
+            "--use_peft",
+            "false",
+            "--direct_share",
+            "1.0",
+            "--learning_rate",
+            "0",
+            "--max_steps",
+            "40",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "2",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "2",
+            "--early_stopping_patience",
+            "2",
+            "--logging_steps",
+            "1",
+        )
+    )
     evals = [r["step"] for r in _log(out) if "eval_accuracy" in r]
     assert evals == [2, 4, 6]  # a learning rate of 0 never improves: two evaluations after the first, it stops
     assert res["best_step"] == 2

@@ -1,0 +1,91 @@
+"""The vision tower's windowed attention in one kernel call per layer (CUDA).
+
+Qwen2.5-VL's vision tower attends within 112-pixel windows (whole images every eighth block). Unless its
+attention implementation is a flash one, transformers runs one SDPA call per window: about 450 calls per
+image, so on a GPU the tower is bound by host time, not arithmetic. PyTorch ships a variable-length flash
+kernel (`torch.nn.attention.varlen.varlen_attn`) that takes the windows' boundaries (`cu_seqlens`) and
+attends within all of them at once. transformers hands `cu_seqlens` to any registered attention whose name
+contains "flash", so the kernel is registered under such a name and set on the vision tower alone; the
+language model keeps its own implementation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+log = logging.getLogger(__name__)
+
+NAME = "torch_varlen_flash"
+
+
+class VisionAttentionError(RuntimeError):
+    pass
+
+
+def varlen_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask=None,
+    scaling=None,
+    dropout=0.0,
+    cu_seq_lens_q=None,
+    cu_seq_lens_k=None,
+    max_length_q=None,
+    max_length_k=None,
+    is_causal=False,
+    **kwargs,
+):
+    """transformers' attention interface: (1, heads, tokens, dim) in, ((1, tokens, heads, dim), None) out."""
+    import torch
+    from torch.nn.attention.varlen import varlen_attn
+
+    if attention_mask is not None or is_causal or cu_seq_lens_q is None or dropout:
+        raise VisionAttentionError(f"{NAME} serves the vision tower's unmasked, non-causal windows only")
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
+    cu_q = cu_seq_lens_q.to(torch.int32)
+    cu_k = cu_q if cu_seq_lens_k is None else cu_seq_lens_k.to(torch.int32)
+    max_q = int(max_length_q if max_length_q is not None else (cu_q[1:] - cu_q[:-1]).max())
+    max_k = int(max_length_k if max_length_k is not None else max_q)
+    kw = {}
+    if scaling is not None:
+        if "scale" in inspect.signature(varlen_attn).parameters:
+            kw["scale"] = scaling
+        elif abs(scaling - q.shape[-1] ** -0.5) > 1e-6:
+            raise VisionAttentionError(f"this torch's varlen_attn takes no scale; the module needs {scaling}")
+    out = varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **kw)
+    return out.unsqueeze(0), None
+
+
+def use_varlen_vision_attention(model, device: str | None = None) -> bool:
+    """Set the kernel on `model`'s vision tower when it runs on CUDA (`device`, else where its weights are) in
+    half precision; log why not otherwise (CPU runs keep transformers' per-window SDPA). Returns whether it
+    was set."""
+    import torch
+
+    visual = getattr(getattr(model, "model", model), "visual", None)
+    if visual is None:
+        raise VisionAttentionError(f"{type(model).__name__} has no vision tower")
+    param = next(visual.parameters())
+    device = device or param.device.type
+    if not device.startswith("cuda") or param.dtype not in (torch.bfloat16, torch.float16):
+        log.debug(
+            "vision attention: per-window SDPA (the varlen kernel needs CUDA and bf16/fp16; the tower is %s on %s)",
+            param.dtype,
+            device,
+        )
+        return False
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError as e:
+        raise VisionAttentionError(f"torch {torch.__version__} has no varlen attention kernel") from e
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, varlen_attention)
+    visual.config._attn_implementation = NAME
+    if visual.config._attn_implementation != NAME:
+        raise VisionAttentionError("the vision tower did not take the varlen attention implementation")
+    log.info("vision attention: %s (one kernel call per layer)", NAME)
+    return True

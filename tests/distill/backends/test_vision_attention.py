@@ -1,0 +1,68 @@
+"""The varlen vision attention: the same tower outputs as transformers' per-window SDPA, in one call a layer.
+
+The kernel itself is PyTorch's and CUDA-only; here a reference with its contract (per-segment attention over
+`cu_seqlens`) stands in for it, so what is tested is our glue: shapes, layouts, the windows' boundaries,
+and that transformers routes the tower through it. The GPU benchmark compares letter probabilities of the
+real kernel against the plain path (bench/predict_throughput.py, `varlen_max_abs_diff`)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def reference_varlen(calls):
+    import torch
+
+    def varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=None):
+        calls.append(len(cu_q) - 1)
+        out = []
+        for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
+            seg = [t[a:b].transpose(0, 1).unsqueeze(0) for t in (q, k, v)]  # (1, heads, len, dim)
+            out.append(torch.nn.functional.scaled_dot_product_attention(*seg, scale=scale)[0].transpose(0, 1))
+        return torch.cat(out)
+
+    return varlen_attn
+
+
+def test_varlen_vision_attention_matches_per_window_sdpa(tiny_model_dir, sample_dir, monkeypatch):
+    import torch
+    import torch.nn.attention.varlen as varlen
+    from transformers import AttentionInterface, AutoModelForImageTextToText, AutoProcessor
+
+    from distill.backends import vision_attention
+    from distill.data.images import load_image
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    images = [load_image(p, 200_000) for p in sorted((sample_dir / "images").glob("*.png"))[:3]]
+    enc = processor.image_processor(images=images, return_tensors="pt")
+    visual = model.model.visual
+
+    def tower():
+        with torch.no_grad():
+            out = visual(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+        return getattr(out, "pooler_output", None) if not torch.is_tensor(out) else out
+
+    plain = tower()
+    calls = []
+    monkeypatch.setattr(varlen, "varlen_attn", reference_varlen(calls))
+    AttentionInterface.register(vision_attention.NAME, vision_attention.varlen_attention)
+    visual.config._attn_implementation = vision_attention.NAME
+    fast = tower()
+    assert len(calls) == len(visual.blocks)  # one call per layer, whatever the number of windows
+    assert max(calls) > len(images)  # windowed layers really had several windows per image
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_models_keep_per_window_sdpa(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from distill.backends.vision_attention import VisionAttentionError, use_varlen_vision_attention
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    before = model.model.visual.config._attn_implementation
+    assert use_varlen_vision_attention(model) is False
+    assert model.model.visual.config._attn_implementation == before
+    with pytest.raises(VisionAttentionError, match="no vision tower"):
+        use_varlen_vision_attention(torch.nn.Linear(2, 2))
