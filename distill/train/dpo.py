@@ -11,11 +11,11 @@ import sys
 
 
 def make_parser():
-    from trl import DPOConfig, ModelConfig, TrlParser
+    from trl import DPOConfig
 
-    from distill.train.arguments import DistillArguments
+    from distill.train.arguments import training_parser
 
-    return TrlParser((DistillArguments, DPOConfig, ModelConfig))
+    return training_parser(DPOConfig)
 
 
 def build(store, train_items, val_items, dargs, training_args):

@@ -10,11 +10,11 @@ import sys
 
 
 def make_parser():
-    from trl import ModelConfig, SFTConfig, TrlParser
+    from trl import SFTConfig
 
-    from distill.train.arguments import DistillArguments
+    from distill.train.arguments import training_parser
 
-    return TrlParser((DistillArguments, SFTConfig, ModelConfig))
+    return training_parser(SFTConfig)
 
 
 def build(store, train_items, val_items, dargs, training_args):

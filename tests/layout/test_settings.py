@@ -76,6 +76,18 @@ def test_recipe_typos_overrides_and_workdir(tmp_path):
         load_recipe(None, {"teacher.reasoner.backend": "tranformers"})
 
 
+@pytest.mark.parametrize("recipe,expected", [("", "auto"), ("dtype: float32\n", "float32")])
+def test_weights_load_in_the_training_precision_unless_the_recipe_says(tmp_path, recipe, expected):
+    from distill.train.dpo import make_parser as dpo_parser
+    from distill.train.sft import make_parser as sft_parser
+
+    base = "db: x\noutput_dir: o\nmodel_name_or_path: m\nuse_cpu: true\nbf16: false\n"
+    (tmp_path / "r.yaml").write_text(base + recipe)
+    for make_parser in (sft_parser, dpo_parser):
+        *_, margs = make_parser().parse_args_and_config(["--config", str(tmp_path / "r.yaml")])
+        assert margs.dtype == expected  # TRL's own default is float32: twice the memory of a bf16 run
+
+
 def test_curriculum_is_validated_by_the_training_parser():
     from distill.train.sft import make_parser
 

@@ -66,3 +66,38 @@ def test_cpu_models_keep_per_window_sdpa(tiny_model_dir):
     assert model.model.visual.config._attn_implementation == before
     with pytest.raises(VisionAttentionError, match="no vision tower"):
         use_varlen_vision_attention(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="the varlen kernel is CUDA-only")
+@pytest.mark.parametrize("size", [(2, 32), (16, 1280)], ids=["tiny-heads", "7b-heads"])
+def test_the_real_kernel_matches_per_window_sdpa_on_cuda(sample_dir, size):
+    """PyTorch's kernel itself, on a GPU: the tower in bf16 with the tiny model's and the 7B's head sizes."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+    from distill.backends import vision_attention
+    from distill.data.images import load_image
+    from distill.tiny_model import build_config, build_processor
+
+    heads, width = size
+    cfg = build_config(vision={"num_heads": heads, "hidden_size": width, "depth": 4, "fullatt_block_indexes": [3]})
+    vcfg = cfg.vision_config
+    vcfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(vcfg, dtype=torch.bfloat16).eval()
+    processor = build_processor(max_pixels=200_000)
+    images = [load_image(p, 200_000) for p in sorted((sample_dir / "images").glob("*.png"))[:3]]
+    enc = processor.image_processor(images=images, return_tensors="pt").to("cuda")
+
+    def tower():
+        with torch.no_grad():
+            out = visual(enc["pixel_values"].to(torch.bfloat16), grid_thw=enc["image_grid_thw"])
+        return (out if torch.is_tensor(out) else out.pooler_output).float()
+
+    plain = tower()
+    AttentionInterface.register(vision_attention.NAME, vision_attention.varlen_attention)
+    visual.config._attn_implementation = vision_attention.NAME
+    fast = tower()
+    torch.testing.assert_close(fast, plain, atol=3e-2, rtol=3e-2)  # bf16 accumulation order
