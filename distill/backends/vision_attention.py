@@ -71,7 +71,8 @@ def use_varlen_vision_attention(model, device: str | None = None) -> bool:
     param = next(visual.parameters())
     device = device or param.device.type
     if not device.startswith("cuda") or param.dtype not in (torch.bfloat16, torch.float16):
-        log.debug(
+        log.log(
+            logging.INFO if device.startswith("cuda") else logging.DEBUG,  # on a GPU it is worth knowing
             "vision attention: per-window SDPA (the varlen kernel needs CUDA and bf16/fp16; the tower is %s on %s)",
             param.dtype,
             device,

@@ -73,9 +73,8 @@ class DistillArguments:
 
 def training_parser(config_cls):
     """TRL's parser over cover-distill's arguments, the trainer's config and TRL's ModelConfig. ModelConfig loads
-    weights in float32 unless told otherwise; here `dtype` defaults to "auto": the training precision (bf16 when
-    `bf16` is on, so a LoRA run's frozen 7B base takes 15 GB, not 30), float32 on the CPU. A recipe's `dtype`
-    still wins."""
+    weights in float32 unless told otherwise; here `dtype` defaults to "auto" (`distill.train.model.load_dtype`:
+    bf16 for a bf16 LoRA run's frozen base). A recipe's `dtype` still wins."""
     from trl import ModelConfig, TrlParser
 
     parser = TrlParser((DistillArguments, config_cls, ModelConfig))

@@ -72,15 +72,3 @@ class ScoredEvaluation:
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
-        scores = letter_accuracy(
-            self.model,
-            self.processing_class,
-            self.val_items,
-            self.val_max_pixels,
-            self.args.per_device_eval_batch_size,
-            self.val_layout,
-        )
-        extra = {"eval_accuracy": scores["accuracy"], "eval_gold_prob": scores["gold_prob"]}
-        metrics.update(extra)
-        self.log(extra)
-        return metrics
