@@ -10,13 +10,15 @@ from distill.train.arguments import DistillArguments
 LANGUAGE_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def load_dtype(requested: str | None, bf16: bool, use_peft: bool) -> str:
-    """The weights' dtype: the recipe's, or for "auto" bf16 when a bf16 run trains LoRA adapters over a frozen base
-    (the base is never updated, so float32 would only double its memory: 30 GB instead of 15 for the 7B) and
-    float32 otherwise (full fine-tuning keeps float32 master weights under bf16 autocast)."""
+def load_dtype(requested: str | None, bf16: bool, use_peft: bool, train_projector: bool = False) -> str:
+    """The weights' dtype: the recipe's, or for "auto" bf16 when a bf16 run trains only LoRA adapters over a frozen
+    base (the base is never updated, so float32 would only double its memory: 30 GB instead of 15 for the 7B;
+    PEFT keeps the adapters in float32) and float32 otherwise: full fine-tuning, and a trained projector (PEFT's
+    `modules_to_save` copy would stay bf16, and AdamW would round small updates away), keep float32 master
+    weights under bf16 autocast."""
     if requested not in (None, "auto"):
         return requested
-    return "bfloat16" if bf16 and use_peft else "float32"
+    return "bfloat16" if bf16 and use_peft and not train_projector else "float32"
 
 
 def load_model(margs, dargs: DistillArguments, training_args):
@@ -26,7 +28,8 @@ def load_model(margs, dargs: DistillArguments, training_args):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     require_local_model(margs.model_name_or_path)
-    kw = {"dtype": getattr(torch, load_dtype(margs.dtype, getattr(training_args, "bf16", False), margs.use_peft))}
+    bf16 = getattr(training_args, "bf16", False)
+    kw = {"dtype": getattr(torch, load_dtype(margs.dtype, bf16, margs.use_peft, dargs.train_projector))}
     if margs.attn_implementation:
         kw["attn_implementation"] = margs.attn_implementation
     model = AutoModelForImageTextToText.from_pretrained(margs.model_name_or_path, **kw)

@@ -69,6 +69,11 @@ class ScoredEvaluation:
         if self.eval_dataset is not None or not self.val_items:
             return super().evaluate(*args, **kwargs)
         metrics = self.scored_metrics()  # validation items but no loss examples: the score alone
-        self.log(metrics)
+        training = self.model.training
+        self.model.eval()  # TRL's `log` files a call made in training mode under the training metrics
+        try:
+            self.log(dict(metrics))
+        finally:
+            self.model.train(training)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

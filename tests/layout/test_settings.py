@@ -88,11 +88,12 @@ def test_weights_load_in_the_training_precision_unless_the_recipe_says(tmp_path,
         assert margs.dtype == expected  # TRL's own default is float32: twice the memory of a bf16 run
 
 
-def test_auto_loads_a_lora_runs_frozen_base_in_bf16_and_keeps_full_fine_tuning_in_float32():
+def test_auto_loads_a_lora_runs_frozen_base_in_bf16_and_keeps_trained_weights_in_float32():
     from distill.train.model import load_dtype
 
     assert load_dtype("auto", bf16=True, use_peft=True) == "bfloat16"
     assert load_dtype("auto", bf16=True, use_peft=False) == "float32"
+    assert load_dtype("auto", bf16=True, use_peft=True, train_projector=True) == "float32"  # a trained merger
     assert load_dtype("auto", bf16=False, use_peft=True) == "float32"
     assert load_dtype("float16", bf16=True, use_peft=False) == "float16"
 
