@@ -10,7 +10,9 @@ Variants (pick with --variants; each builds a fresh model):
   every2           the same, checkpointing every second layer (`gradient_checkpointing_kwargs.every_n_layers`)
   sac              the same, TRL's selective checkpointing (attention outputs kept)
   nockpt           the same without checkpointing
-  ...-liger        Liger's fused kernels (RMSNorm, SwiGLU, RoPE; `use_liger_kernel`), TRL's fused LM head kept
+  ...-liger        Liger's fused kernels (RMSNorm, SwiGLU, RoPE; `use_liger_kernel`), TRL's fused LM head kept.
+                   Liger patches transformers' classes for the whole process: every later variant runs with its
+                   kernels too (recorded as `liger_active`), so list Liger variants last.
   ...-varlen       the vision tower's windows in one varlen flash call per layer (distill.backends.vision_attention)
   ...-b2x, -b4x    twice, four times the batch
   ...-full         full fine-tuning of the language model (vision tower frozen) instead of LoRA
@@ -222,6 +224,9 @@ OURS = {
 LIGER = {"fused_linear_cross_entropy": False, "cross_entropy": False, "rms_norm": True, "swiglu": True, "rope": True}
 
 
+LIGER_PATCHED = False  # set once a Liger variant has patched transformers' classes in this process
+
+
 def settings(variant: str) -> tuple[bool, dict | None, bool, int, bool]:
     """(checkpointing, its kwargs, liger, batch factor, varlen) of a variant name such as every2-liger-b2x."""
     parts = variant.split("-")
@@ -238,7 +243,10 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     from distill.train.checkpointing import text_only_input_grads
     from distill.train.datasets import to_dataset
 
+    global LIGER_PATCHED
     checkpointing, ckpt_kwargs, liger, factor, varlen = settings(variant)
+    liger_active = liger or LIGER_PATCHED
+    LIGER_PATCHED = LIGER_PATCHED or liger
     batch *= factor
     text_only_input_grads(model)  # as distill sft does with the vision tower frozen
     if varlen:
@@ -290,7 +298,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     trainer.add_callback(timer.callback(trainer))
     trainer.train()
     dt = timer.t1 - timer.t0
-    out = {"step_s": dt / steps, "peak_gb": timer.peak}
+    out = {"step_s": dt / steps, "peak_gb": timer.peak, "liger_active": liger_active}
     if timer.tokens0 is not None and timer.tokens1 is not None:
         out["tokens_per_s"] = (timer.tokens1 - timer.tokens0) / dt
     logs = [r for r in trainer.state.log_history if "loss" in r]
