@@ -14,6 +14,8 @@ Variants (pick with --variants; each builds a fresh model):
                    Liger patches transformers' classes for the whole process: every later variant runs with its
                    kernels too (recorded as `liger_active`), so list Liger variants last.
   ...-varlen       the vision tower's windows in one varlen flash call per layer (distill.backends.vision_attention)
+  ...-nocast       PEFT's per-layer input casts to the float32 adapters skipped under bf16 autocast
+                   (distill.train.model.skip_adapter_input_casts)
   ...-b2x, -b4x    twice, four times the batch
   ...-full         full fine-tuning of the language model (vision tower frozen) instead of LoRA
 Under `accelerate launch` (DDP or FSDP, configs/accelerate/) the TRL variants run data-parallel: tokens/s
@@ -295,6 +297,10 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         peft_config=None if full else lora_config(),
     )
     timer = StepTimer(warmup, device, profile)
+    if "nocast" in variant.split("-"):
+        from distill.train.model import skip_adapter_input_casts
+
+        assert skip_adapter_input_casts(trainer.model) > 0
     trainer.add_callback(timer.callback(trainer))
     trainer.train()
     dt = timer.t1 - timer.t0

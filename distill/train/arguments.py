@@ -47,6 +47,13 @@ class DistillArguments:
         default=0, metadata={"help": "Evaluations without gain before stopping (0: off)."}
     )
     freeze_vision: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
+    skip_adapter_casts: bool = field(
+        default=True,
+        metadata={
+            "help": "LoRA under bf16: skip PEFT's casts of each adapted layer's input to the float32 adapters and "
+            "back (autocast computes the product in bf16 either way; 1.2-1.8x faster steps on an H100)."
+        },
+    )
     varlen_vision: bool = field(
         default=True,
         metadata={

@@ -48,7 +48,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     from distill.data.student import write_layout
     from distill.train.datasets import to_dataset
     from distill.train.metrics import MetricsFile, console_callbacks, plot_metrics
-    from distill.train.model import load_model, peft_config
+    from distill.train.model import load_model, peft_config, skip_adapter_input_casts
     from distill.train.outputs import prepare_output_dir, write_final
     from distill.train.validation import ScoredEvaluation
     from store.db import Store, now
@@ -96,6 +96,10 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
         callbacks=callbacks,
     )
     console_callbacks(trainer)
+    if margs.use_peft and training_args.bf16 and dargs.skip_adapter_casts:
+        log.info(
+            "LoRA layers whose input casts are skipped under bf16 autocast: %d", skip_adapter_input_casts(trainer.model)
+        )
     if resume:
         log.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
