@@ -15,7 +15,7 @@ Variants (pick with --variants; each builds a fresh model):
                    kernels too (recorded as `liger_active`), so list Liger variants last.
   ...-varlen       the vision tower's windows in one varlen flash call per layer (distill.backends.vision_attention)
   ...-nocast       PEFT's per-layer input casts to the float32 adapters skipped under bf16 autocast
-                   (distill.train.model.skip_adapter_input_casts)
+                   (peft.helpers.disable_input_dtype_casting, as `distill sft` does)
   ...-b2x, -b4x    twice, four times the batch
   ...-full         full fine-tuning of the language model (vision tower frozen) instead of LoRA
 Under `accelerate launch` (DDP or FSDP, configs/accelerate/) the TRL variants run data-parallel: tokens/s
@@ -296,13 +296,12 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         processing_class=processor,
         peft_config=None if full else lora_config(),
     )
-    timer = StepTimer(warmup, device, profile)
-    if "nocast" in variant.split("-"):
-        from distill.train.model import skip_adapter_input_casts
+    from peft.helpers import disable_input_dtype_casting
 
-        assert skip_adapter_input_casts(trainer.model) > 0
+    timer = StepTimer(warmup, device, profile)
     trainer.add_callback(timer.callback(trainer))
-    trainer.train()
+    with disable_input_dtype_casting(trainer.model, active="nocast" in variant.split("-")):
+        trainer.train()
     dt = timer.t1 - timer.t0
     out = {"step_s": dt / steps, "peak_gb": timer.peak, "liger_active": liger_active}
     if timer.tokens0 is not None and timer.tokens1 is not None:

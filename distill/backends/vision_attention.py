@@ -11,6 +11,7 @@ language model keeps its own implementation.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 
@@ -21,6 +22,11 @@ NAME = "torch_varlen_flash"
 
 class VisionAttentionError(RuntimeError):
     pass
+
+
+@functools.cache
+def _takes_scale(kernel) -> bool:  # read once, not on every layer's call: older torch's varlen_attn has no scale
+    return "scale" in inspect.signature(kernel).parameters
 
 
 def varlen_attention(
@@ -51,7 +57,7 @@ def varlen_attention(
     max_k = int(max_length_k if max_length_k is not None else max_q)
     kw = {}
     if scaling is not None:
-        if "scale" in inspect.signature(varlen_attn).parameters:
+        if _takes_scale(varlen_attn):
             kw["scale"] = scaling
         elif abs(scaling - q.shape[-1] ** -0.5) > 1e-6:
             raise VisionAttentionError(f"this torch's varlen_attn takes no scale; the module needs {scaling}")

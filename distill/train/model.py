@@ -68,20 +68,3 @@ def peft_config(margs, dargs: DistillArguments):
         config.modules_to_save = list(config.modules_to_save or []) + ["merger"]
     config.task_type = "CAUSAL_LM"
     return config
-
-
-def skip_adapter_input_casts(model) -> int:
-    """Under bf16 autocast, stop PEFT from casting each adapted layer's input to the adapters' float32 and back.
-
-    PEFT keeps LoRA weights in float32 and casts the input to their dtype; autocast then casts it back to bf16 for
-    the matrix multiply. That is two copies of the whole activation per adapted linear per pass (seven a
-    decoder layer, three passes with checkpointing), for a product autocast computes in bf16 either way: the
-    result is the same. Uses PEFT's own switch (`cast_input_dtype_enabled`, as `peft.helpers.
-    disable_input_dtype_casting` sets it). Only for runs under autocast: without it, a bf16 input would meet
-    float32 weights. Returns how many layers it set."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    for layer in layers:
-        layer.cast_input_dtype_enabled = False
-    return len(layers)

