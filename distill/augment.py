@@ -20,9 +20,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distill.data.items import IMAGE_TOKEN, LETTERS, Item, Option
-from distill.data.loaders import DataError, RecordError
 from distill.data.options import parse_options, render_options
 from distill.data.permute import permute
+from distill.data.records import DataError, RecordError
 from distill.data.stories import StoryError, story_of
 
 log = logging.getLogger(__name__)
@@ -258,15 +258,17 @@ def augment(
     return kept, report
 
 
-def write_dataset(items: list[Item], out_dir: str | Path, report: Report) -> dict[str, Path]:
-    """Task-format JSON per task (image paths relative to the folder), a `dataset_info.json` that registers them
-    as the task's own registry does, and the report."""
+def dataset_files(
+    items: list[Item], out_dir: str | Path, report: Report, registry: dict | None = None
+) -> dict[Path, str]:
+    """The files `write_dataset` writes, as {path: text}: task-format JSON per task (image paths relative to the
+    folder), a `dataset_info.json` that registers them as the task's own registry does (added to `registry`, the
+    entries of an existing one, where given), and the report."""
     import os
 
-    from distill.data.fileio import atomic_write_json
-
     out = Path(out_dir)
-    paths, registry = {}, {}
+    files: dict[Path, str] = {}
+    registry = dict(registry or {})
     for task in QUESTIONS:
         recs = [
             it.record([os.path.relpath(p, out.resolve()) for p in it.images])
@@ -274,11 +276,21 @@ def write_dataset(items: list[Item], out_dir: str | Path, report: Report) -> dic
             for it in items
             if it.task == task
         ]
-        paths[task] = atomic_write_json(out / f"{task}_train_aug.json", recs)
+        files[out / f"{task}_train_aug.json"] = json.dumps(recs, indent=1, ensure_ascii=False) + "\n"
         registry[f"{task}_train_aug"] = {
-            "file_name": paths[task].name,
+            "file_name": f"{task}_train_aug.json",
             "columns": {"prompt": "system", "query": "input", "response": "output", "images": "images"},
         }
-    atomic_write_json(out / "dataset_info.json", registry, indent=2)
-    atomic_write_json(out / "augment_report.json", report.as_dict())
-    return paths
+    files[out / "dataset_info.json"] = json.dumps(registry, indent=2, ensure_ascii=False) + "\n"
+    files[out / "augment_report.json"] = json.dumps(report.as_dict(), indent=1, ensure_ascii=False) + "\n"
+    return files
+
+
+def write_dataset(items: list[Item], out_dir: str | Path, report: Report) -> dict[str, Path]:
+    """Write `dataset_files` (each atomically, none where one fails); returns the task files' paths."""
+    from distill.data.fileio import staged_writes
+
+    files = dataset_files(items, out_dir, report)
+    with staged_writes(files):
+        pass
+    return {task: Path(out_dir) / f"{task}_train_aug.json" for task in QUESTIONS}

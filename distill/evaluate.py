@@ -14,25 +14,83 @@ from distill.data.items import TASKS
 LETTERS4 = "ABCD"
 
 
+GOLD_FORMS = (
+    "a labelled task file (a JSON array of records with input, output and images, e.g. image2text_dev.json), a "
+    'JSON array of {"id", "output"} records named after its task (e.g. image2text_test_gold.json), or a MAC CSV'
+)
+
+
+def _what(data) -> str:
+    """What a JSON document is, in a few words, for an error message."""
+    if isinstance(data, dict):
+        keys = list(data)[:3]
+        return f"an object with keys {keys}" + (" ..." if len(data) > 3 else "")
+    if isinstance(data, list):
+        if not data:
+            return "an empty array"
+        bad = next((r for r in data if not isinstance(r, dict)), None)
+        if bad is not None:
+            return f"an array holding {type(bad).__name__} {str(bad)[:40]!r}"
+        return f"an array of objects with keys {sorted(data[0])[:6]}"
+    return f"a JSON {type(data).__name__}"
+
+
 def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
-    """(task, {id: gold}, {id: journal}) from a labelled task file or a `[{"id", "output"}]` key."""
+    """(task, {id: gold}, {id: journal}) from a labelled task file, a MAC CSV, or a `[{"id", "output"}]` key."""
     path = Path(path)
     task = next((t for t in TASKS if t in path.name), None)
-    data = json.loads(path.read_text())
-    if data and isinstance(data[0], dict) and "input" in data[0]:
-        from distill.data.loaders import load_json
+    if not path.is_file():
+        raise AnswerError(f"--gold {path}: file not found")
+    if path.name == "dataset_info.json":
+        from distill.data.registry import read_registry
 
-        items = load_json(path, check_images=False).items
-        if any(not it.gold for it in items):
-            raise AnswerError(f"{path}: some records have no gold letter; it cannot be used as a key")
-        return items[0].task, {it.id: it.gold for it in items}, {it.id: it.journal for it in items if it.journal}
+        files = [str(e.get("file_name")) for e in read_registry(path).values() if isinstance(e, dict)]
+        raise AnswerError(
+            f"--gold {path}: a LLaMA-Factory registry of {len(files)} dataset(s) ({', '.join(files[:4])}"
+            f"{' ...' if len(files) > 4 else ''}), not one labelled set: pass the labelled file itself; expected "
+            f"{GOLD_FORMS}"
+        )
+    if path.suffix.lower() == ".csv":
+        from distill.data.mac_csv import load_csv
+
+        return _labelled(path, load_csv(path, check_images=False, split="test").items)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnswerError(f"--gold {path}: not valid JSON ({exc}); expected {GOLD_FORMS}") from None
+    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
+        raise AnswerError(f"--gold {path}: found {_what(data)}; expected {GOLD_FORMS}")
+    if "input" in data[0]:
+        from distill.data.records import load_json
+
+        return _labelled(path, load_json(path, check_images=False, split="test").items)
+    bad = next((k for k, r in enumerate(data) if not {"id", "output"} <= set(r)), None)
+    if bad is not None:
+        raise AnswerError(f"--gold {path}: record #{bad} has keys {sorted(data[bad])[:6]}; expected {GOLD_FORMS}")
+    letters = next((r for r in data if not isinstance(r["output"], str) or r["output"] not in LETTERS4), None)
+    if letters is not None:
+        raise AnswerError(f"--gold {path}: id {letters['id']!r} has output {letters['output']!r}, not a letter A-D")
     if task is None:
-        raise AnswerError(f"{path}: cannot tell the task from the file name")
+        raise AnswerError(
+            f"--gold {path}: cannot tell the task from the file name (name it *image2text* or *text2image*)"
+        )
     return (
         task,
         {str(r["id"]): r["output"] for r in data},
         {str(r["id"]): r["journal"] for r in data if r.get("journal")},
     )
+
+
+def _labelled(path: Path, items: list) -> tuple[str, dict[str, str], dict[str, str]]:
+    if not items:
+        raise AnswerError(f"--gold {path}: no records")
+    unlabelled = [it.id for it in items if not it.gold]
+    if unlabelled:
+        raise AnswerError(
+            f"--gold {path}: {len(unlabelled)} record(s) have no gold letter (e.g. {unlabelled[:3]}); it cannot be "
+            "used as a key"
+        )
+    return items[0].task, {it.id: it.gold for it in items}, {it.id: it.journal for it in items if it.journal}
 
 
 def ece(confidences: list[float], correct: list[bool], bins: int = 10) -> tuple[float, list[dict]]:

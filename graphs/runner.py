@@ -17,7 +17,7 @@ from distill.backends.base import Backend
 from distill.data.items import Item
 from graphs.context import Context
 from graphs.graph import build_graph, recursion_limit
-from store.db import Store
+from store.db import Store, run_name
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,30 @@ async def run_items(
     config: dict | None = None,
     show_progress: bool = True,
 ) -> RunSummary:
-    """Run (or resume) a teacher run over `items`, which must be in the store."""
+    """Run (or resume) a teacher run over `items`, which must be in the store. One process at a time works on a
+    run: a second one (a resume of a run that is still going) gets RunInProgress before it touches anything."""
+    run_id = resume or run_id or run_name("graph")
+    with store.run_lock(run_id):
+        return await _invocation(
+            store, items, settings, reasoner, describer, run_id, bool(resume), config, show_progress
+        )
+
+
+async def _invocation(
+    store: Store,
+    items: list[Item],
+    settings: TeacherConfig,
+    reasoner: Backend,
+    describer: Backend | None,
+    run_id: str,
+    resume: bool,
+    config: dict | None,
+    show_progress: bool,
+) -> RunSummary:
     if resume:
-        store.reopen_run(resume)
-        run_id = resume
+        store.reopen_run(run_id)
     else:
-        run_id = store.start_run(
+        store.start_run(
             "graph",
             config or {"teacher": settings.model_dump()},
             {"reasoner": reasoner.model_name, "describer": describer.model_name if describer else None},

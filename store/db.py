@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import hashlib
 import json
+import os
 import random
+import socket
 import sqlite3
 import time
 import uuid
@@ -21,6 +25,7 @@ from pathlib import Path
 import sqlite_utils
 
 from distill.data.items import Item
+from distill.secrets import redact
 from store.migrations import MIGRATIONS
 
 LOCK_WAIT_S = 60.0  # how long an open waits for other processes' locks
@@ -37,12 +42,32 @@ class UnknownRun(KeyError):
     pass
 
 
+class RunInProgress(StoreError):
+    """Another live process is working on this run."""
+
+
+class QueryError(ValueError):
+    """A full-text query that FTS5 cannot parse."""
+
+
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def run_name(kind: str) -> str:
+    """A new run's id, when the user names none: kind, time, and a random tail."""
+    return f"{kind}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{new_id()[:4]}"
+
+
+def fts_words(query: str) -> str:
+    """A query as plain words for FTS5: each whitespace-separated word one quoted string (its quotes doubled), all
+    of them required; nothing in it is FTS syntax (`"`, AND, OR, NOT, NEAR, *, -, ^, :, parentheses)."""
+    words = query.replace("\x00", " ").split()
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 def scrub(obj):
@@ -84,7 +109,7 @@ def call_row(
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "duration_ms": duration_ms,
-        "error": error,
+        "error": redact(error),
         "created_at": now(),
     }
 
@@ -113,7 +138,10 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + LOCK_WAIT_S
         while True:
-            conn = sqlite3.connect(str(self.path), timeout=LOCK_WAIT_S)
+            try:
+                conn = sqlite3.connect(str(self.path), timeout=LOCK_WAIT_S)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path} cannot be opened ({exc}): is its folder writable?") from None
             try:
                 conn.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_S * 1000)}")
                 self._check(conn)
@@ -128,6 +156,8 @@ class Store:
                 # Switching a new file to WAL, or upgrading a read lock, can meet another process's first open
                 # with SQLITE_BUSY at once (SQLite skips the busy handler where waiting could deadlock). Opening
                 # is idempotent (migrations are transactions), so it is tried again from the start.
+                if "readonly" in str(exc) or "unable to open" in str(exc) or "disk I/O" in str(exc):
+                    raise StoreError(f"{self.path} cannot be written ({exc})") from None
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise StoreError(f"{self.path} is not a cover-distill store ({exc})") from None
                 if time.monotonic() > deadline:
@@ -188,7 +218,7 @@ class Store:
     def start_run(self, kind: str, config: dict, models: dict | None = None, run_id: str | None = None) -> str:
         from distill import __version__
 
-        run_id = run_id or f"{kind}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{new_id()[:4]}"
+        run_id = run_id or run_name(kind)
         with self.transaction():
             if self.db["runs"].count_where("id = ?", [run_id]):
                 raise ValueError(f"run {run_id!r} already exists in {self.path}: resume it with --resume {run_id}")
@@ -212,6 +242,51 @@ class Store:
         if not rows:
             raise UnknownRun(f"no run {run_id!r} in {self.path}")
         return rows[0]
+
+    @contextlib.contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Hold run `run_id` for this process while the block runs; another process that asks for the same run
+        meanwhile gets RunInProgress at once. The lock is an exclusive `flock` on a small file beside the store,
+        which the kernel releases when the holder ends, however it ends (kill -9 included): a killed run is never
+        left locked, and resuming it needs nothing cleaned up."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): runs are not guarded
+            yield
+            return
+        digest = hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        path = self.path.parent / f".{self.path.name}.run-{digest}.lock"
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    os.close(fd)
+                    raise
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                shown = run_id if len(run_id) <= 80 else run_id[:80] + "..."
+                raise RunInProgress(
+                    f"run {shown!r} is in progress in another process ({holder}) on {self.path}: wait for it to end "
+                    "(or stop it), then resume it"
+                ) from None
+            try:  # a holder that just ended unlinks its file: hold the file that is there now, not an orphan
+                st, now_st = os.fstat(fd), os.stat(path)
+                same = (st.st_dev, st.st_ino) == (now_st.st_dev, now_st.st_ino)
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}".encode(), 0)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            os.close(fd)
 
     def reopen_run(self, run_id: str) -> dict:
         run = self.run(run_id)
@@ -338,7 +413,7 @@ class Store:
     def record_call(self, call: dict) -> None:
         """A call on its own (a failed one, before its node is retried): history that is never erased."""
         with self.transaction():
-            self.db["calls"].insert(call)
+            self.db["calls"].insert(call | {"error": redact(call.get("error"))})
 
     def description(self, sha: str, model: str, prompt_version: str) -> str | None:
         row = self.db.execute(
@@ -351,7 +426,7 @@ class Store:
         """Keep the first description of a cover: a second writer's call is recorded, its text is not stored.
         Returns the stored text."""
         with self.transaction():
-            self.db["calls"].insert(call)
+            self.db["calls"].insert(call | {"error": redact(call.get("error"))})
             self.db.execute(
                 "insert or ignore into descriptions values (?, ?, ?, ?, ?, ?)",
                 [sha, model, prompt_version, text, call["id"], now()],
@@ -375,6 +450,7 @@ class Store:
     ) -> None:
         """An attempt at an item ends: its traces and status in one transaction (its calls were recorded as they
         happened). Earlier attempts stay as they are."""
+        error = redact(error)
         rows = []
         for t in traces:
             row = {
@@ -432,9 +508,18 @@ class Store:
         limit: int | None = None,
         item_key: str | None = None,
         history: bool = False,
+        fts: bool = False,
     ) -> list[dict]:
         """Traces, newest first; by default only those of each item's latest attempt in its run (what training
-        reads). `history` includes earlier attempts; `query` is a full-text search over rationales."""
+        reads). `history` includes earlier attempts; `query` is a full-text search over rationales: plain words,
+        all required (`fts`: the query in FTS5's own syntax, where a syntax error is a QueryError). An unknown
+        `run_id` is an UnknownRun, not an empty list."""
+        if run_id:
+            self.run(run_id)
+        if query is not None and not fts:
+            query = fts_words(query)
+            if not query:
+                raise QueryError("the search query holds no word")
         where, args = ([], []) if history else ([_CURRENT], [])
         for col, val in (("run_id", run_id), ("verdict", verdict), ("item_key", item_key)):
             if val:
@@ -444,17 +529,21 @@ class Store:
             where.append("item_key like ?")
             args.append(f"{task}/%")
         clause = " and ".join(where) or None
-        if query:  # sqlite-utils' search takes named arguments
+        if query is not None:  # sqlite-utils' search takes named arguments
             named = "".join(p + (f":p{k}" if k < len(args) else "") for k, p in enumerate((clause or "").split("?")))
-            rows = list(
-                self.db["traces"].search(
-                    query,
-                    where=named or None,
-                    limit=limit,
-                    where_args={f"p{k}": v for k, v in enumerate(args)},
-                    order_by="created_at desc",
+            try:
+                rows = list(
+                    self.db["traces"].search(
+                        query,
+                        where=named or None,
+                        limit=limit,
+                        where_args={f"p{k}": v for k, v in enumerate(args)},
+                        order_by="created_at desc",
+                    )
                 )
-            )
+            except sqlite3.OperationalError as exc:  # the only part of this SQL the user writes is the query
+                shown = query if len(query) <= 80 else query[:80] + "..."
+                raise QueryError(f"search query {shown!r} is not valid FTS5 syntax ({exc})") from None
         else:
             sql = "select * from traces" + (f" where {clause}" if clause else "")
             sql += " order by created_at desc, rowid desc" + (f" limit {int(limit)}" if limit else "")
@@ -462,6 +551,30 @@ class Store:
         for r in rows:
             r["task"] = r["item_key"].split("/", 1)[0]
         return rows
+
+    def training_traces(self, run_id: str | None = None) -> list[dict]:
+        """The traces training reads (each item's latest attempt in its run), in an order that does not depend on
+        when they finished: by item, run, sample, attempt. An unknown `run_id` is an UnknownRun."""
+        if run_id:
+            self.run(run_id)
+        sql = f"select * from traces where {_CURRENT}" + (" and run_id = ?" if run_id else "")
+        rows = list(
+            self.db.query(sql + " order by item_key, run_id, sample, attempt, hinted, id", [run_id] if run_id else [])
+        )
+        for r in rows:
+            r["task"] = r["item_key"].split("/", 1)[0]
+        return rows
+
+    def descriptions(self) -> dict[str, str]:
+        """Cover sha256 -> the describer's text. Descriptions are a cache shared by every run; where a cover has
+        several (by model and prompt version), the first in that order."""
+        rows = self.db.execute(
+            "select image_sha256, text from descriptions order by image_sha256, model, prompt_version"
+        )
+        out: dict[str, str] = {}
+        for sha, text in rows:
+            out.setdefault(sha, text)
+        return out
 
     def get_trace(self, trace_id: str) -> tuple[dict, Item, list[dict]]:
         """A trace, its item, and every call of its item's attempt (describer calls this item triggered too)."""

@@ -11,16 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 
 from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, letter_distribution
 from distill.backends.config import BackendConfig
 from distill.data.images import data_url
+from distill.secrets import redact, register_env
 
 log = logging.getLogger(__name__)
 DEAD_FOR_S = 30.0  # how long an unreachable replica is set aside before it is tried again
+# token ids of the option letters per (server roots, model): looked up once a process, not once a request
+_LETTER_IDS: dict[tuple[tuple[str, ...], str], dict[str, int]] = {}
+
+
+def _root(url: str) -> str:
+    """A server's root from its OpenAI base URL (`http://host:8000/v1` -> `http://host:8000`)."""
+    return url.rstrip("/").removesuffix("/v1")
 
 
 def to_openai_messages(messages: list[dict], max_pixels: int, text_only: bool = False) -> list[dict]:
@@ -95,7 +102,8 @@ class OpenAIBackend(Backend):
             raise BackendError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replicas: list[_Replica] = []
-        self._letter_ids: dict[str, int] = {}
+        self._lookup = asyncio.Lock()
+        register_env(config.api_key_env)  # a server may echo the key in an error: it is cut out of every error
 
     def _clients(self) -> list[_Replica]:
         """Clients belong to the event loop that made them: a new loop (a second `asyncio.run`) gets new ones."""
@@ -105,7 +113,7 @@ class OpenAIBackend(Backend):
             from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
             c = self.config
-            key = os.environ.get(c.api_key_env) or "EMPTY"
+            key = register_env(c.api_key_env) or "EMPTY"
             retries = c.max_retries if len(c.base_urls) == 1 else 0
             self._replicas = [
                 _Replica(
@@ -122,10 +130,16 @@ class OpenAIBackend(Backend):
                 )
                 for url in c.base_urls
             ]
+            self._lookup = asyncio.Lock()  # a lock belongs to its event loop, as the clients do
             self._loop = loop
         return self._replicas
 
     async def _create(self, kw: dict):
+        return await self._call(lambda client: client.chat.completions.create(**kw))
+
+    async def _call(self, send):
+        """`send(client)` on a live replica, under the backend's one retry policy: one server, the client's own
+        retries (exponential backoff on 429/5xx/timeouts/lost connections); several, the next live replica."""
         import openai
 
         replicas = self._clients()
@@ -143,18 +157,18 @@ class OpenAIBackend(Backend):
             r = min(live, key=lambda x: (x.outstanding, x.dead_until))
             r.outstanding += 1
             try:
-                resp = await r.client.chat.completions.create(**kw)
+                resp = await send(r.client)
                 r.served += 1
                 return resp
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                errors.append(f"{r.url}: {type(exc).__name__}: {exc}")
+                errors.append(redact(f"{r.url}: {type(exc).__name__}: {exc}"))
                 if len(replicas) == 1:
                     break
                 r.dead_until = time.monotonic() + DEAD_FOR_S
                 tried.add(r.url)
-                log.warning("replica %s unreachable (%s); set aside for %.0fs", r.url, exc, DEAD_FOR_S)
-            except openai.OpenAIError as exc:
-                raise BackendError(f"{r.url}: {type(exc).__name__}: {exc}") from exc
+                log.warning("replica %s unreachable (%s); set aside for %.0fs", r.url, redact(str(exc)), DEAD_FOR_S)
+            except openai.OpenAIError as exc:  # an error body may echo the key (some proxies' 401s do)
+                raise BackendError(redact(f"{r.url}: {type(exc).__name__}: {exc}")) from None
             finally:
                 r.outstanding -= 1
         raise BackendError("; ".join(errors[-3:]) or "no replica answered")
@@ -172,25 +186,41 @@ class OpenAIBackend(Backend):
         )
 
     async def letter_ids(self, letters: list[str]) -> list[int]:
-        """Token ids of the letters, from a vLLM server's /tokenize (once per letter)."""
-        import httpx
+        """Token ids of the letters, from a vLLM server's /tokenize: looked up once per (server, model) and letter
+        for the whole process, one lookup at a time however many requests wait for it, each under the same retry
+        policy as every other call (`_call`)."""
+        key = (tuple(_root(u) for u in self.config.base_urls), self.config.model)
+        known = _LETTER_IDS.setdefault(key, {})
+        if any(L not in known for L in letters):
+            self._clients()
+            async with self._lookup:  # the requests that arrive meanwhile wait for this lookup, then reuse it
+                for L in letters:
+                    if L not in known:
+                        known[L] = await self._tokenize_letter(L)
+        return [known[L] for L in letters]
 
-        missing = [L for L in letters if L not in self._letter_ids]
-        if missing:
-            root = self.config.base_urls[0].rstrip("/").removesuffix("/v1")
-            async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
-                for L in missing:
-                    resp = await client.post(
-                        f"{root}/tokenize", json={"model": self.config.model, "prompt": L, "add_special_tokens": False}
-                    )
-                    tokens = resp.json().get("tokens") if resp.status_code == 200 else None
-                    if not tokens or len(tokens) != 1:
-                        raise BackendError(
-                            f"{root}/tokenize gave {tokens!r} for letter {L!r} (HTTP "
-                            f"{resp.status_code}): scoring: allowed_tokens needs a vLLM server"
-                        )
-                    self._letter_ids[L] = tokens[0]
-        return [self._letter_ids[L] for L in letters]
+    async def _tokenize_letter(self, letter: str) -> int:
+        body = {"model": self.config.model, "prompt": letter, "add_special_tokens": False}
+        root = _root(self.config.base_urls[0])
+        try:
+            # an absolute URL: the client sends it as it is (the server's root, not base_url's /v1)
+            resp = await self._call(
+                lambda client: client.post(f"{_root(str(client.base_url))}/tokenize", cast_to=object, body=body)
+            )
+        except BackendError as exc:
+            raise BackendError(
+                f"looking up the token id of letter {letter!r} at {root}/tokenize failed: {exc} (scoring: "
+                "allowed_tokens needs a vLLM server)"
+            ) from None
+        tokens = resp.get("tokens") if isinstance(resp, dict) else None
+        if not tokens or len(tokens) != 1:
+            raise BackendError(
+                redact(
+                    f"{root}/tokenize gave {tokens!r} for letter {letter!r}: scoring: allowed_tokens needs a vLLM "
+                    "server whose tokenizer has each letter as one token"
+                )
+            )
+        return int(tokens[0])
 
     async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:
         ids = await self.letter_ids(letters) if self.config.scoring == "allowed_tokens" else None

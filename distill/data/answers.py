@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
 from distill.data.fileio import atomic_write_json
+from distill.data.items import Item
 from distill.data.letters import parse_reply
 
 log = logging.getLogger(__name__)
@@ -66,23 +68,76 @@ FILL_RULE = (
 )
 
 
+_VISION = re.compile(r"<\|vision_start\|>.*?<\|vision_end\|>", re.DOTALL)
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def prompt_problem(prompt: str, item: Item) -> str | None:
+    """Why a `vllm_infer.py` prompt was not built from `item` (None: it may well have been). The prompt is the
+    decoded prompt ids: its images show as `<|vision_start|>...<|vision_end|>` (or `<image>`) unless special tokens
+    were skipped (then not at all), and the record's question stands in it verbatim, unless `cutoff_len` cut the
+    prompt inside the question. Whitespace is not compared."""
+    shown = prompt.count("<|vision_start|>") or prompt.count("<image>")
+    if shown and shown != len(item.images):
+        return f"the prompt shows {shown} image(s) where the record has {len(item.images)}"
+    text = _squash(_VISION.sub("", prompt).replace("<image>", ""))
+    question = _squash(item.input.replace("<image>", ""))
+    if not question or question in text:
+        return None
+    at = text.find(question[:64])
+    if at >= 0 and question.startswith(text[at:]):  # cut off at cutoff_len inside the question
+        return None
+    return "the prompt does not hold the record's question"
+
+
 def from_llamafactory(
-    jsonl: str | Path, ids: list[str], letters: list[list[str]], fallback: str | None = None
+    jsonl: str | Path,
+    ids: list[str],
+    letters: list[list[str]],
+    fallback: str | None = None,
+    records: list[Item] | None = None,
 ) -> tuple[dict[str, str], list[dict]]:
     """LLaMA-Factory `vllm_infer.py` output (one JSON line per dataset record, in order: `prompt`, `predict`,
-    `label`) -> ({id: letter}, one detail row per line). Replies are parsed strictly; a line with no letter
-    named as the answer is filled by `fallback` (a letter) or, by default, by FILL_RULE, and its row says so."""
-    lines = [ln for ln in Path(jsonl).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    `label`) -> ({id: letter}, one detail row per line). Blank lines are skipped; line numbers are the file's own.
+
+    The lines must be the test records' own: as many lines as records and, where `records` are given and a line has
+    a `prompt`, that prompt built from its record (`prompt_problem`: the number of images, the question text);
+    otherwise it refuses with one line naming the first line that does not match.
+
+    Replies are parsed strictly (`distill.data.letters.parse_reply`): a final `Answer: X`, "the answer is X", a
+    reply (or last line) that is only the letter, "(X)", ...; a lone letter counts in either case, as the
+    parenthesised and `Answer:` forms do ("b", "(b)", "Answer: b" are B). A line with no letter named as the
+    answer (or no `predict` field) is filled by `fallback` (a letter) or, by default, by FILL_RULE, and its row
+    says why."""
+    physical = Path(jsonl).read_text(encoding="utf-8").splitlines()
+    lines = [(n, ln) for n, ln in enumerate(physical, start=1) if ln.strip()]
     if len(lines) != len(ids):
         raise AnswerError(f"{jsonl}: {len(lines)} predictions for {len(ids)} test records (they pair up in order)")
     rows: list[dict] = []
-    for n, (line, rid, opts) in enumerate(zip(lines, ids, letters), start=1):
+    for k, ((n, line), rid, opts) in enumerate(zip(lines, ids, letters)):
         try:
-            raw = json.loads(line).get("predict", "")
-        except (json.JSONDecodeError, AttributeError):
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
             raw, letter, why = line, None, "not a JSON object"
+        elif obj.get("predict") is None:
+            raw, letter, why = "", None, "no `predict` field" if "predict" not in obj else "`predict` is null"
         else:
+            raw = obj["predict"]
             letter, why = parse_reply(str(raw), opts)
+        prompt = obj.get("prompt") if isinstance(obj, dict) else None
+        if records is not None and isinstance(prompt, str) and prompt.strip():
+            problem = prompt_problem(prompt, records[k])
+            if problem:
+                rec = records[k]
+                raise AnswerError(
+                    f"{jsonl} line {n}: not a prediction for test record {rec.id} ({rec.task}, {rec.source}): "
+                    f"{problem}; were these predictions made on this test file, in its order?"
+                )
         rows.append(
             {
                 "id": rid,

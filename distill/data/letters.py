@@ -1,26 +1,39 @@
 """Finding the letter a model committed to, in free text. Strict: a letter must be named as an answer (an
 `Answer: X` line, "the answer is X", a JSON `answer`, `(X)`, `**X**`, a reply that is only the letter, a reply
-that opens with a labelled letter such as "D." or "D)"), never taken from an article ("A cover with ...")."""
+that opens with a labelled letter such as "D." or "D)"), never taken from an article ("A cover with ...").
+
+One case rule: a capital letter counts wherever one of these forms names it; a lower-case letter counts where it
+cannot be the article "a", which is in parentheses ("(b)", "the answer is (c).") or with nothing but punctuation
+after it on its line ("b", "b.", "Answer: b", "the answer is c."). So "b" is B as "(b)" is, while "Answer: a cover
+with ..." and "the answer is a cover ..." name no letter."""
 
 from __future__ import annotations
 
 import json
 import re
 
+# A lower-case letter that cannot be the article: in parentheses, or last on its line (punctuation apart)
+_LOWER = r"\(([a-h])\)|([a-h])(?=[*\])\]]*[.!]?[ \t]*$)"
 _ANSWER_PATTERNS = [
-    r"answer\s*(?:is)?\s*[:：]\s*\**\s*\(?([A-H])\)?\b",
+    re.compile(rf"(?i:answer\s*(?:is)?\s*[:：])\s*\**\s*(?:\(?([A-H])\)?\b|{_LOWER})", re.MULTILINE),
     # "the answer is B" / "answer is (c)": a lone letter, so that "the answer is a cover ..." is not A
-    r"(?i:answer\s+is)\s+\**(?:\(([A-Ha-h])\)|([A-H]))\**(?:[.,;:!)\s]|$)",
-    r"\b(?:the\s+)?(?:correct|best|matching|final)\s+(?:answer|option|choice)\s+is\s+\**\(?([A-H])\)?\b",
-    r"\b(?:option|choice)\s+\(?([A-H])\)?\s+(?:is\s+)?(?:the\s+)?(?:correct|best|right|matching)\b",
+    re.compile(rf"(?i:answer\s+is)\s+\**(?:\(([A-H])\)|([A-H])\**(?=[.,;:!)\s]|$)|{_LOWER})", re.MULTILINE),
+    re.compile(
+        r"(?i:\b(?:the\s+)?(?:correct|best|matching|final)\s+(?:answer|option|choice)\s+is)\s+\**"
+        rf"(?:\(?([A-H])\)?\b|{_LOWER})",
+        re.MULTILINE,
+    ),
+    re.compile(
+        r"(?i:\b(?:option|choice))\s+(?:\(?([A-H])\)?|\(([a-h])\))"
+        r"\s+(?i:(?:is\s+)?(?:the\s+)?(?:correct|best|right|matching))\b"
+    ),
 ]
-_CASE_SENSITIVE = {1}
-# The whole reply (or its last line) is a letter: "C", "(C)", "**C**", "C.", "[C]"
-_LONE = re.compile(r"\W*\(?\[?\**([A-H])\**\]?\)?[.:!]?\W*")
-# The reply opens with a labelled letter: "D. The cover ...", "(B) because ...", "**C**: ..."
-_OPENING = re.compile(r"^\s*(?:\(([A-H])\)|\[([A-H])\]|\*\*([A-H])\*\*|([A-H])[.):])(?:\s|$)")
-# It ends by naming its choice: "... matches story D." / "... so cover (B)."
-_CLOSING = re.compile(r"\b(?:story|option|cover|image|choice|letter|picture)\s+\(?([A-H])\)?[.!]?\s*$")
+# The whole reply (or its last line) is the letter, in either case: "C", "c", "(C)", "**C**", "C.", "[C]"
+_LONE = re.compile(r"\W*\(?\[?\**([A-Ha-h])\**\]?\)?[.:!]?\W*")
+# The reply opens with a labelled letter: "D. The cover ...", "(B) because ...", "(b) because", "**C**: ..."
+_OPENING = re.compile(r"^\s*(?:\(([A-Ha-h])\)|\[([A-H])\]|\*\*([A-H])\*\*|([A-H])[.):])(?:\s|$)")
+# It ends by naming its choice: "... matches story D." / "... so cover (B)." / "... story d."
+_CLOSING = re.compile(r"\b(?:story|option|cover|image|choice|letter|picture)\s+\(?([A-Ha-h])\)?[.!]?\s*$")
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
@@ -34,25 +47,24 @@ def parse_answer(text: str, letters: list[str]) -> str | None:
                 return ans
         except (json.JSONDecodeError, AttributeError):
             pass
-    for k, pat in enumerate(_ANSWER_PATTERNS):
-        flags = 0 if k in _CASE_SENSITIVE else re.IGNORECASE
-        found = [next(g for g in m.groups() if g) for m in re.finditer(pat, text, flags=flags)]
-        found = [f.upper() for f in found if f.upper() in letters]
+    for pat in _ANSWER_PATTERNS:
+        found = [next(g for g in m.groups() if g).upper() for m in pat.finditer(text)]
+        found = [f for f in found if f in letters]
         if found:
             return found[-1]
     lines = [ln for ln in stripped.splitlines() if ln.strip()]
     if lines:
         m = _LONE.fullmatch(lines[-1].strip())
-        if m and m.group(1) in letters:
-            return m.group(1)
+        if m and m.group(1).upper() in letters:
+            return m.group(1).upper()
     m = _OPENING.match(stripped)
     if m:
-        letter = next(g for g in m.groups() if g)
+        letter = next(g for g in m.groups() if g).upper()
         if letter in letters:
             return letter
     m = _CLOSING.search(stripped)
-    if m and m.group(1) in letters:
-        return m.group(1)
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
     return None
 
 

@@ -37,9 +37,14 @@ def _store(data_dir, db):
 def test_the_sample_data_is_clean(data_dir, tmp_path):
     s = _store(data_dir, tmp_path / "s.db")
     report = audit_store(s)
-    assert report.leaks == 0
-    assert [c.checked > 0 for c in report.checks] == [True, False, True, True]  # no augmented items: no parents
-    res = runner.invoke(app, ["audit", "--db", str(tmp_path / "s.db")])
+    assert report.leaks == 0 and report.distractor_only == 0
+    assert {k: n > 0 for k, n in report.checked.items()} == {
+        "items": True,
+        "parents": False,  # no augmented items: no parents
+        "covers": True,
+        "stories": True,
+    }
+    res = runner.invoke(app, ["audit", "--db", str(tmp_path / "s.db"), "--strict"])
     assert res.exit_code == 0 and "no leakage found" in res.output
 
 
@@ -56,13 +61,13 @@ def test_a_test_cover_in_training_data_is_found_and_blocks(data_dir, tmp_path, t
     _leak_a_test_cover(data_dir)
     _store(data_dir, tmp_path / "s.db").close()
     res = runner.invoke(app, ["audit", "--db", str(tmp_path / "s.db")])
-    assert res.exit_code == 1 and "covers and distractor covers (sha256) | " in res.output
+    assert res.exit_code == 1 and "(b) its cover or story in a training item's gold pair | 1 | yes |" in res.output
     assert "image2text/" in res.output  # the leak names the items involved
     from distill.pipeline import run_augment, run_export
     from distill.train.examples import ExampleOptions
 
     with pytest.raises(LeakageError, match="--allow-leakage"):
-        run_export("sft", tmp_path / "s.db", tmp_path / "export", "trl", ExampleOptions(direct_share=1.0))
+        run_export("sft", tmp_path / "s.db", tmp_path / "export", "trl", ExampleOptions())
     from distill.augment import AugmentConfig
 
     with pytest.raises(LeakageError):
@@ -78,8 +83,8 @@ def test_a_test_cover_in_training_data_is_found_and_blocks(data_dir, tmp_path, t
         str(tmp_path / "sft"),
         "--max_steps",
         "1",
-        "--direct_share",
-        "1.0",
+        "--reason_weight",
+        "0",
         "--report_to",
         "none",
         "--max_pixels",
@@ -96,3 +101,93 @@ def test_a_test_cover_in_training_data_is_found_and_blocks(data_dir, tmp_path, t
     res = sft_main(args + ["--allow_leakage", "true"])
     [run] = open_store(tmp_path / "s.db").train_runs()
     assert run["id"] == res["run_id"] and run["allow_leakage"] == 1 and json.loads(run["audit"])["leaks"] >= 1
+
+
+# --- kinds of leakage: MAC draws distractors from the whole pool, so held-out covers and stories recur as options
+
+
+def _mac_like(data_dir):
+    """Train + dev (held out, with golds) records, and the dev image2text item whose cover and story get reused."""
+    read = lambda name: json.loads((data_dir / name).read_text())
+    return read("image2text_train.json"), read("text2image_train.json"), read("image2text_dev.json")[0]
+
+
+def _story(record: dict, letter: str) -> str:
+    [line] = [ln for ln in record["input"].splitlines() if ln.startswith(f"{letter}. ")]
+    return line[3:]
+
+
+def _held_out_store(data_dir, db, i2t_train, t2i_train):
+    (data_dir / "image2text_train.json").write_text(json.dumps(i2t_train))
+    (data_dir / "text2image_train.json").write_text(json.dumps(t2i_train))
+    s = open_store(db)
+    ingest(
+        s,
+        DataConfig(
+            train=[str(data_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
+            dev=[str(data_dir / f"{t}_dev.json") for t in ("image2text", "text2image")],
+            validation_fraction=0.0,
+        ),
+    )
+    return s
+
+
+def test_held_out_content_seen_only_as_distractors_is_reported_not_refused(data_dir, tmp_path):
+    i2t, t2i, held = _mac_like(data_dir)
+    cover, story = held["images"][0], _story(held, held["output"])
+    shutil.copy(data_dir / cover, data_dir / "images" / "held_out_cover_again.jpg")  # same bytes, another name
+    for rec in t2i[:2]:  # two training items show the held-out cover as a wrong option
+        wrong = next(k for k, L in enumerate("ABCD") if rec["output"] != L)
+        rec["images"][wrong] = "images/held_out_cover_again.jpg"
+    wrong = next(L for L in "ABCD" if i2t[0]["output"] != L)  # and one shows its story as a wrong option
+    i2t[0]["input"] = i2t[0]["input"].replace(_story(i2t[0], wrong), story)
+    s = _held_out_store(data_dir, tmp_path / "s.db", i2t, t2i)
+    report = audit_store(s)
+    s.close()
+    # three findings, one held-out item: counted once, as (c)
+    assert (report.leaks, report.distractor_only) == (0, 1)
+    [(key, where)] = report.found["distractor"].items()
+    assert key == f"image2text/{held['id']}" and len(where) == 3
+    res = runner.invoke(app, ["audit", "--db", str(tmp_path / "s.db")])
+    assert res.exit_code == 0, res.output
+    assert "(c) its cover or story only as a distractor | 1 | with --strict |" in res.output
+    assert "no held-out answer in training items" in res.output
+    strict = runner.invoke(app, ["audit", "--db", str(tmp_path / "s.db"), "--strict"])
+    assert strict.exit_code == 1 and "1 held-out item(s) reachable" in strict.output
+    # what trains goes on by default (here augment), and is refused when strict
+    from distill.audit import require_clean
+    from distill.augment import AugmentConfig
+    from distill.pipeline import run_augment
+
+    run_augment(tmp_path / "s.db", tmp_path / "aug", AugmentConfig(recombine=False), show_progress=False)
+    with pytest.raises(LeakageError, match=r"^export refused: 1 held-out item\(s\)[^\n]*\(c\)[^\n]*$"):
+        require_clean(report, False, "export", strict=True)
+
+
+def test_a_held_out_gold_pair_in_training_is_refused(data_dir, tmp_path):
+    i2t, t2i, held = _mac_like(data_dir)
+    shutil.copy(data_dir / held["images"][0], data_dir / "images" / "held_out_cover_again.jpg")
+    rec = i2t[0]  # a training item asks about the held-out cover and answers with its story
+    rec["images"] = ["images/held_out_cover_again.jpg"]
+    rec["input"] = rec["input"].replace(_story(rec, rec["output"]), _story(held, held["output"]))
+    s = _held_out_store(data_dir, tmp_path / "s.db", i2t, t2i)
+    report = audit_store(s)
+    s.close()
+    assert report.leaks == 1 and list(report.found["pair"]) == [f"image2text/{held['id']}"]
+    res = runner.invoke(app, ["audit", "--db", str(tmp_path / "s.db")])
+    assert res.exit_code == 1 and "1 held-out item(s) reachable" in res.output
+    from distill.pipeline import run_export
+    from distill.train.examples import ExampleOptions
+
+    with pytest.raises(LeakageError, match=r"^export refused: 1 held-out item\(s\)[^\n]*\(b\)[^\n]*$"):
+        run_export("sft", tmp_path / "s.db", tmp_path / "export", "trl", ExampleOptions())
+
+
+def test_a_held_out_item_itself_in_training_counts_once_as_a(sample_dir):
+    from distill.audit import audit_items
+    from distill.data.records import load_json
+
+    held = load_json(sample_dir / "image2text_dev.json").items[:2]
+    report = audit_items(held, [held[0], held[0].model_copy(update={"id": "copy", "parents": [held[0].key]})])
+    assert (report.count("item"), report.count("pair"), report.count("distractor")) == (1, 0, 0)
+    assert report.leaks == 1 and len(report.found["item"][held[0].key]) == 2

@@ -59,3 +59,52 @@ def test_clear_errors(tmp_path, answers, needle):
     _write(tmp_path, "image2text", answers, {"a1": "A", "a2": "B"})
     with pytest.raises(AnswerError, match=needle):
         evaluate(tmp_path, [tmp_path / "image2text_gold.json"])
+
+
+def _mac_csv(path, items):
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["journal", "id", "question", "cover_image", "answer", "option_A", "option_B", "option_C", "option_D"]
+        )
+        for it in items:
+            w.writerow([it.journal, it.id, "Which story?", it.images[0], it.gold] + [o.text for o in it.options])
+
+
+def test_a_mac_csv_is_a_key_too(tmp_path, sample_dir):
+    from distill.data.records import load_json
+
+    items = load_json(sample_dir / "image2text_dev.json").items
+    _mac_csv(tmp_path / "mac_image2text_dev.csv", items)
+    answers = {
+        it.id: it.gold if k else next(letter for letter in "ABCD" if letter != it.gold) for k, it in enumerate(items)
+    }
+    (tmp_path / "image2text_answer.json").write_text(json.dumps([{"id": i, "output": a} for i, a in answers.items()]))
+    r = evaluate(tmp_path, [tmp_path / "mac_image2text_dev.csv"])
+    assert r["tasks"]["image2text"]["n"] == len(items)
+    assert r["tasks"]["image2text"]["accuracy"] == pytest.approx((len(items) - 1) / len(items))
+
+
+def test_a_wrong_gold_file_says_what_was_expected_and_what_was_found(monkeypatch, capsys, tmp_path, sample_dir):
+    from tests.cli_main import run_main
+
+    _write(tmp_path, "image2text", {"a1": "A"}, {"a1": "A"})
+    (tmp_path / "image2text_gold.txt").write_text("journal,id,answer\nNature,a1,A\n")  # a CSV by another name
+    (tmp_path / "image2text_key.json").write_text(json.dumps({"a1": "A"}))
+    (tmp_path / "image2text_ids.json").write_text(json.dumps([{"id": "a1", "answer": "A"}]))
+    (tmp_path / "image2text_bad.json").write_text(json.dumps([{"id": "a1", "output": 3}]))
+    (tmp_path / "image2text_empty.json").write_text("[]")
+    cases = {
+        sample_dir / "dataset_info.json": ["LLaMA-Factory registry", "image2text_dev.json", "expected"],
+        tmp_path / "image2text_gold.txt": ["not valid JSON", "expected a labelled task file"],
+        tmp_path / "image2text_key.json": ["found an object with keys ['a1']", "expected"],
+        tmp_path / "image2text_ids.json": ["record #0 has keys ['answer', 'id']", '{"id", "output"}'],
+        tmp_path / "image2text_bad.json": ["id 'a1' has output 3", "A-D"],
+        tmp_path / "image2text_empty.json": ["found an empty array", "expected"],
+        tmp_path / "nope.json": ["file not found"],
+    }
+    for gold, needles in cases.items():
+        ran = run_main(monkeypatch, capsys, "eval", "--answers", tmp_path, "--gold", gold)
+        ran.one_error_line(str(gold), *needles)
