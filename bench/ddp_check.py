@@ -22,9 +22,9 @@ def main(argv=None) -> None:
     p.add_argument("--gpus", type=int, default=2)
     p.add_argument("--steps", type=int, default=30)
     args = p.parse_args(argv)
-    from distill.data.sample import generate
     from distill.ingest import DataConfig, ingest
-    from distill.tiny_model import build_tiny_model
+    from distill.kit.sample_data import generate
+    from distill.kit.tiny_model import build_tiny_model
     from store import open_store
 
     work = Path(tempfile.mkdtemp(prefix="ddp-"))
@@ -56,8 +56,10 @@ def main(argv=None) -> None:
             str(out),
             "--use_peft",
             "false",
-            "--direct_share",
-            "1.0",
+            "--reason_weight",
+            "0",
+            "--describe_weight",
+            "0",
             "--max_pixels",
             "50176",
             "--max_steps",

@@ -55,9 +55,9 @@ def accuracy_by_task(model_dir: Path, items, max_pixels: int) -> dict[str, float
 def main(argv=None) -> dict:
     import torch
 
-    from distill.data.sample import generate
     from distill.ingest import DataConfig, ingest
-    from distill.tiny_model import build_tiny_model
+    from distill.kit.sample_data import generate
+    from distill.kit.tiny_model import build_tiny_model
     from distill.train.sft import main as sft_main
     from store import open_store
 
@@ -96,8 +96,10 @@ def main(argv=None) -> dict:
             str(out_dir),
             "--use_peft",
             "false",
-            "--direct_share",
-            "1.0",
+            "--reason_weight",
+            "0",
+            "--describe_weight",
+            "0",
             "--templates",
             "false",
             "--max_pixels",

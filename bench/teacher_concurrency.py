@@ -35,9 +35,9 @@ def main(argv=None) -> None:
     from distill.backends.config import BackendConfig
     from distill.backends.openai_backend import OpenAIBackend
     from distill.config import TeacherConfig
-    from distill.data.loaders import load_json
-    from distill.data.sample import generate
-    from distill.tiny_model import build_tiny_model
+    from distill.data.records import load_json
+    from distill.kit.sample_data import generate
+    from distill.kit.tiny_model import build_tiny_model
     from graphs.runner import run_items
     from store import open_store
 

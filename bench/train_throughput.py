@@ -126,7 +126,7 @@ def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: b
     from bench.workloads import MAX_PIXELS
     from distill.backends.transformers_backend import to_hf_messages
     from distill.data.images import load_image
-    from distill.train.checkpointing import text_only_input_grads
+    from distill.patches import text_only_input_grads
 
     if text_grads:
         text_only_input_grads(model)
@@ -242,7 +242,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from bench.workloads import MAX_PIXELS
-    from distill.train.checkpointing import text_only_input_grads
+    from distill.patches import text_only_input_grads
     from distill.train.datasets import to_dataset
 
     global LIGER_PATCHED
@@ -282,7 +282,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         seed=0,
     )
     if not on_gpu:
-        from distill.train.cpu import compact_logprobs_on_cpu
+        from distill.patches import compact_logprobs_on_cpu
 
         compact_logprobs_on_cpu()
     full = "full" in variant.split("-")

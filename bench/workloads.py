@@ -13,7 +13,7 @@ from PIL import Image
 
 from distill.data.items import LETTERS, Item, Option
 from distill.data.options import parse_options, render_options
-from distill.data.sample import COLOURS, LAYOUTS, SHAPES, Motif, write_story
+from distill.kit.sample_data import COLOURS, LAYOUTS, SHAPES, Motif, write_story
 
 MAX_PIXELS = 448 * 448
 SYSTEM = (
@@ -78,7 +78,7 @@ def build_model(size: str, device: str):
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from distill.tiny_model import FULL_7B_TEXT, FULL_7B_VISION, build_config, build_processor
+    from distill.kit.tiny_model import FULL_7B_TEXT, FULL_7B_VISION, build_config, build_processor
 
     processor = build_processor(max_pixels=MAX_PIXELS)
     if size == "7b":
@@ -97,7 +97,7 @@ def build_model(size: str, device: str):
 def model_folder(size: str, out: Path) -> Path:
     """A model folder with the config and processor but no weights, for engines that build random weights
     themselves (vLLM's `load_format="dummy"`)."""
-    from distill.tiny_model import FULL_7B_TEXT, FULL_7B_VISION, build_config, build_processor
+    from distill.kit.tiny_model import FULL_7B_TEXT, FULL_7B_VISION, build_config, build_processor
 
     cfg = (
         build_config(FULL_7B_TEXT, FULL_7B_VISION, tie_word_embeddings=False)

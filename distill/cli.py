@@ -10,6 +10,9 @@ from pathlib import Path
 import typer
 
 from distill import logs
+from distill.cli_options import with_settings
+from distill.kit.sample_teacher.serving import SampleTeacherConfig
+from distill.train.examples import ExampleOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -60,7 +63,7 @@ def sample_data(
     seed: int = typer.Option(0, help="Generator seed."),
 ) -> None:
     """Write the seeded sample dataset: MAC-format JSON for both tasks, PNG covers, dataset_info.json."""
-    from distill.data.sample import generate
+    from distill.kit.sample_data import generate
 
     generate(out_dir, n_train, n_dev, n_test, seed)
     out.print(f"sample data written to {out_dir}")
@@ -70,46 +73,56 @@ def sample_data(
 def tiny_model(
     out_dir: Path = typer.Argument(..., help="Folder to write the model into."),
     seed: int = typer.Option(0, help="Initialisation seed."),
-    init_range: float = typer.Option(
-        0.02,
-        help="Std of the language model's initial weights; 0.2 lets a short SFT learn the "
-        "sample covers (bench/README.md).",
+    size: str = typer.Option("tiny", help="Student size: tiny (2 layers x 64) | small (4 layers x 256)."),
+    init_range: float | None = typer.Option(
+        None, help="Std of the language model's initial weights (default: the size's, 0.2)."
     ),
 ) -> None:
     """Build a random tiny Qwen2.5-VL with the real Qwen2.5 tokenizer, offline."""
-    from distill.tiny_model import build_tiny_model
+    from distill.kit.tiny_model import build_tiny_model
 
-    build_tiny_model(out_dir, seed=seed, text={"initializer_range": init_range})
+    text = {"initializer_range": init_range} if init_range is not None else None
+    build_tiny_model(out_dir, seed=seed, text=text, size=size)
     out.print(f"tiny model written to {out_dir}")
 
 
 @app.command("sample-teacher")
-def sample_teacher(
-    port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: any free port)."),
-    error_rate: float = typer.Option(0.2, help="How often it misreads a cover's colour."),
-    leak_rate: float = typer.Option(0.1, help="How often a hinted rationale gives the hint away."),
-    seed: int = typer.Option(0, help="Seed of its draws."),
-) -> None:
+@with_settings(SampleTeacherConfig, "cfg")
+def sample_teacher(cfg: SampleTeacherConfig = None) -> None:
     """Serve the sample-cover teacher (OpenAI-compatible, 127.0.0.1): a stand-in for a VLM teacher that reads the
     sample covers' pixels; valid ONLY on the covers `distill sample-data` draws."""
-    from distill.sample_teacher.__main__ import main as serve
+    from distill.kit.sample_teacher.__main__ import main as serve
 
-    serve(["--port", str(port), "--error-rate", str(error_rate), "--leak-rate", str(leak_rate), "--seed", str(seed)])
+    serve(
+        ["--port", str(cfg.port), "--error-rate", str(cfg.error_rate), "--leak-rate", str(cfg.leak_rate),
+         "--seed", str(cfg.seed)]
+    )  # fmt: skip
 
 
 @app.command("load")
 def load(
     files: list[Path] = typer.Argument(..., help="Task JSON files, a dataset_info.json, or MAC CSVs."),
     db: Path = typer.Option(..., "--db", help="The SQLite store (created and migrated on open)."),
-    split: str | None = typer.Option(None, help="train | dev | test, for files whose names say none."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad records, load the valid rest."),
+    split: str | None = typer.Option(
+        None,
+        help="train | val | dev | test, for files whose names say none (a name that says another split is an "
+        "error); in a dataset_info.json, for the datasets whose names say none.",
+    ),
+    skip_invalid: bool = typer.Option(
+        False,
+        "--skip-invalid",
+        help="Report bad records, unreadable files and ids given twice, and load the valid rest.",
+    ),
     validation_fraction: float = typer.Option(0.1, help="Share of train carved out for validation."),
     seed: int = typer.Option(0, help="Seed of the validation split."),
 ) -> None:
     """Validate data files and load them into the store. Each file's split comes from its name (a registry:
-    each dataset's name); a validation split is carved from train."""
+    each dataset's name); a validation split is carved from train unless val files are given. Every file is checked
+    before the store is touched: a failed load changes nothing."""
     from distill.pipeline import load_files
 
+    if split is not None and split not in ("train", "val", "dev", "test"):
+        raise typer.BadParameter(f"{split!r}: train, val, dev or test", param_hint="--split")
     data = load_files(files, db, split, skip_invalid, validation_fraction, seed)
     for e in data.errors:
         typer.echo(f"skipped: {e}", err=True)
@@ -122,17 +135,24 @@ def load(
 def audit(
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    strict: bool = typer.Option(
+        False, "--strict", help="Also refuse held-out covers or stories seen only as distractors (kind c)."
+    ),
 ) -> None:
-    """Check that no dev/test item, cover (sha256) or story (text) is reachable from training data; exits 1 on
-    leakage."""
+    """Count the dev/test items whose content training data holds, per kind: (a) the item itself, (b) its cover or
+    story in a training item's gold pair, (c) its cover or story only as a distractor. Exits 1 on (a) or (b), and on
+    (c) with --strict."""
     from distill.pipeline import run_audit
 
     report = run_audit(_db(db, config))
-    out.print(report.table())
-    if report.leaks:
-        typer.echo(f"leakage: {report.leaks} held-out item(s) reachable from training data", err=True)
+    out.print(report.table(), markup=False, highlight=False)
+    if report.refused(strict):
+        typer.echo(f"leakage: {report.summary(strict)}", err=True)
         raise typer.Exit(1)
-    out.print("no leakage found")
+    if report.distractor_only:
+        out.print(report.summary(strict), markup=False, highlight=False)
+    else:
+        out.print("no leakage found")
 
 
 @app.command("graph")
@@ -181,8 +201,10 @@ def _print_summary(d: dict) -> None:
         if k not in ("run_id", "errors"):
             t.add_row(k, f"{v:.1f}" if isinstance(v, float) else str(v))
     out.print(t)
+    from distill.secrets import redact
+
     for e in d.get("errors", []):
-        typer.echo(f"failed: {e}", err=True)
+        typer.echo(f"failed: {redact(e)}", err=True)
 
 
 @app.command("demo")
@@ -192,7 +214,7 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a workdir a demo already used."),
 ) -> None:
     """The main job on the embedded default: sample covers, tiny model, SQLite, the whole pipeline on CPU."""
-    from distill.demo import run_demo
+    from distill.kit.demo import run_demo
 
     run_demo(config, workdir, overwrite=overwrite)
 
@@ -202,7 +224,14 @@ def predict(
     model: Path | None = typer.Option(
         None, "--model", help="Model folder (a merged student); required unless --from-llamafactory."
     ),
-    data: list[Path] = typer.Option(..., "--data", help="Test files, e.g. image2text_test.json (repeat for several)."),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Test files, e.g. image2text_test.json (repeat for several), or a dataset_info.json."
+    ),
+    split: str | None = typer.Option(
+        None,
+        help="The held-out split to predict: test (default) | dev. A dataset_info.json gives only its datasets of "
+        "that split; a task file's name must not say another.",
+    ),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the answer and details files."),
     method: str = typer.Option("score", help="score | debias | prior | cot | adaptive"),
     rotations: int = typer.Option(4, help="debias/prior: rotations of the options."),
@@ -222,7 +251,9 @@ def predict(
         help="openai backend: allowed_tokens (a vLLM server: exact letter scores) | top_logprobs (any server).",
     ),
     dtype: str = typer.Option("auto", help="Weights' dtype (transformers, vllm): auto | bfloat16 | float16 | float32."),
-    max_pixels: int | None = typer.Option(None, help="Image cap (use the training value)."),
+    max_pixels: int | None = typer.Option(
+        None, help="Image cap (default: the cap the model folder records from training, else 262,144)."
+    ),
     batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight (openai)."),
     devices: str | None = typer.Option(
         None, help="Data-parallel: one worker per device, e.g. 0,1,2,3 (GPU ids; 'cpu' for none)."
@@ -245,7 +276,7 @@ def predict(
     if from_llamafactory:
         from distill.pipeline import convert_llamafactory
 
-        path, summary = convert_llamafactory(from_llamafactory, data, out_dir, overwrite, fallback)
+        path, summary = convert_llamafactory(from_llamafactory, data, out_dir, overwrite, fallback, split)
         out.print(f"{path}: {summary}")
         return
     if model is None:
@@ -265,6 +296,7 @@ def predict(
         seed=seed,
         layout=layout or recorded_layout(model) or DEFAULT_LAYOUT,
     )
+    used: dict = {}
     written = run_predict(
         str(model),
         data,
@@ -277,9 +309,13 @@ def predict(
         devices=devices.split(",") if devices else None,
         overwrite=overwrite,
         backend_options={"scoring": scoring, "dtype": dtype},
+        split=split,
+        used=used,
     )
+    cap, source = used["max_pixels"]
+    out.print(f"image cap: {cap} pixels ({source})")
     for task, path in written.items():
-        out.print(f"{task}: {path}")
+        out.print(f"{task} ({used['split'][task]} split): {path}")
 
 
 @app.command("eval")
@@ -316,9 +352,16 @@ def augment_cmd(
     ),
     allow_leakage: bool = ALLOW_LEAKAGE,
     overwrite: bool = OVERWRITE_FILES,
+    merge_registry: bool = typer.Option(
+        False,
+        "--merge-registry",
+        help="Add the augmented datasets to an existing OUT/dataset_info.json, keeping its other datasets (without "
+        "it, an existing registry is replaced only with --overwrite).",
+    ),
 ) -> None:
     """Permute options (balanced gold letters) and recombine (cover, story) pairs across tasks with hard
-    negatives; writes task-format JSON, a dataset_info.json and a report, and records provenance in the store."""
+    negatives; writes task-format JSON, a dataset_info.json and a report, and records provenance in the store
+    (files and store all or nothing)."""
     from distill.augment import AugmentConfig
     from distill.pipeline import run_augment
     from distill.recipe import load_recipe
@@ -328,7 +371,13 @@ def augment_cmd(
         k: v for k, v in {"permutations": permutations, "recombine": recombine, "seed": seed}.items() if v is not None
     }
     result = run_augment(
-        _db(db, config), out_dir, AugmentConfig(**(base | over)), overwrite, skip_invalid, allow_leakage
+        _db(db, config),
+        out_dir,
+        AugmentConfig(**(base | over)),
+        overwrite,
+        skip_invalid,
+        allow_leakage,
+        merge_registry=merge_registry,
     )
     out.print_json(json.dumps(result))
 
@@ -357,47 +406,43 @@ def dpo(ctx: typer.Context) -> None:
 
 
 @app.command("export")
+@with_settings(ExampleOptions, "opts")
 def export(
     kind: str = typer.Argument(..., help="sft | dpo | eval (held-out items for LLaMA-Factory's vllm_infer.py)"),
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     out_dir: Path = typer.Option(..., "--out", help="Output folder."),
     fmt: str = typer.Option("trl", "--format", help="trl (JSONL for datasets) | llamafactory"),
-    direct_share: float = typer.Option(0.5, help="sft: direct-answer examples per rationale example."),
-    include_hinted: bool = typer.Option(False, "--include-hinted", help="Include rationalized (hinted) traces."),
-    templates: bool = typer.Option(
-        True, "--templates/--no-templates", help="Vary system prompts over the template set."
-    ),
-    curriculum: str = typer.Option("none", help="none | easy_to_hard | staged"),
-    pairs_per_item: int = typer.Option(2, help="dpo: most preference pairs per item."),
-    layout: str = typer.Option("llamafactory", help="Prompt layout: llamafactory | system."),
     split: str = typer.Option("train", help="Which split's items: train | val (sft, dpo); dev | test (eval)."),
     copy_images: bool = typer.Option(
+        True,
+        "--copy-images/--images-by-reference",
+        help="--copy-images (the default): the images in OUTPUT/images (hard links where possible), so the folder "
+        "stands alone and moves anywhere. --images-by-reference: paths relative to OUTPUT to the images where they "
+        "are (the folder then breaks when moved to another depth).",
+    ),
+    with_gold: bool = typer.Option(
         False,
-        "--copy-images",
-        help="Put the images in OUTPUT/images (hard links where possible): a self-contained folder.",
+        "--with-gold",
+        help='eval: write each record\'s gold letter as its output (default: "", no answer in the export).',
     ),
     allow_leakage: bool = ALLOW_LEAKAGE,
     overwrite: bool = OVERWRITE_FILES,
+    opts: ExampleOptions = None,
 ) -> None:
-    """Write SFT examples or DPO pairs as files TRL or LLaMA-Factory train on, or the dev/test items as a
-    LLaMA-Factory registry for vllm_infer.py. Image paths are relative to the output folder (move them together,
-    or pass --copy-images); with LLaMA-Factory, train and infer with image_max_pixels equal to distill's cap."""
+    """Write SFT examples (one dataset per task) or DPO pairs as files TRL or LLaMA-Factory train on, or the
+    dev/test items as a LLaMA-Factory registry for vllm_infer.py (no gold letters unless --with-gold). The images
+    are copied into the output folder (hard links where possible) so it moves as a whole (--images-by-reference
+    for paths to where they are); with LLaMA-Factory, train and infer with image_max_pixels equal to distill's
+    cap."""
     from distill.pipeline import run_export
-    from distill.train.examples import ExampleOptions
 
     if kind not in ("sft", "dpo", "eval") or fmt not in ("trl", "llamafactory"):
         raise typer.BadParameter("KIND is sft, dpo or eval; --format is trl or llamafactory")
-    opts = ExampleOptions(
-        direct_share=direct_share,
-        include_hinted=include_hinted,
-        templates=templates,
-        curriculum=curriculum,
-        pairs_per_item=pairs_per_item,
-        layout=layout,
-    )
+    if with_gold and kind != "eval":
+        raise typer.BadParameter("--with-gold is for eval exports (sft and dpo exports are training data)")
     paths, n, skipped = run_export(
-        kind, _db(db, config), out_dir, fmt, opts, split, overwrite, allow_leakage, copy_images
+        kind, _db(db, config), out_dir, fmt, opts, split, overwrite, allow_leakage, copy_images, with_gold=with_gold
     )
     out.print(f"{n} {kind} records -> {', '.join(map(str, paths))}" + (f"  (skipped: {skipped})" if skipped else ""))
 
@@ -469,26 +514,34 @@ def traces_list(
     task: str | None = typer.Option(None, "--task", help="image2text | text2image"),
     accepted: bool = typer.Option(False, "--accepted", help="Only accepted traces."),
     rejected: bool = typer.Option(False, "--rejected", help="Only rejected traces."),
-    query: str | None = typer.Option(None, "-q", help="Full-text search over rationales."),
+    query: str | None = typer.Option(
+        None, "-q", help="Full-text search over rationales: traces holding every word (as typed, nothing special)."
+    ),
+    fts: bool = typer.Option(
+        False, "--fts", help='Read -q as an SQLite FTS5 query (AND, OR, NOT, NEAR, "phrases", prefix*).'
+    ),
     history: bool = typer.Option(False, "--history", help="Include earlier attempts at an item."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a summary."),
 ) -> None:
     """Newest traces first."""
     from distill.pipeline import open_store
 
+    if fts and query is None:
+        raise typer.BadParameter("--fts reads the -q query: give -q QUERY", param_hint="--fts")
     verdict = "accepted" if accepted else "rejected" if rejected else None
     rows = open_store(_db(db, config)).traces(
-        run_id=run, task=task, verdict=verdict, query=query, limit=n or None, history=history
+        run_id=run, task=task, verdict=verdict, query=query, limit=n or None, history=history, fts=fts
     )
     if as_json:
         out.print_json(json.dumps(rows, ensure_ascii=False))
         return
-    for r in rows:
+    for r in rows:  # stored text, printed as it is: no markup, no highlighting (slow on long words)
         head = r["rationale"].replace("\n", " ")[:100] if r["rationale"] else ""
         out.print(
             f"{r['id']}  {r['item_key']}  attempt {r['attempt']}{' hinted' if r['hinted'] else ''}"
             f"  answer {r['answer']}  {r['verdict']} ({r['reason']})\n    {head}",
             markup=False,
+            highlight=False,
         )
 
 
@@ -542,13 +595,29 @@ def traces_export(
         sys.stdout.write(text)
 
 
+def _os_error(exc: OSError) -> str:
+    """An OSError as one line naming the path and the reason; where a file stands in a folder's place, which."""
+    from distill.data.fileio import blocking_file
+
+    if not exc.filename:
+        return str(exc)
+    paths = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, NotADirectoryError | FileExistsError) and "not a folder" not in reason:
+        blocker = blocking_file(exc.filename)
+        if blocker is not None and str(blocker) != str(exc.filename):
+            reason += f" ({blocker} is a file, not a folder)"
+    return f"{paths}: {reason}"
+
+
 def main() -> None:
-    """Entry point: known failures become one clear line, not a traceback."""
+    """Entry point: known failures become one clear line, not a traceback; no secret is in it."""
     from distill.audit import LeakageError
     from distill.backends.base import BackendError
     from distill.data.answers import AnswerError
-    from distill.data.loaders import DataError
+    from distill.data.records import DataError
     from distill.recipe import ConfigError
+    from distill.secrets import redact
     from store.db import StoreError
 
     try:
@@ -562,13 +631,15 @@ def main() -> None:
         AnswerError,
         StoreError,
         LeakageError,
-        FileNotFoundError,
-        FileExistsError,
+        OSError,
         KeyError,
         ValueError,
     ) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        typer.echo(f"error: {msg}", err=True)
+        if isinstance(exc, OSError):
+            msg = _os_error(exc)
+        else:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        typer.echo(f"error: {redact(msg)}", err=True)
         raise SystemExit(1) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None

@@ -16,7 +16,8 @@ from rich.progress import track
 from distill.data.filenames import split_of
 from distill.data.images import DEFAULT_MAX_PIXELS, sha256_file
 from distill.data.items import Item
-from distill.data.loaders import DataError, RecordError, load_any
+from distill.data.loaders import load_any
+from distill.data.records import DataError, RecordError
 from distill.data.splits import carve_validation
 from store.db import Store
 
@@ -30,6 +31,8 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     train: list[str] = Field(default_factory=list)
+    val: list[str] = Field(default_factory=list)  # labelled held-out items that score training: given for a task,
+    # they replace the split carved from its train items
     dev: list[str] = Field(default_factory=list)
     test: list[str] = Field(default_factory=list)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
@@ -53,52 +56,74 @@ class Ingested:
 
 
 def load_data(cfg: DataConfig, check_images: bool = True) -> Ingested:
+    """Every file read and checked. A bad record, a file that cannot be read and an id given twice (across files)
+    are errors, raised together; with `skip_invalid` they are returned in `errors` and the valid rest loads. Where
+    one id stands in a held-out split and in one that trains, the held-out copy is the one kept."""
     out = Ingested()
     items: list[Item] = []
-    for listed, paths in (("train", cfg.train), ("dev", cfg.dev), ("test", cfg.test)):
+    for listed, paths in (("train", cfg.train), ("val", cfg.val), ("dev", cfg.dev), ("test", cfg.test)):
         for path in paths:
             named = split_of(path)
-            if (
-                Path(path).name != "dataset_info.json"
-                and named
-                and named != listed
-                and not (listed == "train" and named == "val")
-            ):
+            if Path(path).name != "dataset_info.json" and named and named != listed:
                 raise DataError(
                     [RecordError(str(path), -1, None, "file", f"listed under data.{listed} but its name says {named}")],
                     hint="move it to the right list or rename it",
                 )
-            loaded = load_any(path, split=listed, check_images=check_images, skip_invalid=True)
+            try:
+                loaded = load_any(path, split=listed, check_images=check_images, skip_invalid=True)
+            except DataError as exc:  # the file as a whole: missing, not JSON, not a list of records
+                out.errors.extend(exc.errors)
+                continue
             items.extend(loaded.items)
             out.errors.extend(loaded.errors)
+    items, clashes = unique(items)
+    out.errors.extend(clashes)
     if out.errors and not cfg.skip_invalid:
         raise DataError(out.errors, SKIP_HINT)
-    check_unique(items)
-    for split in ("train", "dev", "test"):
-        out.splits[split] = [it for it in items if it.split in ((split, "val") if split == "train" else (split,))]
-    if out.splits["train"]:
-        out.splits["train"], out.splits["val"] = carve_validation(
-            out.splits["train"], cfg.validation_fraction, cfg.seed
-        )
+    if not items and out.errors:
+        raise DataError(out.errors, "no valid record left to load")
+    for split in ("train", "val", "dev", "test"):
+        out.splits[split] = [it for it in items if it.split == split]
+    given = {it.task for it in out.splits["val"]}
+    carve = [it for it in out.splits["train"] if it.task not in given]
+    if carve:
+        kept, carved = carve_validation(carve, cfg.validation_fraction, cfg.seed)
+        out.splits["train"] = [it for it in out.splits["train"] if it.task in given] + kept
+        out.splits["val"] += carved
     return out
+
+
+def unique(items: list[Item]) -> tuple[list[Item], list[RecordError]]:
+    """Ids are unique per task across every file and split: the items with each key once, and an error for every
+    other copy, naming both records and their splits. The first copy stays, but a held-out (dev, test) copy wins
+    over one that trains: an id in both must never train."""
+    kept: dict[str, Item] = {}
+    errors = []
+    for it in items:
+        first = kept.setdefault(it.key, it)
+        if first is it:
+            continue
+        if _held_out(it) and not _held_out(first):
+            kept[it.key], first, it = it, it, first
+        errors.append(
+            RecordError(
+                it.source or "?",
+                -1,
+                it.id,
+                "id",
+                f"{it.task} id also in {first.source} ({first.split}); this one is {it.split}",
+            )
+        )
+    return list(kept.values()), errors
+
+
+def _held_out(item: Item) -> bool:
+    return item.split in ("dev", "test")
 
 
 def check_unique(items: list[Item]) -> None:
     """Ids are unique per task across every file and split; a clash names both records and their splits."""
-    seen: dict[str, Item] = {}
-    errors = []
-    for it in items:
-        first = seen.setdefault(it.key, it)
-        if first is not it:
-            errors.append(
-                RecordError(
-                    it.source or "?",
-                    -1,
-                    it.id,
-                    "id",
-                    f"{it.task} id also in {first.source} ({first.split}); this one is {it.split}",
-                )
-            )
+    _, errors = unique(items)
     if errors:
         raise DataError(errors, hint="ids must be unique per task")
 
@@ -117,11 +142,23 @@ def image_rows(items: list[Item]) -> list[dict]:
     return rows
 
 
-def ingest(store: Store, cfg: DataConfig) -> Ingested:
-    data = load_data(cfg)
+def store_data(store: Store, data: Ingested) -> None:
+    """Loaded items and their images into the store."""
     all_items = [it for items in data.splits.values() for it in items]
     store.add_items(all_items)
     store.add_images(image_rows(all_items))
+
+
+def report_data(data: Ingested) -> None:
+    """What was skipped (each record once) and what loaded, per split, in the log."""
+    for e in data.errors:
+        log.warning("skipped %s", e)
     for split, per_task in data.counts().items():
         log.info("%s: %s", split, ", ".join(f"{t} {n}" for t, n in per_task.items()))
+
+
+def ingest(store: Store, cfg: DataConfig) -> Ingested:
+    data = load_data(cfg)
+    store_data(store, data)
+    report_data(data)
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -32,18 +33,52 @@ def load_files(
     validation_fraction: float = 0.1,
     seed: int = 0,
 ):
-    """`distill load`: each file's split from its name (a registry: each dataset's), else `split`."""
+    """`distill load`: each file's split from its name (a registry: each dataset's, else `split`), else `split`; a
+    `split` the name contradicts is an error. Every file is read and checked before the store is touched: a load
+    that fails leaves no new file behind."""
+    from distill.data.fileio import require_writable_dir
     from distill.data.filenames import split_of
-    from distill.ingest import DataConfig, ingest
+    from distill.ingest import DataConfig, load_data, store_data
 
-    lists: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
+    lists: dict[str, list[str]] = {"train": [], "val": [], "dev": [], "test": []}
     for f in files:
-        s = "train" if Path(f).name == "dataset_info.json" else (split_of(f) or split)
+        registry = Path(f).name == "dataset_info.json"
+        named = None if registry else split_of(f)
+        if split and named and named != split:
+            raise ValueError(f"{f}: its name says {named}, but --split says {split}: rename the file or drop --split")
+        s = (split or "train") if registry else (named or split)
         if s is None:
-            raise ValueError(f"{f}: its name says no split (train, dev, test): pass --split")
-        lists["train" if s == "val" else s].append(str(f))
+            raise ValueError(f"{f}: its name says no split (train, val, dev, test): pass --split")
+        lists[s].append(str(f))
+    require_writable_dir(Path(db).parent)
     cfg = DataConfig(**lists, skip_invalid=skip_invalid, validation_fraction=validation_fraction, seed=seed)
-    return ingest(open_store(db, must_exist=False), cfg)
+    data = load_data(cfg)
+    with _new_file_removed_on_failure(Path(db)):
+        store = open_store(db, must_exist=False)
+        try:
+            store_data(store, data)
+        finally:
+            store.close()
+    return data
+
+
+@contextlib.contextmanager
+def _new_file_removed_on_failure(path: Path):
+    """A store this block creates is removed again (with its WAL, shared-memory and lock files, and the folders made
+    for it) when the block fails; an existing store is left to its transactions."""
+    if path.exists():
+        yield
+        return
+    made = [q for q in reversed(path.parents) if not os.path.lexists(q)]
+    try:
+        yield
+    except BaseException:
+        for extra in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{extra}").unlink(missing_ok=True)
+        for q in reversed(made):
+            with contextlib.suppress(OSError):
+                q.rmdir()
+        raise
 
 
 def run_audit(db: str | Path):
@@ -56,13 +91,24 @@ def run_audit(db: str | Path):
 def run_teacher(recipe: Recipe, resume: str | None = None, run_id: str | None = None, show_progress: bool = True):
     """`distill graph`: the teacher graph over the recipe's training items, stored in the recipe's store."""
     from distill.backends.factory import make_backend
-    from distill.ingest import ingest
+    from distill.ingest import load_data, report_data, store_data
     from graphs.runner import run_items
 
-    store = open_store(recipe.db, must_exist=False)
-    if resume:
-        store.run(resume)  # an unknown run id fails here, before any model loads
-    items = ingest(store, recipe.data).splits.get("train", [])
+    store = None
+    if resume:  # an unknown run id, or one another process is working on, fails here, before any model loads
+        if not Path(recipe.db).is_file():
+            from store.db import UnknownRun
+
+            raise UnknownRun(f"no run {resume!r} in {recipe.db} (no store there)")
+        store = open_store(recipe.db)
+        store.run(resume)
+        with store.run_lock(resume):
+            pass
+    data = load_data(recipe.data)  # the data is checked before a new store is made
+    store = store or open_store(recipe.db, must_exist=False)
+    store_data(store, data)
+    report_data(data)
+    items = data.splits.get("train", [])
     if recipe.teacher.limit:  # the first N, alternating between the tasks
         by_task = [[it for it in items if it.task == t] for t in ("image2text", "text2image")]
         items = [it for pair in itertools.zip_longest(*by_task) for it in pair if it is not None][
@@ -100,27 +146,47 @@ def run_augment(
     skip_invalid: bool = False,
     allow_leakage: bool = False,
     show_progress: bool = True,
+    merge_registry: bool = False,
 ) -> dict:
-    """`distill augment`: new training items into the store and task-format files under `out`."""
+    """`distill augment`: new training items into the store and task-format files under `out`, all or nothing: the
+    files are written to temporary names first, the store takes the items, and only then are the files renamed into
+    place. An existing `dataset_info.json` in `out` is replaced only with `overwrite`, or added to with
+    `merge_registry` (its other datasets kept)."""
     from distill.audit import audit_items, audit_store, require_clean
-    from distill.augment import QUESTIONS, augment, write_dataset
-    from distill.data.fileio import refuse_existing
+    from distill.augment import QUESTIONS, augment, dataset_files
+    from distill.data.fileio import refuse_existing, require_writable_dir, staged_writes
+    from distill.data.registry import read_registry
 
     out = Path(out)
-    refuse_existing([out / f"{t}_train_aug.json" for t in QUESTIONS] + [out / "augment_report.json"], overwrite)
+    ours = [f"{t}_train_aug" for t in QUESTIONS]
+    refuse_existing([out / f"{name}.json" for name in ours] + [out / "augment_report.json"], overwrite)
+    registry_path = out / "dataset_info.json"
+    existing: dict = {}
+    if registry_path.exists():
+        if merge_registry:
+            existing = read_registry(registry_path)
+            clash = [name for name in ours if name in existing]
+            if clash and not overwrite:
+                raise FileExistsError(f"{registry_path} already registers {', '.join(clash)}: pass --overwrite")
+        elif not overwrite:
+            raise FileExistsError(
+                f"{registry_path} already exists (it may register other datasets): pass --merge-registry to add "
+                "the augmented datasets to it, or --overwrite to replace it"
+            )
+    require_writable_dir(out)
     store = open_store(db)
     require_clean(audit_store(store), allow_leakage, "augment")
     items = store.items(split="train")
     new, report = augment(items, cfg, progress=show_progress, skip_invalid=skip_invalid)
     held_out = store.items(split="dev") + store.items(split="test")
     require_clean(audit_items(held_out, new, "augmented items"), allow_leakage, "augment")
-    store.add_items(new)
-    paths = write_dataset(new, out, report)
+    with staged_writes(dataset_files(new, out, report, existing)):
+        store.add_items(new)
     return {
         "train_items": len(items),
         "new_items": len(new),
         **report.as_dict(),
-        "files": {k: str(v) for k, v in paths.items()},
+        "files": {t: str(out / f"{t}_train_aug.json") for t in QUESTIONS},
     }
 
 
@@ -133,10 +199,15 @@ def run_export(
     split: str = "train",
     overwrite: bool = False,
     allow_leakage: bool = False,
-    copy_images: bool = False,
+    copy_images: bool = True,
+    with_gold: bool = False,
+    strict: bool = False,
 ) -> tuple[list[Path], int, dict]:
     """`distill export`: SFT examples or DPO pairs as files TRL or LLaMA-Factory train on; or (`eval`) held-out
-    items as a LLaMA-Factory registry for `vllm_infer.py`, in the prompt layout the student trains with."""
+    items as a LLaMA-Factory registry for `vllm_infer.py`, in the prompt layout the student trains with, with no
+    gold letter (output "") unless `with_gold`. `copy_images` (the default): the images go into OUTPUT/images (hard
+    links where possible) and the folder stands alone; without it, paths relative to OUTPUT point at them where they
+    are. `strict`: the leakage audit also refuses held-out covers or stories seen as distractors."""
     from distill.audit import audit_store, require_clean
     from distill.data.fileio import refuse_existing
     from distill.train.datasets import export_items, export_llamafactory, export_trl
@@ -152,27 +223,37 @@ def run_export(
         if not by_task:
             raise ValueError(f"{db} holds no {split} items: nothing to export")
         refuse_existing([out / f"{t}_{split}.json" for t in by_task], overwrite)
-        paths = [export_items(items, out, f"{t}_{split}", opts.layout, copy_images) for t, items in by_task.items()]
+        paths = [
+            export_items(items, out, f"{t}_{split}", opts.layout, copy_images, with_gold=with_gold)
+            for t, items in by_task.items()
+        ]
         return paths, sum(len(v) for v in by_task.values()), {}
     if split not in ("train", "val"):
         raise ValueError(f"export {kind} --split {split}: only training data is exported (train or val)")
-    name = f"cover_distill_{kind}_{split}"
-    refuse_existing([out / f"{name}.jsonl" if fmt == "trl" else out / f"{name}.json"], overwrite)
     items = store.items(split=split)
     if not items:
         raise ValueError(f"{db} holds no {split} items: nothing to export")
-    require_clean(audit_store(store), allow_leakage, "export")
+    require_clean(audit_store(store), allow_leakage, "export", strict=strict)
     built = (sft_examples if kind == "sft" else dpo_pairs)(store, items, opts)
     if not built.examples:
         raise ValueError(f"no {kind} examples in {db} (skipped: {dict(built.skipped)}): run `distill graph` first")
-    path = (export_trl if fmt == "trl" else export_llamafactory)(built.examples, out, name, copy_images)
-    return [path], len(built.examples), dict(built.skipped)
+    # SFT: one dataset per task, so that LLaMA-Factory can mix them (`interleave_probs`) as the weights say
+    groups: dict[str, list[dict]] = {}
+    for e in built.examples:
+        groups.setdefault(f"cover_distill_{e['kind'] if kind == 'sft' else 'dpo'}_{split}", []).append(e)
+    refuse_existing([out / (f"{name}.jsonl" if fmt == "trl" else f"{name}.json") for name in groups], overwrite)
+    write = export_trl if fmt == "trl" else export_llamafactory
+    paths = [write(examples, out, name, copy_images) for name, examples in groups.items()]
+    return paths, len(built.examples), dict(built.skipped)
 
 
 def export_traces(db: str | Path, out: str | Path | None, run: str | None = None, overwrite: bool = False) -> str:
     """`distill traces export`: every trace (latest attempts) with its item, as JSON lines."""
-    from distill.data.fileio import atomic_write_text, refuse_existing
+    from distill.data.fileio import atomic_write_text, refuse_existing, require_writable_dir
 
+    if out:
+        refuse_existing([Path(out)], overwrite)
+        require_writable_dir(Path(out).parent)
     store = open_store(db)
     if run:
         store.run(run)
@@ -182,26 +263,74 @@ def export_traces(db: str | Path, out: str | Path | None, run: str | None = None
     ]
     text = "".join(line + "\n" for line in lines)
     if out:
-        refuse_existing([Path(out)], overwrite)
         atomic_write_text(out, text)
     return text
 
 
 # --- prediction and evaluation ------------------------------------------------------------------------------
-def load_tests(data_files: list[str | Path]) -> dict[str, list]:
-    """Test items per task; every record must be usable (each test id needs an answer)."""
+HELD_OUT = ("dev", "test")
+
+
+def load_tests(data_files: list[str | Path], split: str | None = None) -> dict[str, list]:
+    """Test items per task; every record must be usable (each test id needs an answer). A registry
+    (`dataset_info.json`) gives only its datasets of `split` (default test; a dataset whose name and file say no
+    split counts as `split`); a task file gives its own split (its name's, else `split`, else test), and a name that
+    contradicts an explicit `split` is an error."""
+    from distill.data.filenames import split_of
     from distill.data.loaders import load_any
+    from distill.data.registry import load_registry, read_registry
     from distill.ingest import check_unique
 
+    if split is not None and split not in HELD_OUT:
+        raise ValueError(f"--split {split}: predictions are for a held-out split (dev or test)")
+    want = split or "test"
+    hint = "every test record needs an answer: fix these records"
     tasks: dict[str, list] = {}
     for f in data_files:
-        items = load_any(f, split="test", hint="every test record needs an answer: fix these records").items
+        path = Path(f)
+        if path.name == "dataset_info.json":
+            registry = read_registry(path)
+            splits = {
+                name: split_of(name) or split_of(Path(str(entry.get("file_name", "")))) or want
+                for name, entry in registry.items()
+                if isinstance(entry, dict)
+            }
+            names = [name for name, s in splits.items() if s == want]
+            if not names:
+                found = ", ".join(f"{name} ({s})" for name, s in splits.items()) or "none"
+                raise ValueError(f"{f}: registers no {want} dataset (it registers: {found}); choose with --split")
+            log.info("%s: the %s split: %s", f, want, ", ".join(names))
+            items = load_registry(path, names, split=want, hint=hint).items
+        else:
+            named = split_of(path)
+            if split and named and named != split:
+                raise ValueError(f"{f}: its name says {named}, but --split says {split}: give the {split} file")
+            items = load_any(path, split=want, hint=hint).items
         if not items:
             raise ValueError(f"{f}: no items")
         for it in items:
             tasks.setdefault(it.task, []).append(it)
     check_unique([it for items in tasks.values() for it in items])
     return tasks
+
+
+def splits_of(tasks: dict[str, list]) -> dict[str, str]:
+    """Each task's split(s), for saying what was predicted ("test", or "dev+test" from several files)."""
+    return {task: "+".join(sorted({it.split or "test" for it in items})) for task, items in tasks.items()}
+
+
+def image_cap(model: str | Path, max_pixels: int | None) -> tuple[int, str]:
+    """The image cap for predicting with `model`, and where it came from: `max_pixels` when given, else the cap
+    recorded with the trained model (distill_prompt.json), else LLaMA-Factory's default."""
+    from distill.data.images import DEFAULT_MAX_PIXELS
+    from distill.data.student import LAYOUT_FILE, recorded_max_pixels
+
+    if max_pixels:
+        return max_pixels, "--max-pixels"
+    recorded = recorded_max_pixels(model)
+    if recorded:
+        return recorded, f"recorded with the model in {Path(model) / LAYOUT_FILE}"
+    return DEFAULT_MAX_PIXELS, "the default (LLaMA-Factory's image_max_pixels): the model records no cap"
 
 
 def run_predict(
@@ -217,23 +346,35 @@ def run_predict(
     devices: list[str] | None = None,
     overwrite: bool = False,
     backend_options: dict | None = None,
+    split: str | None = None,
+    used: dict | None = None,
 ) -> dict[str, Path]:
     """`distill predict`: a details JSONL per task (probabilities, letter, entropy, method, seconds), then the
     answer files (validated), each written atomically, the answers last.
+
+    `split`: which held-out split of a registry (default test; `load_tests`). `max_pixels`: the image cap, by
+    default the one recorded with the trained model (`image_cap`). `used`, when given, receives what was used:
+    `split` (per task) and `max_pixels` (the cap and where it came from).
 
     `devices`: one worker process per device (data-parallel): each takes every n-th item, sees only its own device
     (CUDA_VISIBLE_DEVICES) and writes a shard of details; the shards are merged here. `backend_options`: more
     BackendConfig fields (dtype, scoring, extra engine arguments)."""
     from distill.backends.config import BackendConfig
     from distill.data.answers import write_answers
-    from distill.data.fileio import atomic_write_text, refuse_existing
-    from distill.data.images import DEFAULT_MAX_PIXELS
+    from distill.data.fileio import atomic_write_text, refuse_existing, require_writable_dir
     from distill.predict import PredictConfig
 
     cfg = cfg or PredictConfig()
     out = Path(out_dir)
-    tasks = load_tests(data_files)
+    tasks = load_tests(data_files, split)
+    cap, cap_source = image_cap(model, max_pixels)
+    log.info("image cap: %d pixels (%s)", cap, cap_source)
+    for task, s in splits_of(tasks).items():
+        log.info("%s: %d %s item(s)", task, len(tasks[task]), s)
+    if used is not None:
+        used.update(split=splits_of(tasks), max_pixels=(cap, cap_source))
     refuse_existing([out / f"{t}_{kind}" for t in tasks for kind in ("answer.json", "details.jsonl")], overwrite)
+    require_writable_dir(out)  # before any model loads
     if backend != "openai":
         from distill.backends.base import require_local_model
 
@@ -243,7 +384,7 @@ def run_predict(
         model=str(model),
         base_url=base_url,
         concurrency=batch_size,
-        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        max_pixels=cap,
         **(backend_options or {}),
     )
     t0 = time.perf_counter()
@@ -330,26 +471,41 @@ def _predict_on_devices(be_cfg, tasks: dict[str, list], cfg, devices: list[str],
 
 
 def run_eval(answers: str | Path, gold: list[str | Path], out: str | Path | None = None) -> dict:
+    from distill.data.fileio import require_writable_dir
     from distill.evaluate import evaluate
 
+    require_writable_dir(out or answers)
     return evaluate(answers, gold, out or answers)
 
 
 def convert_llamafactory(
-    jsonl: str | Path, data: list[str | Path], out_dir: str | Path, overwrite: bool = False, fallback: str | None = None
+    jsonl: str | Path,
+    data: list[str | Path],
+    out_dir: str | Path,
+    overwrite: bool = False,
+    fallback: str | None = None,
+    split: str | None = None,
 ) -> tuple[Path, str]:
     """`distill predict --from-llamafactory`: vllm_infer.py's lines, paired in order with one test file's
-    records, -> the answer file and a details file (raw reply, parsed or filled, why)."""
+    records, -> the answer file and a details file (raw reply, parsed or filled, why). Lines that are not the
+    records' own (another count; a prompt with another number of images or without the record's question) are
+    refused (`distill.data.answers.from_llamafactory`)."""
     from distill.data.answers import FILL_RULE, from_llamafactory, write_answers
-    from distill.data.fileio import atomic_write_text, refuse_existing
+    from distill.data.fileio import atomic_write_text, refuse_existing, require_writable_dir
 
     if len(data) != 1:
         raise ValueError("--from-llamafactory pairs with exactly one --data file (run it once per task)")
-    [items] = load_tests(data).values()
+    by_task = load_tests(data, split)
+    if len(by_task) != 1:
+        raise ValueError(f"{data[0]}: holds {' and '.join(by_task)} items: give one task's test file")
+    [items] = by_task.values()
     out = Path(out_dir)
     task = items[0].task
     refuse_existing([out / f"{task}_answer.json", out / f"{task}_details.jsonl"], overwrite)
-    letters, rows = from_llamafactory(jsonl, [it.id for it in items], [it.letters for it in items], fallback)
+    require_writable_dir(out)
+    letters, rows = from_llamafactory(
+        jsonl, [it.id for it in items], [it.letters for it in items], fallback, records=items
+    )
     atomic_write_text(out / f"{task}_details.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     path = write_answers(out / f"{task}_answer.json", letters, [it.id for it in items])
     filled = [r for r in rows if not r["parsed"]]

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.settings import TeacherConfig
 from distill.augment import AugmentConfig
 from distill.ingest import DataConfig
-from distill.sample_teacher.serving import SampleTeacherConfig
 
 
 class Recipe(BaseModel):
@@ -23,7 +22,7 @@ class Recipe(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    sample_teacher: SampleTeacherConfig | None = None  # the demo's stand-in teacher (valid on sample covers only)
+    kit: dict | None = None  # the embedded default's own settings (distill.kit reads them; the product does not)
 
 
 class ConfigError(ValueError):

@@ -15,14 +15,14 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
-    from distill.data.sample import generate
+    from distill.kit.sample_data import generate
 
     return generate(tmp_path_factory.mktemp("sample"), n_train=32, n_dev=6, n_test=8, seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from distill.tiny_model import build_tiny_model
+    from distill.kit.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 

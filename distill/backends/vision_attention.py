@@ -88,11 +88,8 @@ def use_varlen_vision_attention(model, device: str | None = None) -> bool:
         from torch.nn.attention.varlen import varlen_attn  # noqa: F401
     except ImportError as e:
         raise VisionAttentionError(f"torch {torch.__version__} has no varlen attention kernel") from e
-    from transformers import AttentionInterface
+    from distill.patches import set_attention
 
-    AttentionInterface.register(NAME, varlen_attention)
-    visual.config._attn_implementation = NAME
-    if visual.config._attn_implementation != NAME:
-        raise VisionAttentionError("the vision tower did not take the varlen attention implementation")
+    set_attention(visual.config, NAME, varlen_attention)
     log.info("vision attention: %s (one kernel call per layer)", NAME)
     return True

@@ -54,10 +54,9 @@ class VisionCache:
         """While active, the model's image encoder serves cached features for the current batch's images."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        inner = self.model.model if hasattr(self.model, "model") else self.model
-        original = inner.get_image_features
+        from distill.patches import image_features_from
 
-        def cached(pixel_values, image_grid_thw=None, **kwargs):
+        def cached(original, pixel_values, image_grid_thw=None, **kwargs):
             import torch
 
             keys = self.batch_keys
@@ -70,8 +69,5 @@ class VisionCache:
                     self.features[keys[i]] = emb
             return BaseModelOutputWithPooling(pooler_output=tuple(self.features[k] for k in keys))
 
-        inner.get_image_features = cached
-        try:
+        with image_features_from(self.model, cached):
             yield self
-        finally:
-            inner.get_image_features = original

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from distill.data.filenames import split_of, task_of
 from distill.data.items import IMAGE_TOKEN, Item, Task
-from distill.data.loaders import DEFAULT_SYSTEM, DataError, Loaded, RecordError, build_item, collect, finish
 from distill.data.options import render_options
+from distill.data.records import DEFAULT_SYSTEM, DataError, Loaded, RecordError, build_item, collect, finish
 
 
 def load_csv(

@@ -20,7 +20,8 @@ from pathlib import Path
 from distill.data.filenames import split_of, task_of
 from distill.data.items import Item
 from distill.data.letters import parse_answer
-from distill.data.loaders import (
+from distill.data.options import parse_options
+from distill.data.records import (
     Bad,
     DataError,
     Loaded,
@@ -31,7 +32,6 @@ from distill.data.loaders import (
     read_records,
     task_for,
 )
-from distill.data.options import parse_options
 
 ALPACA_DEFAULTS = {"prompt": "instruction", "query": "input", "response": "output"}
 SHAREGPT_DEFAULTS = {"messages": "conversations"}
@@ -91,7 +91,10 @@ def load_registry(
                 )
             )
             continue
-        out.extend(_load_dataset(file, name, entry, ds_split, [path.parent, Path.cwd()], check_images))
+        try:
+            out.extend(_load_dataset(file, name, entry, ds_split, [path.parent, Path.cwd()], check_images))
+        except DataError as exc:  # one dataset's file missing or unreadable: an error of its own, the rest loads
+            out.errors.extend(exc.errors)
     return finish(out, skip_invalid, hint)
 
 

@@ -29,6 +29,7 @@ COT_INSTRUCTION = (
     "Think step by step about what the cover's visual elements stand for, compare the options, "
     "then end with a last line 'Answer: X'."
 )
+DESCRIBE_INSTRUCTION = "Describe this journal cover: its figures, their colour and shape, and how they are arranged."
 ANSWER_RE = re.compile(r"Answer:\s*\(?([A-H])\)?\s*$", re.IGNORECASE)
 
 
@@ -74,10 +75,22 @@ def prompt_messages(
     return msgs
 
 
-def completion(letter: str, rationale: str | None = None) -> str:
-    """Direct: just the letter. Chain of thought: the rationale, then one fixed, parseable answer line."""
+def describe_messages(image: str) -> list[dict]:
+    """The describe task's prompt: one cover and the instruction, under the chat template's default system
+    prompt (the student learns to caption covers as the teacher's describer did)."""
+    return [
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": DESCRIBE_INSTRUCTION}]}
+    ]
+
+
+def completion(letter: str, rationale: str | None = None, answer_first: bool = False) -> str:
+    """Direct: just the letter. Chain of thought: the rationale, then one fixed, parseable answer line. Answer
+    first: the letter, then the rationale that backs it (the letter stays the first token, so letter scoring
+    reads it as it reads a direct answer)."""
     if rationale is None:
         return letter
+    if answer_first:
+        return f"{letter}\n{rationale.strip()}"
     return f"{rationale.strip()}\nAnswer: {letter}"
 
 
@@ -89,13 +102,40 @@ def parse_completion(text: str, letters: list[str]) -> str | None:
     return parse_answer(text, letters)
 
 
-def write_layout(model_dir: str | Path, layout: Layout) -> None:
+def write_layout(model_dir: str | Path, layout: Layout, max_pixels: int | None = None) -> None:
+    """Record beside a trained model how it was trained to see its prompts: the prompt layout and the image cap
+    (`max_pixels`, when given), which `distill predict` uses unless told otherwise."""
     from distill.data.fileio import atomic_write_json
 
-    atomic_write_json(Path(model_dir) / LAYOUT_FILE, {"layout": layout})
+    record: dict = {"layout": layout}
+    if max_pixels is not None:
+        record["max_pixels"] = int(max_pixels)
+    atomic_write_json(Path(model_dir) / LAYOUT_FILE, record)
+
+
+def recorded_prompt(model_dir: str | Path) -> dict:
+    """What a model folder records of its training (`layout`, and `max_pixels` when recorded; older folders
+    record only the layout), or {} for a folder cover-distill did not train."""
+    p = Path(model_dir) / LAYOUT_FILE
+    if not p.is_file():
+        return {}
+    try:
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p}: not a readable record of the training prompt ({exc})") from None
+    if not isinstance(record, dict) or record.get("layout") not in LAYOUTS:
+        raise ValueError(f'{p}: expected {{"layout": {" | ".join(LAYOUTS)}, "max_pixels": N}}')
+    cap = record.get("max_pixels")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
+        raise ValueError(f"{p}: max_pixels {cap!r} is not a positive whole number")
+    return record
 
 
 def recorded_layout(model_dir: str | Path) -> Layout | None:
     """The layout a model folder was trained with, if cover-distill trained it."""
-    p = Path(model_dir) / LAYOUT_FILE
-    return json.loads(p.read_text())["layout"] if p.is_file() else None
+    return recorded_prompt(model_dir).get("layout")
+
+
+def recorded_max_pixels(model_dir: str | Path) -> int | None:
+    """The image cap a model folder was trained with, if cover-distill trained it and recorded it."""
+    return recorded_prompt(model_dir).get("max_pixels")

@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from distill.data.images import DEFAULT_MAX_PIXELS
-from distill.data.student import DEFAULT_LAYOUT
+from distill.train.examples import ExampleOptions
 
 
-@dataclass
-class DistillArguments:
+@dataclass(kw_only=True)
+class DistillArguments(ExampleOptions):
+    """cover-distill's own training fields: what the student trains on (ExampleOptions) and how."""
+
     db: str = field(metadata={"help": "The store with items and teacher traces (required)."})
-    teacher_run: str | None = field(default=None, metadata={"help": "Only traces of this graph run (default all)."})
-    rationales: bool = field(
-        default=True,
-        metadata={"help": "Train on the teacher's accepted rationales (false: gold letters only, as direct answers)."},
-    )
     augmented: bool = field(
         default=True,
-        metadata={"help": "Items `distill augment` made train too (as direct answers: they have no teacher traces)."},
+        metadata={"help": "Items `distill augment` made train too (answer task only: they have no teacher traces)."},
     )
-    direct_share: float = field(
-        default=0.5,
-        metadata={
-            "help": "Direct-answer (letter only) examples as a share of rationale examples; >= 1: one per train item."
-        },
-    )
-    include_hinted: bool = field(default=False, metadata={"help": "Train on rationalized (hinted) traces too."})
-    templates: bool = field(default=True, metadata={"help": "Vary the system prompt over the template set."})
-    curriculum: Literal["none", "easy_to_hard", "staged"] = field(
-        default="none", metadata={"help": "Order of the examples: none (shuffled), easy_to_hard, staged."}
-    )
-    layout: Literal["llamafactory", "system"] = field(
-        default=DEFAULT_LAYOUT,
-        metadata={
-            "help": "Prompt layout: llamafactory (the task's text opens the user turn, as LLaMA-Factory builds it from "
-            "the task's registry) or system (the task's text as the system message). Recorded with the model; "
-            "predict uses it."
-        },
-    )
-    pairs_per_item: int = field(default=2, metadata={"help": "DPO: most preference pairs per item."})
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "Image cap; use the same everywhere."})
     val_max_items: int = field(default=256, metadata={"help": "Validation items scored at each evaluation."})
     early_stopping_patience: int = field(

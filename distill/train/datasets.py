@@ -22,6 +22,7 @@ def trl_record(ex: dict) -> dict:
     rec = {
         "prompt": [{"role": m["role"], "content": _hf_content(m["content"])} for m in ex["messages"]],
         "images": list(ex["images"]),
+        "kind": ex.get("kind", "answer"),
     }
     for key in ("completion", "chosen", "rejected"):
         if key in ex:
@@ -46,10 +47,11 @@ def to_dataset(examples: list[dict], max_pixels: int):
     return ds.with_transform(decode)
 
 
-def portable_images(paths: list[str], out: Path, copy: bool) -> list[str]:
-    """Image paths for an export folder: relative to it (the folder LLaMA-Factory takes as `dataset_dir`, and its
-    default `media_dir`), so that the export and its images can move together. With `copy`, each image is hard
-    linked (copied across file systems) into OUTPUT/images, and the folder stands alone."""
+def portable_images(paths: list[str], out: Path, copy: bool = True) -> list[str]:
+    """Image paths for an export folder, relative to it (the folder LLaMA-Factory takes as `dataset_dir`, and its
+    default `media_dir`). With `copy` (the exports' default), each image is hard linked (copied across file
+    systems) into OUTPUT/images: the folder stands alone and moves anywhere. Without it the paths lead from the
+    folder to the images where they are, and break once the folder moves to another depth."""
     import os
     import shutil
 
@@ -71,7 +73,7 @@ def portable_images(paths: list[str], out: Path, copy: bool) -> list[str]:
     return out_paths
 
 
-def export_trl(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = False) -> Path:
+def export_trl(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = True) -> Path:
     """JSONL that `datasets.load_dataset("json", data_files=...)` reads; image paths relative to the folder."""
     out = Path(out_dir)
     lines = [
@@ -111,7 +113,7 @@ def register(out: Path, name: str, file: Path, ranking: bool = False) -> None:
     atomic_write_json(info_path, info, indent=2)
 
 
-def export_llamafactory(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = False) -> Path:
+def export_llamafactory(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = True) -> Path:
     """Alpaca records plus their `dataset_info.json` entry (DPO: `ranking: true` with chosen/rejected)."""
     out = Path(out_dir)
     preference = any("chosen" in ex for ex in examples)
@@ -125,15 +127,22 @@ def export_llamafactory(examples: list[dict], out_dir: str | Path, name: str, co
     return path
 
 
-def export_items(items: list, out_dir: str | Path, name: str, layout: str, copy_images: bool = False) -> Path:
-    """Held-out items (dev/test) for LLaMA-Factory's `vllm_infer.py`, in the given prompt layout, with ids and
-    golds ("" when unknown): the prompts it builds are the ones `distill` trains and predicts with."""
+def export_items(
+    items: list, out_dir: str | Path, name: str, layout: str, copy_images: bool = True, with_gold: bool = False
+) -> Path:
+    """Held-out items (dev/test) for LLaMA-Factory's `vllm_infer.py`, in the given prompt layout, with ids: the
+    prompts it builds are the ones `distill` trains and predicts with. Their output is "" (no answer leaves with a
+    held-out item) unless `with_gold`, which writes the gold letter ("" where unknown)."""
     from distill.data.student import prompt_messages
 
     out = Path(out_dir)
     records = [
         lf_prompt(prompt_messages(it, layout=layout))
-        | {"output": it.gold or "", "images": portable_images(it.images, out, copy_images), "id": it.id}
+        | {
+            "output": (it.gold or "") if with_gold else "",
+            "images": portable_images(it.images, out, copy_images),
+            "id": it.id,
+        }
         for it in items
     ]
     path = atomic_write_json(out / f"{name}.json", records)

@@ -21,16 +21,7 @@ def make_parser():
 def build(store, train_items, val_items, dargs, training_args):
     from distill.train.examples import ExampleOptions, dpo_pairs
 
-    opts = ExampleOptions(
-        include_hinted=dargs.include_hinted,
-        templates=dargs.templates,
-        curriculum=dargs.curriculum,
-        pairs_per_item=dargs.pairs_per_item,
-        teacher_run=dargs.teacher_run,
-        layout=dargs.layout,
-        seed=training_args.seed,
-    )
-    built = dpo_pairs(store, train_items, opts)
+    built = dpo_pairs(store, train_items, ExampleOptions.of(dargs), seed=training_args.seed)
     if not built.examples:
         raise ValueError(
             f"no DPO pairs in {dargs.db}: items need both an accepted and a wrong-answer rationale "

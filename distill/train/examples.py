@@ -1,38 +1,89 @@
 """SFT examples and DPO pairs built from the store, in one neutral form both TRL and LLaMA-Factory take.
 
-An example is `{"id", "item_key", "task", "messages": prompt messages, "completion": str, "images": [paths],
-"kind": "rationale" | "direct", "difficulty": float}`; a pair has `chosen` and `rejected` instead."""
+Every agent's output is a task the student learns, each with its own prompt:
+- `answer`: the item -> its gold letter (what prediction scores);
+- `reason`: the item with the chain-of-thought instruction -> an accepted rationale and its answer line;
+- `describe`: one training cover with the describe instruction -> the describer's caption of it.
+
+An example is `{"id", "item_key", "task", "kind": answer | reason | describe, "messages": prompt messages,
+"completion": str, "images": [paths], "template", "difficulty"}`; a pair has `chosen` and `rejected` instead of
+`completion`. Everything comes out in an order fixed by the store's content (items by key, traces by item, run,
+sample and attempt, covers by hash), never by when the teacher finished them."""
 
 from __future__ import annotations
 
 import itertools
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from distill.data.items import Item
-from distill.data.student import DEFAULT_LAYOUT, completion, prompt_messages
+from distill.data.student import DEFAULT_LAYOUT, Layout, completion, describe_messages, prompt_messages
 from distill.data.templates import pick_template, system_for, template_count
+
+KINDS = ("answer", "reason", "describe")
 
 
 @dataclass
 class ExampleOptions:
-    direct_share: float = 0.5  # direct-answer (letter only) examples, as a share of rationale examples (>= 1: one
-    # per training item, whether or not it has a trace)
-    rationales: bool = True  # false: no rationale examples, gold letters only
-    include_hinted: bool = False
-    templates: bool = True
-    curriculum: str = "none"  # none | easy_to_hard | staged
-    pairs_per_item: int = 2
-    teacher_run: str | None = None
-    layout: str = DEFAULT_LAYOUT
-    seed: int = 0
+    """What the student trains on, declared once: `distill sft`/`dpo` recipes and flags, and `distill export`'s
+    flags, are these fields."""
+
+    answer_weight: float = field(
+        default=1.0, metadata={"help": "Answer task (the item -> its gold letter): loss weight; 0 leaves it out."}
+    )
+    reason_weight: float = field(
+        default=1.0,
+        metadata={"help": "Reason task (the item -> an accepted teacher rationale): loss weight; 0 leaves it out."},
+    )
+    describe_weight: float = field(
+        default=1.0,
+        metadata={"help": "Describe task (a training cover -> the describer's caption): loss weight; 0 leaves it out."},
+    )
+    task_loss: Literal["task", "token"] = field(
+        default="task",
+        metadata={
+            "help": "task: the loss is the weighted sum of each task's mean over its own tokens (a one-token letter "
+            "weighs as much as a whole rationale); token: one mean over every completion token of the batch."
+        },
+    )
+    answer_first: bool = field(
+        default=False,
+        metadata={"help": "Answer-task completions give the letter first, then an accepted rationale behind it."},
+    )
+    include_hinted: bool = field(default=False, metadata={"help": "Train on rationalized (hinted) traces too."})
+    templates: bool = field(default=True, metadata={"help": "Vary the system prompt over the template set."})
+    curriculum: Literal["none", "easy_to_hard", "staged"] = field(
+        default="none", metadata={"help": "Order of the examples: none (shuffled), easy_to_hard, staged."}
+    )
+    pairs_per_item: int = field(default=2, metadata={"help": "DPO: most preference pairs per item."})
+    teacher_run: str | None = field(default=None, metadata={"help": "Only traces of this graph run (default all)."})
+    layout: Layout = field(
+        default=DEFAULT_LAYOUT,
+        metadata={
+            "help": "Prompt layout: llamafactory (the task's text opens the user turn, as LLaMA-Factory builds it from "
+            "the task's registry) or system (the task's text as the system message). Recorded with the model; "
+            "predict uses it."
+        },
+    )
+
+    def weights(self) -> dict[str, float]:
+        return {"answer": self.answer_weight, "reason": self.reason_weight, "describe": self.describe_weight}
+
+    @classmethod
+    def of(cls, settings) -> ExampleOptions:
+        """The example options inside a larger settings object (DistillArguments)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 @dataclass
 class Built:
     examples: list[dict] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(e["kind"] for e in self.examples))
 
 
 def difficulty(traces: list[dict]) -> float:
@@ -47,8 +98,8 @@ def difficulty(traces: list[dict]) -> float:
     return min(1.0, 0.15 * best["attempt"] + 0.5 * best["hinted"] + 0.05 * rejected)
 
 
-def _example(item: Item, key: str, k: int, mode: str, opts: ExampleOptions, diff: float, **fields) -> dict:
-    """One example's common fields; the prompt uses a template picked per (item, k)."""
+def _example(item: Item, key: str, k: int, mode: str, opts: ExampleOptions, diff: float, **fields_) -> dict:
+    """One item's example; the prompt uses a template picked per (item, k)."""
     t = pick_template(item.id, k, template_count(item.task)) if opts.templates else 0
     return {
         "id": f"{item.key}:{key}",
@@ -58,13 +109,13 @@ def _example(item: Item, key: str, k: int, mode: str, opts: ExampleOptions, diff
         "images": item.images,
         "template": t,
         "difficulty": diff,
-        **fields,
+        **fields_,
     }
 
 
 def _traces_by_item(store, run: str | None) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
-    for t in store.traces(run_id=run):
+    for t in store.training_traces(run_id=run):
         out.setdefault(t["item_key"], []).append(t)
     return out
 
@@ -80,56 +131,101 @@ def order(examples: list[dict], curriculum: str, seed: int) -> list[dict]:
     return examples
 
 
-def sft_examples(store, items: list[Item], opts: ExampleOptions) -> Built:
+def _accepted(traces: list[dict], opts: ExampleOptions, skipped: Counter) -> list[dict]:
+    out = []
+    for t in traces:
+        if t["verdict"] != "accepted":
+            continue
+        if t["hinted"] and not opts.include_hinted:
+            skipped["hinted"] += 1
+            continue
+        out.append(t)
+    return out
+
+
+def describe_examples(store, items: list[Item], skipped: Counter) -> list[dict]:
+    """One example per distinct cover of `items` that the describer captioned, by cover hash."""
+    texts = store.descriptions()
+    sha_of = store.image_hashes()
+    first_item: dict[str, tuple[str, Item]] = {}
+    missing = set()
+    for it in items:
+        for path in it.images:
+            sha = sha_of.get(path)
+            if sha in texts:
+                first_item.setdefault(sha, (path, it))
+            else:
+                missing.add(sha or path)
+    if missing:
+        skipped["cover_not_described"] = len(missing)
+    return [
+        {
+            "id": f"cover:{sha[:16]}",
+            "item_key": it.key,  # the training item the cover came with
+            "task": it.task,
+            "kind": "describe",
+            "messages": describe_messages(path),
+            "images": [path],
+            "template": 0,
+            "difficulty": 0.0,
+            "image_sha256": sha,
+            "completion": texts[sha].strip(),
+        }
+        for sha, (path, it) in sorted(first_item.items())
+    ]
+
+
+def sft_examples(store, items: list[Item], opts: ExampleOptions, seed: int = 0) -> Built:
+    """Every task whose weight is above zero, over the training `items` (their own traces and covers only)."""
     built = Built()
+    items = sorted(items, key=lambda it: it.key)
     traces = _traces_by_item(store, opts.teacher_run)
-    rationale_examples = []
-    for item in items if opts.rationales else []:
-        for k, t in enumerate(t for t in traces.get(item.key, []) if t["verdict"] == "accepted"):
-            if t["hinted"] and not opts.include_hinted:
-                built.skipped["hinted"] += 1
-                continue
-            rationale_examples.append(
+    weights = opts.weights()
+    examples = []
+    for item in items:
+        ts = traces.get(item.key, [])
+        accepted = _accepted(ts, opts, built.skipped) if weights["reason"] > 0 or opts.answer_first else []
+        diff = difficulty(ts)
+        if weights["answer"] > 0 and item.gold:
+            rationale = accepted[0]["rationale"] if opts.answer_first and accepted else None
+            examples.append(
                 _example(
                     item,
-                    f"r{k}",
-                    k,
-                    "cot",
+                    "a",
+                    -1,
+                    "direct",
                     opts,
-                    difficulty(traces.get(item.key, [])),
-                    completion=completion(item.gold, t["rationale"]),
-                    kind="rationale",
+                    diff,
+                    completion=completion(item.gold, rationale, answer_first=True),
+                    kind="answer",
+                )  # fmt: skip
+            )
+        if weights["reason"] > 0:
+            for k, t in enumerate(accepted):
+                examples.append(
+                    _example(
+                        item,
+                        f"r{k}",
+                        k,
+                        "cot",
+                        opts,
+                        diff,
+                        completion=completion(item.gold, t["rationale"]),
+                        kind="reason",
+                    )  # fmt: skip
                 )
-            )
-    direct = []
-    rng = random.Random(opts.seed)
-    pool = list(items)
-    n_direct = len(pool) if opts.direct_share >= 1 else round(len(rationale_examples) * opts.direct_share)
-    for item in rng.sample(pool, min(n_direct, len(pool))):
-        if not item.gold:
-            continue
-        direct.append(
-            _example(
-                item,
-                "d",
-                -1,
-                "direct",
-                opts,
-                difficulty(traces.get(item.key, [])),
-                completion=completion(item.gold),
-                kind="direct",
-            )
-        )
-    built.examples = order(rationale_examples + direct, opts.curriculum, opts.seed)
+    if weights["describe"] > 0:
+        examples += describe_examples(store, items, built.skipped)
+    built.examples = order(examples, opts.curriculum, seed)
     return built
 
 
-def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
+def dpo_pairs(store, items: list[Item], opts: ExampleOptions, seed: int = 0) -> Built:
     """chosen = an accepted rationale, rejected = one the critic rejected for a wrong answer; same prompt."""
     built = Built()
     traces = _traces_by_item(store, opts.teacher_run)
     pairs = []
-    for item in items:
+    for item in sorted(items, key=lambda it: it.key):
         ts = traces.get(item.key, [])
         good = [t for t in ts if t["verdict"] == "accepted" and (opts.include_hinted or not t["hinted"])]
         bad = [t for t in ts if t["verdict"] == "rejected" and t["reason"] == "wrong_answer" and t["answer"]]
@@ -152,7 +248,8 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions) -> Built:
                     difficulty(ts),
                     chosen=completion(item.gold, g["rationale"]),
                     rejected=completion(b["answer"], b["rationale"]),
+                    kind="reason",
                 )
             )
-    built.examples = order(pairs, opts.curriculum, opts.seed)
+    built.examples = order(pairs, opts.curriculum, seed)
     return built

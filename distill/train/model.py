@@ -43,7 +43,7 @@ def load_model(margs, dargs: DistillArguments, training_args):
             if dargs.freeze_vision and ".visual." in f".{name}" and not (dargs.train_projector and "merger" in name):
                 p.requires_grad_(False)
     if dargs.freeze_vision:
-        from distill.train.checkpointing import text_only_input_grads
+        from distill.patches import text_only_input_grads
 
         text_only_input_grads(model)
     return model, processor

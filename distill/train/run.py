@@ -47,13 +47,16 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     from distill.audit import audit_store, require_clean
     from distill.backends.base import require_local_model
     from distill.data.student import write_layout
+    from distill.patches import check_trainer_internals
     from distill.train.datasets import to_dataset
+    from distill.train.examples import KINDS
     from distill.train.metrics import MetricsFile, console_callbacks, plot_metrics
     from distill.train.model import load_model, peft_config
     from distill.train.outputs import prepare_output_dir, write_final
     from distill.train.validation import ScoredEvaluation
     from store.db import Store, now
 
+    check_trainer_internals()
     started = now()
     t0 = time.perf_counter()
     adjust(training_args)
@@ -66,7 +69,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     with training_args.main_process_first(desc="output folder"):  # rank 0 replaces it before the others look
         resume = prepare_output_dir(training_args.output_dir, dargs)
     if training_args.use_cpu:
-        from distill.train.cpu import compact_logprobs_on_cpu
+        from distill.patches import compact_logprobs_on_cpu
 
         compact_logprobs_on_cpu()
     train_items, val_items = store.items(split="train"), store.items(split="val")[: dargs.val_max_items]
@@ -77,9 +80,15 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     log.info("%s: %s", kind, counts)
     model, processor = load_model(margs, dargs, training_args)
 
-    class Trainer(ScoredEvaluation, trainer_cls):
-        pass
+    mixins = [ScoredEvaluation]
+    if kind == "sft":
+        from distill.train.tasks import TaskWeightedLoss
 
+        mixins.append(TaskWeightedLoss)
+    Trainer = type("Trainer", (*mixins, trainer_cls), {})
+    if kind == "sft":
+        Trainer.task_weights = tuple(dargs.weights()[k] for k in KINDS)
+        Trainer.task_loss = dargs.task_loss
     Trainer.val_items, Trainer.val_max_pixels, Trainer.val_layout = val_items, dargs.max_pixels, dargs.layout
     out = Path(training_args.output_dir)
     callbacks = [MetricsFile(out / "metrics.jsonl")]
@@ -111,7 +120,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
         trainer.accelerator.wait_for_everyone()
         return {"final": str(out / "final"), "rank": trainer.args.process_index}
     final, best = write_final(trainer, processor, out)
-    write_layout(final, dargs.layout)
+    write_layout(final, dargs.layout, max_pixels=dargs.max_pixels)
     plot_metrics(out / "metrics.jsonl", out / "metrics.png")
     result = {
         "final": str(final),

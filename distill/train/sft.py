@@ -1,4 +1,4 @@
-"""`distill sft`: TRL's SFTTrainer on accepted teacher rationales (and direct answers), LoRA or full.
+"""`distill sft`: TRL's SFTTrainer on every agent's output (answers, rationales, captions), LoRA or full.
 
     distill sft --config configs/sft-demo.yaml [--learning_rate 2e-4 --max_steps 50 ...]
 
@@ -20,30 +20,17 @@ def make_parser():
 def build(store, train_items, val_items, dargs, training_args):
     from distill.train.examples import ExampleOptions, sft_examples
 
-    opts = ExampleOptions(
-        direct_share=dargs.direct_share,
-        rationales=dargs.rationales,
-        include_hinted=dargs.include_hinted,
-        templates=dargs.templates,
-        curriculum=dargs.curriculum,
-        teacher_run=dargs.teacher_run,
-        layout=dargs.layout,
-        seed=training_args.seed,
-    )
-    built = sft_examples(store, train_items, opts)
+    opts = ExampleOptions.of(dargs)
+    built = sft_examples(store, train_items, opts, seed=training_args.seed)
     if not built.examples:
-        raise ValueError(f"no SFT examples in {dargs.db}: run `distill graph` first, or set direct_share >= 1")
-    counts = {
-        "examples": len(built.examples),
-        "rationale": sum(e["kind"] == "rationale" for e in built.examples),
-        "direct": sum(e["kind"] == "direct" for e in built.examples),
-        "skipped": dict(built.skipped),
-    }
-    # eval loss on the validation items' direct answers; accuracy comes from letter scoring
-    val = sft_examples(
-        store, val_items, ExampleOptions(direct_share=1.0, templates=False, layout=dargs.layout)
-    ).examples
-    return built.examples, val, counts
+        raise ValueError(
+            f"no SFT examples in {dargs.db} (tasks {opts.weights()}, skipped {dict(built.skipped)}): run "
+            "`distill graph` first, or train the answer task (answer_weight > 0)"
+        )
+    counts = {"examples": len(built.examples), **built.counts(), "skipped": dict(built.skipped)}
+    # eval loss on the validation items' answers; accuracy comes from letter scoring
+    val_opts = ExampleOptions(reason_weight=0, describe_weight=0, templates=False, layout=dargs.layout)
+    return built.examples, sft_examples(store, val_items, val_opts).examples, counts
 
 
 def train_sft(dargs, training_args, margs) -> dict:

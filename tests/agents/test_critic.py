@@ -1,7 +1,7 @@
 from agents.critic import critique, same_option
 from agents.settings import TeacherConfig
-from distill.data.loaders import load_json
 from distill.data.permute import permute, rotation
+from distill.data.records import load_json
 
 S = TeacherConfig()
 GOOD = (

@@ -1,7 +1,7 @@
 import pytest
 
 from agents.reasoner import parse_answer, rationale_of, reason_request
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from distill.cli import app
@@ -12,7 +13,7 @@ runner = CliRunner()
 
 
 def _seed_store(db, sample_dir):
-    from distill.data.loaders import load_json
+    from distill.data.records import load_json
     from store import open_store
     from store.db import call_row
 
@@ -190,19 +191,18 @@ def test_augment_export_and_llamafactory_conversion(tmp_path, sample_dir):
     registry = json.loads((tmp_path / "aug" / "dataset_info.json").read_text())
     assert set(registry) == {"image2text_train_aug", "text2image_train_aug"}
 
-    res = runner.invoke(
-        app, ["export", "eval", "--db", str(db), "--split", "test", "--out", str(tmp_path / "lf"), "--copy-images"]
-    )
+    res = runner.invoke(app, ["export", "eval", "--db", str(db), "--split", "test", "--out", str(tmp_path / "lf")])
     assert res.exit_code == 0, res.output
     test_items = json.loads((tmp_path / "lf" / "image2text_test.json").read_text())
     assert all(r["output"] == "" and r["images"][0].startswith("images/") for r in test_items)
 
     ids = [r["id"] for r in test_items]
     predictions = tmp_path / "generated_predictions.jsonl"
-    predictions.write_text(
+    predictions.write_text(  # vllm_infer.py's prompt: the decoded prompt ids (special tokens, images, skipped)
         "".join(
-            json.dumps({"prompt": "p", "predict": p, "label": "\n"}) + "\n"
-            for p in ["Answer: B"] * (len(ids) - 1) + ["A cover with red circles."]
+            json.dumps({"prompt": r["input"].replace("<image>", "") + "\nassistant\n", "predict": p, "label": ""})
+            + "\n"
+            for r, p in zip(test_items, ["Answer: B"] * (len(ids) - 1) + ["A cover with red circles."])
         )
     )
     res = runner.invoke(
@@ -223,6 +223,14 @@ def test_augment_export_and_llamafactory_conversion(tmp_path, sample_dir):
     assert [a["id"] for a in answers] == ids and answers[-1]["output"] == "A"  # B chosen most: the fill is A
     details = [json.loads(x) for x in (tmp_path / "answers" / "image2text_details.jsonl").read_text().splitlines()]
     assert details[-1]["filled_by"] == "least-chosen" and details[-1]["raw"] == "A cover with red circles."
+    # the same lines against the text2image test file (as many records): refused, one line naming the line
+    res = runner.invoke(
+        app,
+        ["predict", "--from-llamafactory", str(predictions), "--data", str(sample_dir / "text2image_test.json"),
+         "--out", str(tmp_path / "answers-t2i")],
+    )  # fmt: skip
+    assert res.exit_code != 0 and not (tmp_path / "answers-t2i" / "text2image_answer.json").exists()
+    assert f"{predictions} line 1: not a prediction for test record" in str(res.exception)
 
 
 def test_every_option_has_help_and_no_bool_metavar():
@@ -245,3 +253,133 @@ def test_every_option_has_help_and_no_bool_metavar():
             assert "--db" in res.output and "--learning_rate" in res.output and "--layout" in res.output
             continue
         assert "<bool>" not in res.output.lower() and "boolean" not in res.output.lower(), name
+
+
+# --- predict: which split, which image cap ------------------------------------------------------------------
+def _fake_model(tmp_path, record: dict | None):
+    """A model folder (config.json, and maybe the record of its training) for a prediction that loads nothing."""
+    model = tmp_path / "student"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    if record is not None:
+        (model / "distill_prompt.json").write_text(json.dumps(record))
+    return model
+
+
+def _no_model(monkeypatch) -> list:
+    """`predict_tasks` without a model: every item answered A; records the backend configuration it got."""
+    seen = []
+
+    def fake(be_cfg, tasks, cfg, show_progress=True):
+        seen.append(be_cfg)
+        return {t: [{"id": it.id, "letter": "A"} for it in items] for t, items in tasks.items()}
+
+    monkeypatch.setattr("distill.pipeline.predict_tasks", fake)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "record,flag,cap,source",
+    [
+        ({"layout": "llamafactory", "max_pixels": 3136}, [], 3136, "recorded with the model in"),
+        ({"layout": "llamafactory", "max_pixels": 3136}, ["--max-pixels", "50176"], 50176, "--max-pixels"),
+        ({"layout": "system"}, [], 262144, "the default"),  # an older record: the layout only
+        (None, [], 262144, "the default"),
+    ],
+)
+def test_predict_uses_the_image_cap_the_model_was_trained_with(
+    tmp_path, sample_dir, monkeypatch, record, flag, cap, source
+):
+    seen = _no_model(monkeypatch)
+    model = _fake_model(tmp_path, record)
+    res = runner.invoke(
+        app,
+        ["predict", "--model", str(model), "--data", str(sample_dir / "image2text_test.json"),
+         "--out", str(tmp_path / "answers"), *flag],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert seen[0].max_pixels == cap
+    assert f"image cap: {cap} pixels ({source}" in res.output
+
+
+def test_predict_on_a_registry_takes_its_test_split(tmp_path, sample_dir, monkeypatch):
+    _no_model(monkeypatch)
+    model = _fake_model(tmp_path, None)
+    registry = sample_dir / "dataset_info.json"
+
+    def predict(out, *extra):
+        return runner.invoke(
+            app, ["predict", "--model", str(model), "--data", str(registry), "--out", str(tmp_path / out), *extra]
+        )
+
+    res = predict("test")
+    assert res.exit_code == 0, res.output
+    for task in ("image2text", "text2image"):
+        answers = json.loads((tmp_path / "test" / f"{task}_answer.json").read_text())
+        assert len(answers) == len(json.loads((sample_dir / f"{task}_test.json").read_text()))  # not train + dev too
+        assert f"{task} (test split): " in res.output
+    res = predict("dev", "--split", "dev")
+    assert res.exit_code == 0, res.output
+    answers = json.loads((tmp_path / "dev" / "image2text_answer.json").read_text())
+    assert len(answers) == len(json.loads((sample_dir / "image2text_dev.json").read_text()))
+    assert "image2text (dev split): " in res.output
+    res = predict("train", "--split", "train")
+    assert res.exit_code != 0 and "held-out split" in str(res.exception)
+    # a task file whose name says another split than --split
+    res = runner.invoke(
+        app,
+        ["predict", "--model", str(model), "--data", str(sample_dir / "image2text_test.json"), "--split", "dev",
+         "--out", str(tmp_path / "x")],
+    )  # fmt: skip
+    assert res.exit_code != 0 and "its name says test, but --split says dev" in str(res.exception)
+
+
+# --- export: self-contained by default, no gold letter unless asked -------------------------------------------
+def _held_out_store(tmp_path, sample_dir):
+    from distill.ingest import DataConfig, ingest
+    from store import open_store
+
+    db = tmp_path / "s.db"
+    s = open_store(db)
+    ingest(
+        s,
+        DataConfig(
+            train=[str(sample_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
+            dev=[str(sample_dir / f"{t}_dev.json") for t in ("image2text", "text2image")],
+        ),
+    )
+    s.close()
+    return db
+
+
+def test_eval_exports_stand_alone_and_carry_no_gold_unless_asked(tmp_path, sample_dir):
+    import shutil
+
+    from distill.data.registry import load_registry
+
+    db = _held_out_store(tmp_path, sample_dir)
+    golds = [r["output"] for r in json.loads((sample_dir / "image2text_dev.json").read_text())]
+    res = runner.invoke(app, ["export", "eval", "--db", str(db), "--split", "dev", "--out", str(tmp_path / "lf")])
+    assert res.exit_code == 0, res.output
+    records = json.loads((tmp_path / "lf" / "image2text_dev.json").read_text())
+    assert [r["output"] for r in records] == [""] * len(golds)  # dev items have golds: none is exported
+    assert all(r["images"][0].startswith("images/") for r in records)
+    moved = tmp_path / "elsewhere" / "deeper" / "lf"  # the folder moves to another depth and still reads
+    shutil.copytree(tmp_path / "lf", moved)
+    shutil.rmtree(tmp_path / "lf")
+    assert len(load_registry(moved / "dataset_info.json").items) == len(records) * 2
+    res = runner.invoke(
+        app, ["export", "eval", "--db", str(db), "--split", "dev", "--out", str(tmp_path / "gold"), "--with-gold"]
+    )
+    assert res.exit_code == 0, res.output
+    assert [r["output"] for r in json.loads((tmp_path / "gold" / "image2text_dev.json").read_text())] == golds
+    res = runner.invoke(
+        app,
+        ["export", "eval", "--db", str(db), "--split", "dev", "--out", str(tmp_path / "ref"), "--images-by-reference"],
+    )
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "ref" / "images").exists()
+    records = json.loads((tmp_path / "ref" / "image2text_dev.json").read_text())
+    assert all(r["images"][0].startswith("../") for r in records)
+    res = runner.invoke(app, ["export", "sft", "--db", str(db), "--out", str(tmp_path / "x"), "--with-gold"])
+    assert res.exit_code != 0 and "--with-gold is for eval exports" in res.output

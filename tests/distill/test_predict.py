@@ -5,8 +5,8 @@ import pytest
 
 from distill.backends.base import Backend, ChatRequest, ChatResult
 from distill.backends.config import BackendConfig
-from distill.data.loaders import load_json
 from distill.data.permute import permute, rotation
+from distill.data.records import load_json
 from distill.predict import PredictConfig, debias, predict_items, score
 
 
@@ -173,8 +173,8 @@ def test_reasoning_methods_through_a_real_server(sample_dir, tmp_path, method):
     (score first, reason where unsure) against the sample-cover teacher served on 127.0.0.1: it reads the covers,
     so its votes are right."""
     from distill.evaluate import evaluate
+    from distill.kit.sample_teacher.serving import SampleTeacherConfig, serving
     from distill.pipeline import run_predict
-    from distill.sample_teacher.serving import SampleTeacherConfig, serving
 
     files = [sample_dir / f"{t}_test.json" for t in ("image2text", "text2image")]
     with serving(SampleTeacherConfig(port=0, error_rate=0.0)) as url:

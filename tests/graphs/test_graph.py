@@ -6,7 +6,7 @@ import json
 import pytest
 
 from agents.settings import TeacherConfig
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 from graphs.runner import run_items
 from tests.scripted import RATIONALE, ScriptedBackend, request_text
 

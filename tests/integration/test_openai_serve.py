@@ -14,7 +14,7 @@ import pytest
 from agents.settings import TeacherConfig
 from distill.backends.config import BackendConfig
 from distill.backends.openai_backend import OpenAIBackend
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 from graphs.runner import run_items
 
 pytestmark = pytest.mark.slow

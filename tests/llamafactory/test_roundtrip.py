@@ -18,9 +18,9 @@ TASKS = ("image2text", "text2image")
 @pytest.fixture(scope="module")
 def demo_store(sample_dir, tmp_path_factory):
     """The demo's path on the sample data: the sample-cover teacher's graph into a store."""
+    from distill.kit.sample_teacher.serving import SampleTeacherConfig, serving
     from distill.pipeline import run_teacher
     from distill.recipe import load_recipe
-    from distill.sample_teacher.serving import SampleTeacherConfig, serving
 
     work = tmp_path_factory.mktemp("lf-store")
     with serving(SampleTeacherConfig(port=0, error_rate=0.4)) as url:
@@ -49,7 +49,7 @@ def demo_store(sample_dir, tmp_path_factory):
     return work / "t.db"
 
 
-def _train(lf_venv, model, dataset_dir, dataset, stage, out):
+def _train(lf_venv, model, dataset_dir, dataset, stage, out, **extra):
     cfg = {
         "model_name_or_path": str(model),
         "stage": stage,
@@ -72,6 +72,7 @@ def _train(lf_venv, model, dataset_dir, dataset, stage, out):
     }
     if stage == "dpo":
         cfg |= {"pref_beta": 0.1, "pref_loss": "sigmoid"}
+    cfg |= extra
     (out.parent / f"{stage}.yaml").write_text(yaml.safe_dump(cfg))
     return subprocess.run(
         [str(lf_venv / "bin" / "llamafactory-cli"), "train", str(out.parent / f"{stage}.yaml")],
@@ -91,8 +92,16 @@ def test_exports_move_and_train_in_llamafactory(lf_venv, demo_store, tiny_model_
             kind, demo_store, tmp_path / "export", "llamafactory", ExampleOptions(include_hinted=True), copy_images=True
         )
     moved = shutil.move(tmp_path / "export", tmp_path / "elsewhere" / "export")  # the images travel with it
-    for stage in ("sft", "dpo"):
-        res = _train(lf_venv, tiny_model_dir, moved, f"cover_distill_{stage}_train", stage, tmp_path / f"out-{stage}")
+    registered = json.loads((moved / "dataset_info.json").read_text())
+    tasks = [f"cover_distill_{k}_train" for k in ("answer", "reason", "describe")]
+    assert set(tasks) <= set(registered)
+    # every task trains, mixed as the recipe's weights would share them
+    sft = _train(
+        lf_venv, tiny_model_dir, moved, ",".join(tasks), "sft", tmp_path / "out-sft",
+        mix_strategy="interleave_over", interleave_probs="0.34,0.33,0.33", max_steps=3,
+    )  # fmt: skip
+    dpo = _train(lf_venv, tiny_model_dir, moved, "cover_distill_dpo_train", "dpo", tmp_path / "out-dpo")
+    for res in (sft, dpo):
         assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
         assert "train_loss" in res.stdout + res.stderr
 

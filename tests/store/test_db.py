@@ -4,7 +4,7 @@ import sqlite3
 import pytest
 import sqlite_utils
 
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 from store import open_store
 from store.db import StoreError, call_row
 from store.migrations import MIGRATIONS

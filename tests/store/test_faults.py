@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 from store import open_store
 
 pytestmark = pytest.mark.slow

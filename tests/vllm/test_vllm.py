@@ -58,7 +58,7 @@ def _agree(got: dict, want: dict) -> float:
 
 def test_predict_with_the_vllm_engine_matches_the_in_process_scores(vllm_python, tiny32, tests, reference, tmp_path):
     from distill.data.answers import read_answers
-    from distill.data.loaders import load_json
+    from distill.data.records import load_json
 
     common = [
         "--model",

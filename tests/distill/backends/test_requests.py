@@ -11,8 +11,8 @@ from distill.backends.base import BackendError, ChatRequest, letter_distribution
 from distill.backends.config import BackendConfig
 from distill.backends.factory import make_backend
 from distill.backends.openai_backend import build_chat_kwargs
-from distill.data.loaders import load_json
 from distill.data.question import question_parts
+from distill.data.records import load_json
 
 
 @pytest.fixture

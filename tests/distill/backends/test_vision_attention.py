@@ -34,7 +34,7 @@ def test_varlen_vision_attention_matches_per_window_sdpa(tiny_model_dir, sample_
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    images = [load_image(p, 200_000) for p in sorted((sample_dir / "images").glob("*.png"))[:3]]
+    images = [load_image(p, 200_000) for p in sorted((sample_dir / "images").glob("*.jpg"))[:3]]
     enc = processor.image_processor(images=images, return_tensors="pt")
     visual = model.model.visual
 
@@ -78,7 +78,7 @@ def test_the_real_kernel_matches_per_window_sdpa_on_cuda(sample_dir, size):
 
     from distill.backends import vision_attention
     from distill.data.images import load_image
-    from distill.tiny_model import build_config, build_processor
+    from distill.kit.tiny_model import build_config, build_processor
 
     heads, width = size
     cfg = build_config(vision={"num_heads": heads, "hidden_size": width, "depth": 4, "fullatt_block_indexes": [3]})
@@ -88,7 +88,7 @@ def test_the_real_kernel_matches_per_window_sdpa_on_cuda(sample_dir, size):
     with torch.device("cuda"):
         visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(vcfg, dtype=torch.bfloat16).eval()
     processor = build_processor(max_pixels=200_000)
-    images = [load_image(p, 200_000) for p in sorted((sample_dir / "images").glob("*.png"))[:3]]
+    images = [load_image(p, 200_000) for p in sorted((sample_dir / "images").glob("*.jpg"))[:3]]
     enc = processor.image_processor(images=images, return_tensors="pt").to("cuda")
 
     def tower():

@@ -8,8 +8,8 @@ import pytest
 
 from distill.data.filenames import split_of, task_of
 from distill.data.items import Item, Option
-from distill.data.loaders import DataError, load_json
 from distill.data.options import parse_options
+from distill.data.records import DataError, load_json
 from distill.data.registry import load_registry
 from distill.data.stories import StoryError, story_of
 from distill.ingest import DataConfig, load_data

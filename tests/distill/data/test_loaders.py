@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 
-from distill.data.loaders import DataError, load_any, load_json
+from distill.data.loaders import load_any
 from distill.data.mac_csv import load_csv
+from distill.data.records import DataError, load_json
 from distill.data.registry import load_registry
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from distill.data.loaders import load_json
 from distill.data.options import parse_options
 from distill.data.permute import permute, rotation
+from distill.data.records import load_json
 
 
 @pytest.mark.parametrize("task", ["image2text", "text2image"])

@@ -1,4 +1,4 @@
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 from distill.data.splits import carve_validation
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from distill.ingest import DataConfig, ingest
@@ -5,7 +7,8 @@ from distill.ingest import DataConfig, ingest
 
 @pytest.fixture(scope="module")
 def train_store(sample_dir, tmp_path_factory):
-    """A store with the sample items and, per training item, one accepted and one wrong-answer rationale."""
+    """A store with the sample items; per training item, one accepted and one wrong-answer rationale; a caption of
+    every training cover but the last item's, and of one validation item's covers."""
     from store import open_store
 
     path = tmp_path_factory.mktemp("train") / "traces.db"
@@ -47,5 +50,11 @@ def train_store(sample_dir, tmp_path_factory):
                 },
             ],
         )
+    from distill.data.images import sha256_file
+
+    described = [it for it in s.items(split="train")][:-1] + s.items(split="val")[:1]  # the last train item: none
+    for n, cover in enumerate(dict.fromkeys(p for it in described for p in it.images)):
+        call = {"id": f"describe-{n}", "run_id": run, "agent": "describer", "model": "m", "created_at": "2026-11-28"}
+        s.save_description(sha256_file(cover), "m", "v1", f"caption {n} of {Path(cover).name}", call)
     s.close()
     return path

@@ -8,7 +8,7 @@ def _lora_step(tiny_model_dir, sample_dir, text_only: bool):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from distill.data.images import load_image
-    from distill.train.checkpointing import text_only_input_grads
+    from distill.patches import text_only_input_grads
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
@@ -24,7 +24,7 @@ def _lora_step(tiny_model_dir, sample_dir, text_only: bool):
         {"role": "assistant", "content": [{"type": "text", "text": "A"}]},
     ]
     text = processor.apply_chat_template(msgs, tokenize=False)
-    cover = next((sample_dir / "images").glob("*.png"))
+    cover = next((sample_dir / "images").glob("*.jpg"))
     enc = processor(text=[text], images=[load_image(cover, 3136)], return_tensors="pt")
     peft_model(**enc, labels=enc["input_ids"]).loss.backward()
     lora_grads = [p.grad for n, p in peft_model.named_parameters() if "lora_B" in n]

@@ -5,22 +5,59 @@ from distill.train.examples import ExampleOptions, dpo_pairs, sft_examples
 from store import open_store
 
 
-def test_sft_examples_from_accepted_traces(train_store):
+def test_each_task_comes_from_its_own_table_and_never_from_held_out_items(train_store):
     s = open_store(train_store)
     items = s.items(split="train")
-    built = sft_examples(s, items, ExampleOptions(direct_share=0.5))
-    rationale = [e for e in built.examples if e["kind"] == "rationale"]
-    direct = [e for e in built.examples if e["kind"] == "direct"]
-    assert built.skipped["hinted"] == sum(1 for k in range(len(items)) if k % 5 == 0)
-    assert len(rationale) == len(items) - built.skipped["hinted"]
-    assert len(direct) == round(len(rationale) * 0.5)
+    built = sft_examples(s, items, ExampleOptions())
+    by_kind = {k: [e for e in built.examples if e["kind"] == k] for k in ("answer", "reason", "describe")}
     gold = {it.key: it.gold for it in items}
-    for e in rationale:
-        assert e["completion"].endswith(f"\nAnswer: {gold[e['item_key']]}")
-        assert "hint" not in e["completion"].lower()
-    assert all(e["completion"] == gold[e["item_key"]] for e in direct)
-    val_ids = {it.key for it in s.items(split="val")}
-    assert not val_ids & {e["item_key"] for e in built.examples}
+    # answer: one per training item, the gold letter alone
+    assert sorted(e["item_key"] for e in by_kind["answer"]) == sorted(gold)
+    assert all(e["completion"] == gold[e["item_key"]] for e in by_kind["answer"])
+    # reason: the accepted, unhinted traces, each ending in its gold answer line
+    assert built.skipped["hinted"] == sum(1 for k in range(len(items)) if k % 5 == 0)
+    assert len(by_kind["reason"]) == len(items) - built.skipped["hinted"]
+    for e in by_kind["reason"]:
+        assert (
+            e["completion"]
+            == f"The colour and the shapes of the cover match this story's motifs.\nAnswer: {gold[e['item_key']]}"
+        )
+    # describe: the describer's text of each distinct training cover it captioned, and nothing else
+    texts = s.descriptions()
+    train_covers = {p for it in items for p in it.images}
+    assert by_kind["describe"] and {e["images"][0] for e in by_kind["describe"]} <= train_covers
+    assert len({e["image_sha256"] for e in by_kind["describe"]}) == len(by_kind["describe"])
+    assert all(e["completion"] == texts[e["image_sha256"]] for e in by_kind["describe"])
+    assert all(
+        len(e["messages"]) == 1 and e["messages"][0]["content"][0]["type"] == "image" for e in by_kind["describe"]
+    )
+    assert built.skipped["cover_not_described"] > 0  # the last item's covers have no caption
+    held_out = s.items(split="val") + s.items(split="dev") + s.items(split="test")
+    assert not {it.key for it in held_out} & {e["item_key"] for e in built.examples}
+    assert not {p for it in held_out for p in it.images} & {p for e in built.examples for p in e["images"]}
+
+
+def test_examples_do_not_depend_on_the_order_traces_finished(train_store):
+    s = open_store(train_store)
+    items = s.items(split="train")
+    first = sft_examples(s, items, ExampleOptions(), seed=3).examples
+    assert sft_examples(s, list(reversed(items)), ExampleOptions(), seed=3).examples == first
+    assert (
+        dpo_pairs(s, list(reversed(items)), ExampleOptions(), seed=3).examples
+        == dpo_pairs(s, items, ExampleOptions(), seed=3).examples
+    )
+
+
+def test_task_weights_and_answer_first(train_store):
+    s = open_store(train_store)
+    items = s.items(split="train")
+    only = sft_examples(s, items, ExampleOptions(reason_weight=0, describe_weight=0)).examples
+    assert {e["kind"] for e in only} == {"answer"} and len(only) == len(items)
+    first = sft_examples(s, items, ExampleOptions(reason_weight=0, describe_weight=0, answer_first=True)).examples
+    gold = {it.key: it.gold for it in items}
+    for e in first:  # the letter is still the first token: letter scoring reads it as a direct answer
+        assert e["completion"].split("\n")[0] == gold[e["item_key"]]
+    assert sum("\n" in e["completion"] for e in first) == len(items) - sum(1 for k in range(len(items)) if k % 5 == 0)
 
 
 def test_dpo_pairs_share_the_prompt(train_store):
@@ -44,9 +81,7 @@ def test_dpo_pairs_share_the_prompt(train_store):
 
 def test_curriculum_orders_easy_to_hard(train_store):
     s = open_store(train_store)
-    built = sft_examples(
-        s, s.items(split="train"), ExampleOptions(direct_share=1.0, curriculum="easy_to_hard", include_hinted=True)
-    )
+    built = sft_examples(s, s.items(split="train"), ExampleOptions(curriculum="easy_to_hard", include_hinted=True))
     d = [e["difficulty"] for e in built.examples]
     assert d == sorted(d) and d[0] < d[-1]
 
@@ -60,9 +95,9 @@ def test_exports_load_with_datasets_and_move_with_their_images(train_store, tmp_
     sft = sft_examples(s, items, ExampleOptions()).examples
     dpo = dpo_pairs(s, items, ExampleOptions()).examples
     ds = load_dataset("json", data_files=str(export_trl(sft, tmp_path, "sft")), split="train")
-    assert set(ds.column_names) == {"prompt", "completion", "images"} and len(ds) == len(sft)
+    assert set(ds.column_names) == {"prompt", "completion", "images", "kind"} and len(ds) == len(sft)
     ds = load_dataset("json", data_files=str(export_trl(dpo, tmp_path, "dpo")), split="train")
-    assert set(ds.column_names) == {"prompt", "chosen", "rejected", "images"}
+    assert set(ds.column_names) == {"prompt", "chosen", "rejected", "images", "kind"}
     lf = export_llamafactory(sft, tmp_path / "lf", "cd_sft", copy_images=True)
     export_llamafactory(dpo, tmp_path / "lf", "cd_dpo", copy_images=True)
     info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
@@ -79,7 +114,7 @@ def test_exports_load_with_datasets_and_move_with_their_images(train_store, tmp_
 
 def test_lazy_dataset_loads_capped_rgb_images(train_store):
     s = open_store(train_store)
-    ex = sft_examples(s, s.items(split="train")[:2], ExampleOptions(direct_share=1.0)).examples
+    ex = sft_examples(s, s.items(split="train")[:2], ExampleOptions(reason_weight=0, describe_weight=0)).examples
     row = to_dataset(ex, 3136)[0]
     assert row["images"][0].mode == "RGB" and row["images"][0].width * row["images"][0].height <= 3136
     blocks = row["prompt"][-1]["content"]
@@ -89,7 +124,7 @@ def test_lazy_dataset_loads_capped_rgb_images(train_store):
 
 
 def test_pairs_per_item_caps_the_pairs_of_an_item(tmp_path, sample_dir):
-    from distill.data.loaders import load_json
+    from distill.data.records import load_json
 
     s = open_store(tmp_path / "p.db")
     item = load_json(sample_dir / "image2text_dev.json").items[0].model_copy(update={"split": "train"})
@@ -125,3 +160,17 @@ def test_pairs_per_item_caps_the_pairs_of_an_item(tmp_path, sample_dir):
         pairs = dpo_pairs(s, [item], ExampleOptions(pairs_per_item=cap)).examples
         assert len(pairs) == expected
         assert len({(p["chosen"], p["rejected"]) for p in pairs}) == expected  # no pair twice
+
+
+def test_sft_export_writes_one_registered_dataset_per_task(train_store, tmp_path):
+    import json
+
+    from distill.pipeline import run_export
+
+    paths, n, _ = run_export("sft", train_store, tmp_path / "lf", "llamafactory", ExampleOptions())
+    names = sorted(p.stem for p in paths)
+    assert names == ["cover_distill_answer_train", "cover_distill_describe_train", "cover_distill_reason_train"]
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
+    assert sorted(info) == names and sum(len(json.loads(p.read_text())) for p in paths) == n
+    describe = json.loads((tmp_path / "lf" / "cover_distill_describe_train.json").read_text())
+    assert all(r["input"].startswith("<image>") and r["input"].count("<image>") == 1 for r in describe)

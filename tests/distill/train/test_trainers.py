@@ -51,8 +51,6 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
             out,
             "--use_peft",
             "false",
-            "--direct_share",
-            "1.0",
             "--learning_rate",
             "3e-3",
             "--lr_scheduler_type",
@@ -87,7 +85,12 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
     from store import open_store
 
     [run] = [r for r in open_store(train_store).train_runs() if r["id"] == res["run_id"]]
-    assert run["best_step"] == best_step and json.loads(run["dataset"])["direct"] > 0
+    assert run["best_step"] == best_step and all(
+        json.loads(run["dataset"])[k] > 0 for k in ("answer", "reason", "describe")
+    )
+    # every task's own loss is logged, and each fell
+    per_task = {k: [r[f"loss_{k}"] for r in _log(out) if f"loss_{k}" in r] for k in ("answer", "reason", "describe")}
+    assert all(v and v[-1] < v[0] for v in per_task.values()), per_task
     # the vision tower was frozen: its weights are the base model's, bit for bit
     base = load_file(Path(tiny_model_dir) / "model.safetensors")
     visual = [k for k in base if ".visual." in f".{k}"]
@@ -180,8 +183,10 @@ def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_s
         str(tmp_path / "sft"),
         "--max_pixels",
         "3136",
-        "--direct_share",
-        "1.0",
+        "--reason_weight",
+        "0",
+        "--describe_weight",
+        "0",
         "--report_to",
         "none",
         "--use_peft",
@@ -214,8 +219,10 @@ def test_early_stopping_ends_a_run_that_stops_improving(tiny_model_dir, train_st
             out,
             "--use_peft",
             "false",
-            "--direct_share",
-            "1.0",
+            "--reason_weight",
+            "0",
+            "--describe_weight",
+            "0",
             "--learning_rate",
             "0",
             "--max_steps",

@@ -1,6 +1,7 @@
 import json
+from pathlib import Path
 
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 
 
 def test_sample_data_is_valid_and_small(sample_dir):
@@ -16,15 +17,17 @@ def test_sample_data_is_valid_and_small(sample_dir):
     assert "image2text_train" in registry and "text2image_test" in registry
 
 
-def _motifs(path: str) -> tuple[str, str, str]:
-    _, colour, shape, layout = path.rsplit("/", 1)[1][:-4].split("_")  # journal_colour_shape_layout.png
-    return colour, shape, layout
+def _truth(sample_dir):
+    """Image path -> (colour, shape, layout), from covers.json (the generator's record; no stage reads it)."""
+    truth = json.loads((sample_dir / "covers.json").read_text())
+    return lambda path: tuple(truth[str(Path(path).relative_to(sample_dir))][k] for k in ("colour", "shape", "layout"))
 
 
 def test_colour_decides_and_shape_alone_misleads(sample_dir):
     """Learnable by design: the cover's colour names exactly one option; its shape alone often does not."""
-    from distill.data.sample import COLOURS
+    from distill.kit.sample_data import COLOURS
 
+    _motifs = _truth(sample_dir)
     colour_hits = shape_hits = total = 0
     for it in load_json(sample_dir / "image2text_train.json").items:
         colour, shape, _ = _motifs(it.images[0])
@@ -41,7 +44,7 @@ def test_colour_decides_and_shape_alone_misleads(sample_dir):
 
 
 def test_generator_is_deterministic(tmp_path):
-    from distill.data.sample import generate
+    from distill.kit.sample_data import generate
 
     a = generate(tmp_path / "a", 4, 2, 2, seed=7)
     b = generate(tmp_path / "b", 4, 2, 2, seed=7)
@@ -49,3 +52,28 @@ def test_generator_is_deterministic(tmp_path):
     assert (a / "images").exists() and sorted(p.name for p in (a / "images").iterdir()) == sorted(
         p.name for p in (b / "images").iterdir()
     )
+
+
+def test_held_out_motifs_never_reach_training(sample_dir, tmp_path):
+    """Validation and test items take their gold motifs from pools of their own; no training item shows them."""
+    from distill.kit.sample_data import generate
+
+    out = generate(tmp_path / "v", n_train=40, n_dev=2, n_test=20, n_val=20, seed=0)
+    motif = _truth(out)
+    gold = {}
+    for split in ("train", "val", "test"):
+        gold[split] = set()
+        for task in ("image2text", "text2image"):
+            for it in load_json(out / f"{task}_{split}.json").items:
+                letter = json.loads((out / f"{task}_test_gold.json").read_text()) if split == "test" else None
+                g = it.gold or next(r["output"] for r in letter if r["id"] == it.id)
+                cover = it.images[0] if task == "image2text" else it.images[it.letters.index(g)]
+                gold[split].add(motif(cover))
+    train_covers = {
+        motif(p)
+        for task in ("image2text", "text2image")
+        for it in load_json(out / f"{task}_train.json").items
+        for p in it.images
+    }
+    assert not (gold["val"] | gold["test"]) & train_covers
+    assert not gold["val"] & gold["test"]

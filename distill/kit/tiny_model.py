@@ -48,11 +48,32 @@ ADDED_TOKENS: list[tuple[str, bool]] = [
 FIRST_ADDED_ID = 151643
 VOCAB_SIZE = 152064  # embedding rows of Qwen2.5-VL-7B (padded past the tokenizer's 151665)
 
-# Small enough to train in seconds on a CPU, large enough to learn the sample covers.
+# Small enough to train in seconds on a CPU, large enough to learn the sample covers. Heads are 32 wide, the
+# narrowest vLLM's CPU attention runs, so the students run on every backend. The language model starts at init
+# std 0.2: at transformers' 0.02 such a student sits on the chance plateau for thousands of steps.
 TINY_TEXT = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    initializer_range=0.2,
 )
-TINY_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1])
+TINY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, fullatt_block_indexes=[1])
+STUDENTS = {  # `distill tiny-model --size`: (language model, vision tower) over the tiny defaults
+    "tiny": ({}, {}),
+    "small": (
+        dict(
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=4,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            initializer_range=0.1,
+        ),
+        dict(depth=4, hidden_size=128, intermediate_size=256, num_heads=4, fullatt_block_indexes=[3]),
+    ),
+}
 
 
 def tiktoken_file() -> Path:
@@ -160,8 +181,13 @@ def build_tiny_model(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     text: dict | None = None,
     vision: dict | None = None,
+    size: str = "tiny",
 ) -> Path:
-    """Write a random tiny Qwen2.5-VL plus its processor to `out_dir` and return the folder."""
+    """Write a random tiny Qwen2.5-VL plus its processor to `out_dir` and return the folder. `size` picks a
+    student of STUDENTS; `text` and `vision` override its fields."""
+    if size not in STUDENTS:
+        raise ValueError(f"unknown student size {size!r}: {', '.join(STUDENTS)}")
+    text, vision = {**STUDENTS[size][0], **(text or {})}, {**STUDENTS[size][1], **(vision or {})}
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 

@@ -3,9 +3,9 @@ through the OpenAI backend, traces in a real store, DPO pairs built from them.""
 
 import pytest
 
+from distill.kit.sample_teacher.serving import SampleTeacherConfig, serving
 from distill.pipeline import run_teacher
 from distill.recipe import load_recipe
-from distill.sample_teacher.serving import SampleTeacherConfig, serving
 from distill.train.examples import ExampleOptions, dpo_pairs
 from store import open_store
 

@@ -14,9 +14,9 @@ import pytest
 
 @pytest.fixture(scope="session")
 def covers_dir(tmp_path_factory) -> Path:
-    from distill.data.sample import generate
+    from distill.kit.sample_data import generate
 
-    return generate(tmp_path_factory.mktemp("sample-covers"), n_train=12, n_dev=2, n_test=2, seed=3)
+    return generate(tmp_path_factory.mktemp("sample-covers"), n_train=24, n_dev=2, n_test=4, seed=3)
 
 
 def _free_port() -> int:
@@ -38,7 +38,7 @@ def serve():
             [
                 sys.executable,
                 "-m",
-                "distill.sample_teacher",
+                "distill.kit.sample_teacher",
                 "--host",
                 "127.0.0.1",
                 "--port",

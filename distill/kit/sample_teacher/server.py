@@ -7,7 +7,7 @@ same again for the same seed; at temperature 0 the teacher is deterministic), `l
 `top_logprobs` (a question's first token carries the teacher's belief over the option letters), vLLM's
 `structured_outputs: {"choice": [...]}` (and the older `guided_choice`), and a `response_format` json_schema
 (or `structured_outputs: {"json": ...}`) answered as {"reasoning", "answer"}. Valid only on the sample covers
-of `distill.data.sample`.
+of `distill.kit.sample_data`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 
 from distill.data.images import image_tokens
-from distill.sample_teacher.reasoning import Reply, Teacher
+from distill.kit.sample_teacher.reasoning import Reply, Teacher
 
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")  # a stand-in tokenizer: words and punctuation marks
 

@@ -19,7 +19,7 @@ from distill.backends.base import ChatRequest
 from distill.backends.config import BackendConfig
 from distill.backends.openai_backend import OpenAIBackend, build_chat_kwargs, score_kwargs
 from distill.data.letters import parse_answer
-from distill.data.loaders import load_json
+from distill.data.records import load_json
 from distill.data.student import prompt_messages
 
 pytestmark = pytest.mark.slow
@@ -57,9 +57,11 @@ def test_lists_its_model(honest):
     assert [m.id for m in OpenAI(base_url=honest, api_key="EMPTY").models.list()] == [MODEL]
 
 
-def test_the_caption_names_what_the_cover_shows(honest, items):
+def test_the_caption_names_what_the_cover_shows(honest, items, covers_dir):
+    truth = json.loads((covers_dir / "covers.json").read_text())
     for path in items[0].cover_images() + items[-1].cover_images():
-        _, colour, shape, _ = Path(path).stem.split("_")
+        motif = truth[str(Path(path).relative_to(covers_dir))]
+        colour, shape = motif["colour"], motif["shape"]
         small = _ask(honest, describe_request(path), max_pixels=12_544)
         text = small.choices[0].message.content
         assert colour in text and f"{shape}s" in text, text
@@ -106,7 +108,7 @@ def test_structured_outputs(honest, items):
     it = items[0]
     full = parse_answer(_ask(honest, reason_request(it, {})).choices[0].message.content, it.letters)
     # a rationale cut short names no letter; the forced follow-up turn gives the one it was heading for
-    req = reason_request(it, {}, max_tokens=12)
+    req = reason_request(it, {}, max_tokens=5)
     cut = _ask(honest, req, structured="choice").choices[0]
     assert cut.finish_reason == "length" and parse_answer(cut.message.content, it.letters) is None
     forced = _ask(honest, answer_request(req, cut.message.content, it.letters), structured="choice")

@@ -1,5 +1,5 @@
-"""`python -m distill.sample_teacher --port 8000`: serve the sample-cover teacher on 127.0.0.1 (valid only on
-the sample covers of `distill.data.sample`; see distill/sample_teacher/server.py)."""
+"""`python -m distill.kit.sample_teacher --port 8000`: serve the sample-cover teacher on 127.0.0.1 (valid only on
+the sample covers of `distill.kit.sample_data`; see distill/kit/sample_teacher/server.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import argparse
 
 import uvicorn
 
-from distill.sample_teacher.reasoning import Teacher
-from distill.sample_teacher.server import create_app
+from distill.kit.sample_teacher.reasoning import Teacher
+from distill.kit.sample_teacher.server import create_app
 
 
 class _Server(uvicorn.Server):
@@ -25,7 +25,7 @@ class _Server(uvicorn.Server):
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m distill.sample_teacher", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m distill.kit.sample_teacher", description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port (the ready line names it)")
     ap.add_argument("--model", default="sample-teacher", help="the model name /v1/models lists")

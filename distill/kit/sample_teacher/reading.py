@@ -1,6 +1,6 @@
 """Reading a sample cover's motif (colour, shape, layout) from its pixels.
 
-Valid only on the covers `distill.data.sample` draws: a white title band across the top, a flat background
+Valid only on the covers `distill.kit.sample_data` draws: a white title band across the top, a flat background
 that blends a base colour with the motif colour, and one motif, a named fill colour drawn as many copies of one
 shape in one arrangement. The reader looks at pixels only, never at file names: it finds the background (the
 most common colour below the band), the named colour whose fill pixels best explain what is not background,
@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from distill.data.sample import COLOURS, JOURNALS, LAYOUTS, SHAPES, SIZE
+from distill.kit.sample_data import COLOURS, JOURNALS, LAYOUTS, SHAPES, SIZE
 
 BAND = 32  # rows of the title band (30 px) and its edge, in the covers' frame: never part of the motif
 MIN_AREA = 12  # px: smaller specks are resampling noise, not figures

@@ -17,10 +17,10 @@ class SampleTeacherConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    port: int = Field(8765, ge=0, le=65535)  # 0: any free port
-    error_rate: float = Field(0.2, ge=0, le=1)  # how often it misreads a colour
-    leak_rate: float = Field(0.1, ge=0, le=1)  # how often a hinted rationale gives the hint away
-    seed: int = 0
+    port: int = Field(8765, ge=0, le=65535, description="Port on 127.0.0.1 (0: any free port).")
+    error_rate: float = Field(0.2, ge=0, le=1, description="How often it misreads a cover's colour.")
+    leak_rate: float = Field(0.1, ge=0, le=1, description="How often a hinted rationale gives the hint away.")
+    seed: int = Field(0, description="Seed of its draws.")
 
 
 @contextlib.contextmanager
@@ -29,7 +29,7 @@ def serving(cfg: SampleTeacherConfig, timeout_s: float = 60.0) -> Iterator[str]:
     cmd = [
         sys.executable,
         "-m",
-        "distill.sample_teacher",
+        "distill.kit.sample_teacher",
         "--port",
         str(cfg.port),
         "--error-rate",

@@ -46,8 +46,8 @@ def test_loads_offline_and_scores_letters_for_1_and_4_images(tiny_model_dir, sam
     from distill.backends.base import ChatRequest
     from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import TransformersBackend
-    from distill.data.loaders import load_json
     from distill.data.question import question_parts
+    from distill.data.records import load_json
 
     backend = TransformersBackend(BackendConfig(model=str(tiny_model_dir), max_pixels=50176))
     for task in ("image2text", "text2image"):

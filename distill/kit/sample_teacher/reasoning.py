@@ -5,7 +5,7 @@ It understands the requests the project's agents and student prompts build (agen
 agents/reasoner.py, distill/data/student.py): it looks at the covers (`reading`) or, for a text-only reasoner,
 at their descriptions, finds the motif each cover story names, and decides by colour first, then shape, then
 layout, as the sample data are built to be decided. It is valid only on the sample covers of
-`distill.data.sample`; on any other cover it reads nonsense.
+`distill.kit.sample_data`; on any other cover it reads nonsense.
 
 A real teacher errs. With probability `error_rate` this one misreads a colour (image2text: the cover's colour as
 a wrong story's; text2image: the colours of the matching cover and a wrong one, swapped) and reasons
@@ -31,8 +31,8 @@ from agents import prompts
 from distill.data.items import IMAGE_TOKEN
 from distill.data.letters import parse_answer
 from distill.data.options import OptionParseError, parse_options
-from distill.data.sample import COLOURS, LAYOUTS, SHAPES
-from distill.sample_teacher.reading import Reading, read_cover
+from distill.kit.sample_data import COLOURS, LAYOUTS, SHAPES
+from distill.kit.sample_teacher.reading import Reading, read_cover
 
 ATTRIBUTES = ("colour", "shape", "layout")
 WEIGHTS = {"colour": 4.0, "shape": 2.0, "layout": 1.0}  # belief logits per matching attribute
@@ -80,17 +80,11 @@ def _at(text: str, pattern: str) -> int:
 
 
 def caption(r: Reading) -> str:
-    """A describer's caption of one sample cover. It names no colour but the motif's, so that a reader of the
-    caption finds the motif."""
-    journal = f"A journal cover of {r.title}" if r.title else "A journal cover"
-    title = f"the title {r.title.upper()}" if r.title else "a title"
+    """A describer's caption of one sample cover, short as a small student learns best from. It names no colour
+    but the motif's, so that a reader of the caption finds the motif."""
     tone = "light" if sum(r.background) / 3 > 128 else "dark"
-    count = "one large figure" if r.figures == 1 else f"about {r.figures} figures"
-    return (
-        f"{journal}: {r.words} ({count}) on a flat {tone} background "
-        f"tinted toward the same hue. A pale masthead band across the top carries {title} in small dark "
-        f"capitals. The style is flat and graphic, with no photograph and no other text."
-    )
+    title = f", beneath the {r.title.upper()} masthead" if r.title else ""
+    return f"The cover shows {r.words} on a {tone} background of the same hue{title}."
 
 
 @dataclass
@@ -157,40 +151,30 @@ def belief(p: Problem, winner: int) -> dict[str, float]:
 
 
 def rationale(p: Problem, w: int, decided: str | None) -> str:
-    """A short chain of thought from what was seen to option w, without the answer line."""
+    """A short chain of thought from what was seen to option w, without the answer line: what the cover (or the
+    story) shows, which option carries the deciding attribute and what the others carry instead."""
     L = p.letters
     others = [i for i in range(len(L)) if i != w]
     if p.task == "image2text":
         seen = p.covers[0]
         said = [
-            f"The cover shows {seen.words()}{p.background}."
+            f"The cover shows {seen.words()}."
             if p.from_pixels
-            else f"The description of the cover names {seen.words()}.",
-            f"Story {L[w]} names {p.stories[w].words()}; {_series([L[i] for i in others], 'story', 'stories')} "
-            f"name {_series([p.stories[i].words() for i in others])}.",
+            else f"The description of the cover names {seen.words()}."
         ]
-        colour, own = seen.colour, f"story {L[w]}"
+        own, rest, verbs = f"story {L[w]}", _series([L[i] for i in others], "story", "stories"), ("names", "name")
+        motif = p.stories
     else:
-        verb = "shows" if p.from_pixels else "is described as"
-        said = [f"The story describes {p.stories[0].words()}."]
-        said += [f"Image {i + 1} (option {L[i]}) {verb} {p.covers[i].words()}." for i in range(len(L))]
-        colour, own = p.stories[0].colour, f"image {w + 1} (option {L[w]})"
-    if decided == "colour":
-        sense = f", which stands for {COLOURS[colour][1]}" if colour in COLOURS else ""
-        said.append(f"Only {own} has the {colour} hue{sense}.")
-        lured = [L[i] for i in others if p.match(i, "shape") or p.match(i, "layout")]
-        if lured:
-            said.append(
-                f"Shape or arrangement alone would mislead: {_series(lured, 'option', 'options')} "
-                f"{'shares' if len(lured) == 1 else 'share'} them in another colour."
-            )
-    elif decided == "shape":
-        said.append(f"Colour does not settle it; of the options that share it, only {own} has {p.story(w).shape}s.")
-    elif decided == "layout":
-        said.append(f"Colour and shape do not settle it; only {own} has its figures {LAYOUTS[p.story(w).layout][0]}.")
+        said = [f"The story names {p.stories[0].words()}."]
+        own, rest = f"image {w + 1} (option {L[w]})", _series([str(i + 1) for i in others], "image", "images")
+        verbs = ("shows", "show") if p.from_pixels else ("is described with", "are described with")
+        motif = p.covers
+    if decided:
+        theirs = _series([getattr(motif[i], decided) or "nothing I can name" for i in others])
+        said.append(f"Only {own} {verbs[0]} {getattr(motif[w], decided)}; {rest} {verbs[len(others) > 1]} {theirs}.")
     else:
         said.append("Nothing I can see tells these options apart, so I take my best guess.")
-    said.append(f"{f'The {decided} decides' if decided else 'On balance'}: the match is option {L[w]}.")
+    said.append(f"{f'The {decided} decides' if decided else 'On balance'}: option {L[w]}.")
     return " ".join(said)
 
 

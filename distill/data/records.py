@@ -1,0 +1,259 @@
+"""Records into validated items: what every loader shares, and the task's own JSON files.
+
+Every record is validated; a bad record yields a `RecordError` naming file, record, id and field. With
+`skip_invalid` the valid rest loads and the errors are returned, otherwise they are raised together. Each item
+carries the split its source declares (the file's or dataset's name, or the caller's word): training records
+must have a gold letter, test records may lack it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from distill.data.filenames import split_of, task_of
+from distill.data.items import IMAGE_TOKEN, LETTERS, Item, Option, Task, content_id
+from distill.data.options import OptionParseError, image_indices, parse_options
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SYSTEM = {
+    "image2text": "# Requirement\n You are an excellent scientific image reader. Choose the cover story that "
+    "matches the journal cover image. Answer with the letter of the option.",
+    "text2image": "# Requirement\n You are an excellent scientific image reader. Choose the journal cover image "
+    "that matches the cover story. Answer with the letter of the option.",
+}
+TRAINING_SPLITS = ("train", "val")
+
+
+@dataclass
+class RecordError:
+    file: str
+    index: int
+    id: str | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        rid = f" id={self.id}" if self.id else ""
+        where = f" record #{self.index}" if self.index >= 0 else ""
+        return f"{self.file}{where}{rid} [{self.field}]: {self.message}"
+
+
+class DataError(ValueError):
+    def __init__(self, errors: list[RecordError], hint: str | None = None):
+        self.errors = errors
+        lines = [str(e) for e in errors[:50]]
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        head = f"{len(errors)} invalid record(s)" + (f" ({hint})" if hint else "")
+        super().__init__(
+            head + ":\n  " + "\n  ".join(lines) + more
+            if len(errors) > 1
+            else f"{lines[0]}" + (f" ({hint})" if hint else "")
+        )
+
+
+@dataclass
+class Loaded:
+    items: list[Item] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+    def extend(self, other: Loaded) -> None:
+        self.items.extend(other.items)
+        self.errors.extend(other.errors)
+
+
+class Bad(Exception):
+    """One record's problem, raised while building it; becomes a RecordError with the record's place."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        self.message = message
+
+
+def _resolve(image: str, roots: list[Path]) -> Path:
+    p = Path(image).expanduser()
+    if p.is_absolute():
+        return p
+    for root in roots:
+        if (root / p).exists():
+            return (root / p).resolve()
+    return (roots[0] / p).resolve()
+
+
+def check_image(path: Path) -> None:
+    if not path.exists():
+        raise Bad("images", f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:  # verify() leaves the file unusable; load() catches truncation
+            im.load()
+    except Exception as exc:  # PIL raises many types for broken files
+        raise Bad("images", f"image does not decode: {path} ({type(exc).__name__}: {exc})") from None
+
+
+def build_item(
+    *,
+    task: Task,
+    system: str,
+    text,
+    images,
+    gold,
+    rid,
+    journal,
+    split: str | None,
+    source: str,
+    roots: list[Path],
+    check_images: bool = True,
+    fields: dict | None = None,
+    meta: dict | None = None,
+    system_turn: bool = False,
+) -> Item:
+    """One record's values into a validated Item. `fields` names the record's keys in messages."""
+    names = {"system": "system", "input": "input", "output": "output", "images": "images"} | (fields or {})
+    if not isinstance(text, str) or not text.strip():
+        raise Bad(names["input"], "missing or empty question text")
+    images = [images] if isinstance(images, str) else (images or [])
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise Bad(names["images"], "images must be a list of paths")
+    n_placeholders = text.count(IMAGE_TOKEN)
+    if n_placeholders != len(images):
+        raise Bad(names["images"], f"{n_placeholders} {IMAGE_TOKEN} placeholder(s) but {len(images)} image(s)")
+    resolved = [_resolve(i, roots) for i in images]
+    if check_images:
+        for p in resolved:
+            check_image(p)
+    options = _options(text, task, [str(p) for p in resolved])
+    letters = [o.letter for o in options]
+    norm = gold.strip().strip(".").upper() if isinstance(gold, str) and gold.strip() else None
+    if gold is not None and not isinstance(gold, str):
+        raise Bad(names["output"], f"gold must be a letter, got {gold!r}")
+    if norm is not None and norm not in letters:
+        raise Bad(names["output"], f"gold {gold!r} is not one of the options {letters}")
+    if norm is None and split in TRAINING_SPLITS:
+        raise Bad(names["output"], f"a {split} record needs a gold letter (got {gold!r})")
+    rid = str(rid) if rid not in (None, "") else content_id(task, system or "", text, images)
+    return Item(
+        id=rid,
+        task=task,
+        system=system or "",
+        system_turn=system_turn,
+        input=text,
+        options=options,
+        images=[str(p) for p in resolved],
+        gold=norm,
+        journal=journal or None,
+        split=split,
+        source=source,
+        meta=meta or {},
+    )
+
+
+def _options(text: str, task: Task, images: list[str]) -> list[Option]:
+    try:
+        parsed = parse_options(text)
+    except OptionParseError as exc:
+        if task == "text2image" and len(images) >= 2:
+            # Bare placeholders with no labels: the images are options A, B, C, ... in order.
+            return [Option(letter=LETTERS[i], text=IMAGE_TOKEN, image=p) for i, p in enumerate(images)]
+        raise Bad("input", f"cannot parse the options: {exc}") from None
+    if task == "image2text":
+        if len(images) != 1:
+            raise Bad("images", f"image2text needs exactly one cover image, got {len(images)}")
+        return [Option(letter=o.letter, text=o.text, span=(o.start, o.end)) for o in parsed]
+    # text2image: each option holds one placeholder, in order
+    offsets = image_indices(text)
+    out = []
+    for o in parsed:
+        inside = [k for k, off in enumerate(offsets) if o.start <= off < o.end]
+        if len(inside) != 1:
+            raise Bad("input", f"text2image option {o.letter} holds {len(inside)} {IMAGE_TOKEN} placeholders")
+        out.append(Option(letter=o.letter, text=o.text, image=images[inside[0]], span=(o.start, o.end)))
+    if len(out) != len(images):
+        raise Bad("input", f"{len(out)} options but {len(images)} images")
+    return out
+
+
+def read_records(path: Path) -> list:
+    if not path.is_file():
+        raise DataError([RecordError(str(path), -1, None, "file", "file not found")])
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError([RecordError(str(path), -1, None, "file", f"not valid JSON: {exc}")]) from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise DataError([RecordError(str(path), -1, None, "file", "expected a JSON array of records")])
+    return data
+
+
+def collect(records: list, path: Path, build) -> Loaded:
+    """Build every record with `build(record, index) -> Item`; errors name their record, ids must be unique."""
+    out = Loaded()
+    seen: Counter = Counter()
+    for index, rec in enumerate(records):
+        rid = rec.get("id") if isinstance(rec, dict) else None
+        try:
+            if not isinstance(rec, dict):
+                raise Bad("record", f"expected an object, got {type(rec).__name__}")
+            item = build(rec, index)
+        except Bad as bad:
+            out.errors.append(RecordError(str(path), index, rid, bad.field, bad.message))
+            continue
+        seen[item.key] += 1
+        if seen[item.key] > 1:
+            out.errors.append(RecordError(str(path), index, item.id, "id", f"duplicate {item.task} id"))
+            continue
+        out.items.append(item)
+    return out
+
+
+def task_for(path: Path, explicit: Task | None, n_images: int) -> Task:
+    return explicit or task_of(path) or ("image2text" if n_images == 1 else "text2image")
+
+
+def load_json(
+    path: str | Path,
+    task: Task | None = None,
+    *,
+    split: str | None = None,
+    check_images: bool = True,
+    skip_invalid: bool = False,
+    hint: str | None = None,
+) -> Loaded:
+    """A task JSON file: records with `system`, `input`, `output`, `images` and an optional `id`."""
+    path = Path(path)
+    split = split_of(path) or split
+    records = read_records(path)
+
+    def build(rec: dict, index: int) -> Item:
+        images = rec.get("images")
+        return build_item(
+            task=task_for(path, task, len(images) if isinstance(images, list) else 1),
+            system=rec.get("system") or "",
+            text=rec.get("input"),
+            images=images,
+            gold=rec.get("output"),
+            rid=rec.get("id"),
+            journal=rec.get("journal"),
+            split=split,
+            source=f"{path}#{index}",
+            roots=[path.parent],
+            check_images=check_images,
+            meta={k: v for k, v in rec.items() if k not in ("system", "input", "output", "images", "id", "journal")},
+        )
+
+    return finish(collect(records, path, build), skip_invalid, hint)
+
+
+def finish(loaded: Loaded, skip_invalid: bool, hint: str | None = None) -> Loaded:
+    """Raise the errors together, or (`skip_invalid`) return them with the valid rest: the caller reports them, once."""
+    if loaded.errors and not skip_invalid:
+        raise DataError(loaded.errors, hint)
+    return loaded

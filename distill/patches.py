@@ -1,0 +1,112 @@
+"""Every place cover-distill reaches into a library's private behaviour, in one module.
+
+Each patch is scoped (one call, one model or one block), checked against the library versions it was tested with
+(another version is a clear error: set DISTILL_UNTESTED_LIBRARIES=1 to go on at your own risk), and pinned by
+tests/layout/test_patches.py, which fails when an upgrade moves what the patch relies on."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from importlib.metadata import version
+
+# The versions each library's patches were checked with (inclusive lower, exclusive upper bound).
+TESTED = {"transformers": ("5.16.1", "5.21"), "trl": ("1.16", "1.17")}
+
+
+class UntestedLibrary(RuntimeError):
+    pass
+
+
+def _key(v: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in v.split("+")[0].split(".")[:3])
+
+
+def check(package: str) -> None:
+    """Refuse a version of `package` the patches were not tested with (unless DISTILL_UNTESTED_LIBRARIES=1)."""
+    low, high = TESTED[package]
+    found = version(package)
+    if not _key(low) <= _key(found) < _key(high) and os.environ.get("DISTILL_UNTESTED_LIBRARIES") != "1":
+        raise UntestedLibrary(
+            f"cover-distill's patches of {package} were tested with {package} >= {low}, < {high}; found {found} "
+            f"(install a tested version, or set DISTILL_UNTESTED_LIBRARIES=1 to go on untested)"
+        )
+
+
+_compact = False
+
+
+def compact_logprobs_on_cpu() -> None:
+    """TRL's fused LM head scores only the labelled positions where Triton runs and every position elsewhere (to
+    keep tile shapes fixed for compilers that recompile per shape). A plain CPU has no such compiler, and scoring
+    all ~300 positions of a prompt against a 152k vocabulary instead of the few completion tokens costs ~100x.
+    Patched: TRL's `trl.trainer.utils._use_triton` answers yes for CPU tensors (its kernels still take their
+    torch path there). Process-wide, once."""
+    global _compact
+    if _compact:
+        return
+    check("trl")
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    _compact = True
+
+
+def text_only_input_grads(model) -> None:
+    """`PreTrainedModel.enable_input_require_grads`, which gradient checkpointing and PEFT call, hooks the input
+    embeddings of every sub-model; for Qwen2.5-VL that includes the vision tower's patch embedding, so each step
+    records autograd through the whole frozen tower, recomputes it and back-propagates through it for nothing.
+    Patched on `model` alone: the method hooks the language model's input embeddings only, and keeps the hook
+    where transformers' `disable_input_require_grads` looks for it (`_require_grads_hook(s)`)."""
+    check("transformers")
+
+    def require_grad(module, inputs, output):
+        output.requires_grad_(True)
+
+    def enable_input_require_grads():
+        hook = model.get_input_embeddings().register_forward_hook(require_grad)
+        model._require_grads_hooks = [hook]
+        model._require_grads_hook = hook
+
+    model.enable_input_require_grads = enable_input_require_grads
+
+
+@contextmanager
+def image_features_from(model, serve):
+    """While the block runs, `model`'s image encoder is `serve(original, pixel_values, image_grid_thw, **kw)`:
+    `get_image_features` of its inner model (Qwen2.5-VL's forward calls it by name) is swapped and restored."""
+    check("transformers")
+    inner = model.model if hasattr(model, "model") else model
+    original = inner.get_image_features
+    inner.get_image_features = lambda pixel_values, image_grid_thw=None, **kw: serve(
+        original, pixel_values, image_grid_thw, **kw
+    )
+    try:
+        yield
+    finally:
+        inner.get_image_features = original
+
+
+def set_attention(config, name: str, function) -> None:
+    """Register `function` as attention implementation `name` (transformers' public AttentionInterface) and set it
+    on one sub-model's config. Setting `_attn_implementation` on a sub-config is the private part: transformers
+    accepts a registered name there, where its setter takes names containing "flash" for flash-style kernels
+    (varlen inputs, no mask); the name must therefore contain "flash"."""
+    check("transformers")
+    from transformers import AttentionInterface
+
+    if "flash" not in name:
+        raise ValueError(f"attention implementation {name!r}: the name must contain 'flash' (transformers' rule)")
+    AttentionInterface.register(name, function)
+    config._attn_implementation = name
+    if config._attn_implementation != name:
+        raise UntestedLibrary(f"transformers did not take the attention implementation {name!r}")
+
+
+def check_trainer_internals() -> None:
+    """The trainer mixins (distill/train/validation.py, distill/train/tasks.py) override `evaluation_loop` and
+    `compute_loss`, and use TRL's metric store (`_metrics`, `_total_train_tokens`), its fused LM head
+    (`fused_lm_head=True`) and the Trainer's rule for losses already scaled for gradient accumulation."""
+    check("transformers")
+    check("trl")
