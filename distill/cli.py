@@ -9,9 +9,15 @@ from pathlib import Path
 
 import typer
 
+from agents.settings import TeacherConfig
 from distill import logs
+from distill.augment import AugmentConfig
+from distill.backends.config import BackendConfig
 from distill.cli_options import with_settings
+from distill.ingest import DataConfig
+from distill.kit.sample_data import SampleDataConfig
 from distill.kit.sample_teacher.serving import SampleTeacherConfig
+from distill.predict import PredictConfig
 from distill.train.examples import ExampleOptions
 
 app = typer.Typer(
@@ -55,17 +61,16 @@ OVERWRITE_FILES = typer.Option(False, "--overwrite", help="Replace existing outp
 
 
 @app.command("sample-data")
+@with_settings(SampleDataConfig, "cfg")
 def sample_data(
     out_dir: Path = typer.Argument(..., help="Folder to write the dataset into."),
-    n_train: int = typer.Option(64, help="Training items per task."),
-    n_dev: int = typer.Option(10, help="Dev items per task."),
-    n_test: int = typer.Option(24, help="Test items per task."),
-    seed: int = typer.Option(0, help="Generator seed."),
+    cfg: SampleDataConfig = None,
 ) -> None:
-    """Write the seeded sample dataset: MAC-format JSON for both tasks, PNG covers, dataset_info.json."""
+    """Write the seeded sample dataset: MAC-format JSON for both tasks, JPEG covers drawn per item,
+    dataset_info.json, and covers.json (each cover's motif, for scoring only)."""
     from distill.kit.sample_data import generate
 
-    generate(out_dir, n_train, n_dev, n_test, seed)
+    generate(out_dir, **cfg.model_dump())
     out.print(f"sample data written to {out_dir}")
 
 
@@ -100,6 +105,7 @@ def sample_teacher(cfg: SampleTeacherConfig = None) -> None:
 
 
 @app.command("load")
+@with_settings(DataConfig, "opts", include=("validation_fraction", "seed", "skip_invalid"))
 def load(
     files: list[Path] = typer.Argument(..., help="Task JSON files, a dataset_info.json, or MAC CSVs."),
     db: Path = typer.Option(..., "--db", help="The SQLite store (created and migrated on open)."),
@@ -108,13 +114,7 @@ def load(
         help="train | val | dev | test, for files whose names say none (a name that says another split is an "
         "error); in a dataset_info.json, for the datasets whose names say none.",
     ),
-    skip_invalid: bool = typer.Option(
-        False,
-        "--skip-invalid",
-        help="Report bad records, unreadable files and ids given twice, and load the valid rest.",
-    ),
-    validation_fraction: float = typer.Option(0.1, help="Share of train carved out for validation."),
-    seed: int = typer.Option(0, help="Seed of the validation split."),
+    opts: dict = None,
 ) -> None:
     """Validate data files and load them into the store. Each file's split comes from its name (a registry:
     each dataset's name); a validation split is carved from train unless val files are given. Every file is checked
@@ -123,7 +123,7 @@ def load(
 
     if split is not None and split not in ("train", "val", "dev", "test"):
         raise typer.BadParameter(f"{split!r}: train, val, dev or test", param_hint="--split")
-    data = load_files(files, db, split, skip_invalid, validation_fraction, seed)
+    data = load_files(files, db, split, **opts)
     for e in data.errors:
         typer.echo(f"skipped: {e}", err=True)
     for name, per_task in data.counts().items():
@@ -156,19 +156,22 @@ def audit(
 
 
 @app.command("graph")
+@with_settings(TeacherConfig, "over", include=("limit", "concurrency"), overrides=True)
 def graph(
     config: Path = typer.Option(..., "--config", "-c", help="Pipeline recipe (YAML)."),
-    data: list[Path] | None = typer.Option(None, "--data", help="Training files (override data.train)."),
+    data: list[Path] | None = typer.Option(
+        None, "--data", help="Training files to load into the store first (override data.train)."
+    ),
     db: Path | None = typer.Option(None, "--db", help="Store (overrides the recipe's)."),
-    limit: int | None = typer.Option(None, help="First N training items only."),
-    concurrency: int | None = typer.Option(None, help="Graph passes in flight at once."),
     resume: str | None = typer.Option(
         None, help="Run id to resume: finished items are skipped, failed and interrupted ones redone."
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Name for a new run."),
+    over: dict = None,
 ) -> None:
-    """Run the teacher graph (describer -> reasoner -> critic, retries, rationalization) over training items.
-    Exits 1 when items failed."""
+    """Run the teacher graph (describer -> reasoner -> critic, retries, rationalization) over the store's training
+    items. The recipe's data files are loaded first when the store has none (or with --data). Exits 1 when items
+    failed."""
     from distill.pipeline import run_teacher
     from distill.recipe import load_recipe
 
@@ -176,12 +179,11 @@ def graph(
         config,
         {
             "db": str(db) if db else None,
-            "teacher.limit": limit,
-            "teacher.concurrency": concurrency,
+            **{f"teacher.{k}": v for k, v in over.items()},
             "data.train": [str(d) for d in data] if data else None,
         },
     )
-    summary = run_teacher(recipe, resume=resume, run_id=run_id)
+    summary = run_teacher(recipe, resume=resume, run_id=run_id, load=True if data else None)
     _print_summary(summary.as_dict())
     if summary.failed:
         typer.echo(
@@ -220,41 +222,25 @@ def demo(
 
 
 @app.command("predict")
+@with_settings(PredictConfig, "cfg", exclude=("prior_min_items",))
+@with_settings(BackendConfig, "backend_opts", include=("backend", "base_url", "scoring", "dtype", "concurrency"))
+@with_settings(
+    BackendConfig, "cap", include=("max_pixels",), overrides="the cap the model folder records from training"
+)
 def predict(
     model: Path | None = typer.Option(
         None, "--model", help="Model folder (a merged student); required unless --from-llamafactory."
     ),
-    data: list[Path] = typer.Option(
-        ..., "--data", help="Test files, e.g. image2text_test.json (repeat for several), or a dataset_info.json."
+    data: list[Path] | None = typer.Option(
+        None, "--data", help="Test files, e.g. image2text_test.json (repeat for several), or a dataset_info.json."
     ),
+    db: Path | None = typer.Option(None, "--db", help="Predict the store's held-out items (instead of --data)."),
     split: str | None = typer.Option(
         None,
         help="The held-out split to predict: test (default) | dev. A dataset_info.json gives only its datasets of "
         "that split; a task file's name must not say another.",
     ),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the answer and details files."),
-    method: str = typer.Option("score", help="score | debias | prior | cot | adaptive"),
-    rotations: int = typer.Option(4, help="debias/prior: rotations of the options."),
-    samples: int = typer.Option(5, help="cot/adaptive: sampled rationales for self-consistency."),
-    temperature: float = typer.Option(0.7, help="cot/adaptive: sampling temperature."),
-    max_new_tokens: int = typer.Option(512, help="cot/adaptive: longest rationale."),
-    threshold: float = typer.Option(0.6, help="adaptive: top probability under which cot runs."),
-    prior_share: float = typer.Option(0.03, help="prior: share of items that estimate the letter prior."),
-    seed: int = typer.Option(0, help="Sampling seed (cot) and choice of prior items."),
-    layout: str | None = typer.Option(
-        None, help="Prompt layout: llamafactory | system (default: what the model folder records, else llamafactory)."
-    ),
-    backend: str = typer.Option("transformers", help="transformers (CPU or GPU) | vllm (GPU) | openai"),
-    base_url: list[str] | None = typer.Option(None, help="openai backend: server URL (repeat for replicas)."),
-    scoring: str = typer.Option(
-        "top_logprobs",
-        help="openai backend: allowed_tokens (a vLLM server: exact letter scores) | top_logprobs (any server).",
-    ),
-    dtype: str = typer.Option("auto", help="Weights' dtype (transformers, vllm): auto | bfloat16 | float16 | float32."),
-    max_pixels: int | None = typer.Option(
-        None, help="Image cap (default: the cap the model folder records from training, else 262,144)."
-    ),
-    batch_size: int = typer.Option(16, help="Largest batch (transformers) / requests in flight (openai)."),
     devices: str | None = typer.Option(
         None, help="Data-parallel: one worker per device, e.g. 0,1,2,3 (GPU ids; 'cpu' for none)."
     ),
@@ -270,47 +256,35 @@ def predict(
         help="Convert LLaMA-Factory's vllm_infer.py output instead (one --data "
         "file: its records pair with the output's lines in order).",
     ),
+    cfg: PredictConfig = None,
+    backend_opts: dict = None,
+    cap: dict = None,
 ) -> None:
     """Answer files in the strict format (every test id once, one letter A-D), plus details JSONL, written
     atomically: details first, answers last."""
-    if from_llamafactory:
-        from distill.pipeline import convert_llamafactory
+    from distill.pipeline import convert_llamafactory, run_predict
 
-        path, summary = convert_llamafactory(from_llamafactory, data, out_dir, overwrite, fallback, split)
+    if bool(data) == bool(db):
+        raise typer.BadParameter("give the held-out items with --data FILE... or --db STORE", param_hint="--data")
+    if from_llamafactory:
+        path, summary = convert_llamafactory(from_llamafactory, data or [], out_dir, overwrite, fallback, split)
         out.print(f"{path}: {summary}")
         return
     if model is None:
         raise typer.BadParameter("--model is required (or --from-llamafactory)", param_hint="--model")
-    from distill.data.student import DEFAULT_LAYOUT, recorded_layout
-    from distill.pipeline import run_predict
-    from distill.predict import PredictConfig
-
-    cfg = PredictConfig(
-        method=method,
-        rotations=rotations,
-        samples=samples,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        threshold=threshold,
-        prior_share=prior_share,
-        seed=seed,
-        layout=layout or recorded_layout(model) or DEFAULT_LAYOUT,
-    )
     used: dict = {}
     written = run_predict(
         str(model),
-        data,
+        data or [],
         out_dir,
         cfg,
-        backend,
-        max_pixels,
-        base_url[0] if base_url and len(base_url) == 1 else base_url,
-        batch_size,
+        max_pixels=cap.get("max_pixels"),
         devices=devices.split(",") if devices else None,
         overwrite=overwrite,
-        backend_options={"scoring": scoring, "dtype": dtype},
+        backend_options=backend_opts,
         split=split,
         used=used,
+        db=db,
     )
     cap, source = used["max_pixels"]
     out.print(f"image cap: {cap} pixels ({source})")
@@ -334,17 +308,13 @@ def evaluate_cmd(
 
 
 @app.command("augment")
+@with_settings(AugmentConfig, "over", include=("permutations", "recombine", "option_counts", "seed"), overrides=True)
 def augment_cmd(
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
     config: Path | None = typer.Option(
         None, "--config", "-c", help=CONFIG_HELP + " Its `augment:` section is the default."
     ),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the new dataset files."),
-    permutations: int | None = typer.Option(None, help="Permuted copies per training item."),
-    recombine: bool | None = typer.Option(
-        None, "--recombine/--no-recombine", help="Cross-task recombination with hard negatives."
-    ),
-    seed: int | None = typer.Option(None, help="Seed of permutations and recombination."),
     skip_invalid: bool = typer.Option(
         False,
         "--skip-invalid",
@@ -358,26 +328,17 @@ def augment_cmd(
         help="Add the augmented datasets to an existing OUT/dataset_info.json, keeping its other datasets (without "
         "it, an existing registry is replaced only with --overwrite).",
     ),
+    over: dict = None,
 ) -> None:
     """Permute options (balanced gold letters) and recombine (cover, story) pairs across tasks with hard
     negatives; writes task-format JSON, a dataset_info.json and a report, and records provenance in the store
     (files and store all or nothing)."""
-    from distill.augment import AugmentConfig
     from distill.pipeline import run_augment
     from distill.recipe import load_recipe
 
-    base = load_recipe(config).augment.model_dump() if config else {}
-    over = {
-        k: v for k, v in {"permutations": permutations, "recombine": recombine, "seed": seed}.items() if v is not None
-    }
+    recipe = load_recipe(config, {f"augment.{k}": v for k, v in over.items()})
     result = run_augment(
-        _db(db, config),
-        out_dir,
-        AugmentConfig(**(base | over)),
-        overwrite,
-        skip_invalid,
-        allow_leakage,
-        merge_registry=merge_registry,
+        _db(db, config), out_dir, recipe.augment, overwrite, skip_invalid, allow_leakage, merge_registry=merge_registry
     )
     out.print_json(json.dumps(result))
 

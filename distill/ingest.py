@@ -35,9 +35,13 @@ class DataConfig(BaseModel):
     # they replace the split carved from its train items
     dev: list[str] = Field(default_factory=list)
     test: list[str] = Field(default_factory=list)
-    validation_fraction: float = Field(0.1, ge=0, lt=1)
-    seed: int = 0
-    skip_invalid: bool = False
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of train carved out for validation (when no val files are given)."
+    )
+    seed: int = Field(0, description="Seed of the validation split.")
+    skip_invalid: bool = Field(
+        False, description="Report bad records, unreadable files and ids given twice, and load the valid rest."
+    )
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=3136)
 
 

@@ -88,8 +88,16 @@ def run_audit(db: str | Path):
 
 
 # --- teacher ----------------------------------------------------------------------------------------------
-def run_teacher(recipe: Recipe, resume: str | None = None, run_id: str | None = None, show_progress: bool = True):
-    """`distill graph`: the teacher graph over the recipe's training items, stored in the recipe's store."""
+def run_teacher(
+    recipe: Recipe,
+    resume: str | None = None,
+    run_id: str | None = None,
+    show_progress: bool = True,
+    load: bool | None = None,
+):
+    """`distill graph`: the teacher graph over the store's training items (the items data files gave, not the ones
+    augmentation made). The store is the source of truth: the recipe's data files are loaded first only when
+    `load` says so, or (`load` None) when the store holds no training items yet."""
     from distill.backends.factory import make_backend
     from distill.ingest import load_data, report_data, store_data
     from graphs.runner import run_items
@@ -104,18 +112,22 @@ def run_teacher(recipe: Recipe, resume: str | None = None, run_id: str | None = 
         store.run(resume)
         with store.run_lock(resume):
             pass
-    data = load_data(recipe.data)  # the data is checked before a new store is made
-    store = store or open_store(recipe.db, must_exist=False)
-    store_data(store, data)
-    report_data(data)
-    items = data.splits.get("train", [])
+    if load is None:
+        load = not (Path(recipe.db).is_file() and open_store(recipe.db).items(split="train"))
+    if load:
+        data = load_data(recipe.data)  # the data is checked before a new store is made
+        store = store or open_store(recipe.db, must_exist=False)
+        store_data(store, data)
+        report_data(data)
+    store = store or open_store(recipe.db)
+    items = [it for it in store.items(split="train") if not it.transform]
     if recipe.teacher.limit:  # the first N, alternating between the tasks
         by_task = [[it for it in items if it.task == t] for t in ("image2text", "text2image")]
         items = [it for pair in itertools.zip_longest(*by_task) for it in pair if it is not None][
             : recipe.teacher.limit
         ]
     if not items:
-        raise ValueError("no training items: set data.train in the recipe or pass --data")
+        raise ValueError(f"no training items in {recipe.db}: `distill load` some, set data.train, or pass --data")
     reasoner = make_backend(recipe.teacher.reasoner)
     describer = make_backend(recipe.teacher.describer) if recipe.teacher.describer else None
     for be in (reasoner, describer):  # a wrong model path is one clear error now, not one per item later
@@ -271,6 +283,18 @@ def export_traces(db: str | Path, out: str | Path | None, run: str | None = None
 HELD_OUT = ("dev", "test")
 
 
+def store_tests(db: str | Path, split: str | None = None) -> dict[str, list]:
+    """The store's held-out items of `split` (default test), per task."""
+    if split is not None and split not in HELD_OUT:
+        raise ValueError(f"--split {split}: predictions are for a held-out split (dev or test)")
+    tasks: dict[str, list] = {}
+    for it in open_store(db).items(split=split or "test"):
+        tasks.setdefault(it.task, []).append(it)
+    if not tasks:
+        raise ValueError(f"{db} holds no {split or 'test'} items: load them with `distill load`")
+    return tasks
+
+
 def load_tests(data_files: list[str | Path], split: str | None = None) -> dict[str, list]:
     """Test items per task; every record must be usable (each test id needs an answer). A registry
     (`dataset_info.json`) gives only its datasets of `split` (default test; a dataset whose name and file say no
@@ -338,35 +362,37 @@ def run_predict(
     data_files: list[str | Path],
     out_dir: str | Path,
     cfg=None,
-    backend: str = "transformers",
     max_pixels: int | None = None,
-    base_url: str | list[str] | None = None,
-    batch_size: int = 16,
     show_progress: bool = True,
     devices: list[str] | None = None,
     overwrite: bool = False,
     backend_options: dict | None = None,
     split: str | None = None,
     used: dict | None = None,
+    db: str | Path | None = None,
 ) -> dict[str, Path]:
     """`distill predict`: a details JSONL per task (probabilities, letter, entropy, method, seconds), then the
     answer files (validated), each written atomically, the answers last.
 
-    `split`: which held-out split of a registry (default test; `load_tests`). `max_pixels`: the image cap, by
-    default the one recorded with the trained model (`image_cap`). `used`, when given, receives what was used:
-    `split` (per task) and `max_pixels` (the cap and where it came from).
+    The held-out items come from `data_files` or from the store `db`. `split`: which held-out split (default test;
+    `load_tests`). `max_pixels`: the image cap, by default the one recorded with the trained model (`image_cap`);
+    `cfg.layout` likewise. `used`, when given, receives what was used: `split` (per task) and `max_pixels` (the cap
+    and where it came from).
 
     `devices`: one worker process per device (data-parallel): each takes every n-th item, sees only its own device
     (CUDA_VISIBLE_DEVICES) and writes a shard of details; the shards are merged here. `backend_options`: more
-    BackendConfig fields (dtype, scoring, extra engine arguments)."""
+    BackendConfig fields (backend, base_url, concurrency, dtype, scoring, extra engine arguments)."""
     from distill.backends.config import BackendConfig
     from distill.data.answers import write_answers
     from distill.data.fileio import atomic_write_text, refuse_existing, require_writable_dir
+    from distill.data.student import DEFAULT_LAYOUT, recorded_layout
     from distill.predict import PredictConfig
 
     cfg = cfg or PredictConfig()
+    if cfg.layout is None:
+        cfg = cfg.model_copy(update={"layout": recorded_layout(model) or DEFAULT_LAYOUT})
     out = Path(out_dir)
-    tasks = load_tests(data_files, split)
+    tasks = store_tests(db, split) if db else load_tests(data_files, split)
     cap, cap_source = image_cap(model, max_pixels)
     log.info("image cap: %d pixels (%s)", cap, cap_source)
     for task, s in splits_of(tasks).items():
@@ -375,18 +401,12 @@ def run_predict(
         used.update(split=splits_of(tasks), max_pixels=(cap, cap_source))
     refuse_existing([out / f"{t}_{kind}" for t in tasks for kind in ("answer.json", "details.jsonl")], overwrite)
     require_writable_dir(out)  # before any model loads
-    if backend != "openai":
+    options = backend_options or {}
+    if options.get("backend", "transformers") != "openai":
         from distill.backends.base import require_local_model
 
         require_local_model(model)
-    be_cfg = BackendConfig(
-        backend=backend,
-        model=str(model),
-        base_url=base_url,
-        concurrency=batch_size,
-        max_pixels=cap,
-        **(backend_options or {}),
-    )
+    be_cfg = BackendConfig(model=str(model), max_pixels=cap, **options)
     t0 = time.perf_counter()
     if devices and len(devices) > 1:
         rows_by_task = _predict_on_devices(be_cfg, tasks, cfg, devices, out)

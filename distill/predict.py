@@ -32,16 +32,18 @@ class PredictConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Method = "score"
-    rotations: int = Field(4, ge=1)
-    prior_share: float = Field(0.03, ge=0, le=1)  # share of items scored under all rotations for the letter prior
-    prior_min_items: int = Field(8, ge=1)
-    samples: int = Field(5, ge=1)
-    temperature: float = Field(0.7, ge=0)
-    threshold: float = Field(0.6, ge=0, le=1)
-    max_new_tokens: int = Field(512, ge=1)
-    seed: int = 0
-    layout: Layout = DEFAULT_LAYOUT  # the prompt layout the model was trained with
+    method: Method = Field("score", description="score | debias | prior | cot | adaptive.")
+    rotations: int = Field(4, ge=1, description="debias/prior: rotations of the options.")
+    prior_share: float = Field(0.03, ge=0, le=1, description="prior: share of items that estimate the letter prior.")
+    prior_min_items: int = Field(8, ge=1, description="prior: fewest items that estimate the letter prior.")
+    samples: int = Field(5, ge=1, description="cot/adaptive: sampled rationales for self-consistency.")
+    temperature: float = Field(0.7, ge=0, description="cot/adaptive: sampling temperature.")
+    threshold: float = Field(0.6, ge=0, le=1, description="adaptive: top probability under which cot runs.")
+    max_new_tokens: int = Field(512, ge=1, description="cot/adaptive: longest rationale.")
+    seed: int = Field(0, description="Sampling seed (cot) and choice of prior items.")
+    layout: Layout | None = Field(
+        None, description="Prompt layout (default: what the model folder records from training, else llamafactory)."
+    )
 
 
 def entropy(probs: dict[str, float]) -> float:

@@ -10,7 +10,7 @@ from distill.backends.config import BackendConfig
 
 class ScriptedBackend(Backend):
     def __init__(self, reply: Callable[[ChatRequest, int], str | Exception], model: str = "scripted"):
-        super().__init__(BackendConfig(backend="scripted", model=model))
+        super().__init__(BackendConfig(model=model))
         self.reply = reply
         self.requests: list[ChatRequest] = []
 

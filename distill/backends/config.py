@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distill.data.images import DEFAULT_MAX_PIXELS
 
@@ -12,22 +12,32 @@ from distill.data.images import DEFAULT_MAX_PIXELS
 class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    backend: Literal["transformers", "openai", "vllm", "scripted"] = "transformers"
+    backend: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers",
+        description="transformers (CPU or GPU, in process) | vllm (GPU, in process) | openai (a server).",
+    )
     model: str = "runs/demo/tiny-model"
-    # openai: one server, or several replicas of the same model (requests go to the least busy live one)
-    base_url: str | list[str] | None = None
+    base_url: str | list[str] | None = Field(
+        None,
+        description="openai: the server's URL, or several replicas of one model (requests go to the least busy live "
+        "one).",
+    )
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, description="Image cap (use the one the model trained or serves at).")
     timeout_s: float = 600.0
     max_retries: int = 5  # openai: the client's own retries; every backend: retries of a transient failure
-    concurrency: int = 8  # openai: requests in flight; transformers: largest batch
+    concurrency: int = Field(8, description="Requests in flight (openai); largest batch (transformers).")
     structured: Literal["none", "choice", "json_schema"] = "none"  # how to force a final letter
-    # openai: how letters are scored. allowed_tokens (a vLLM server): the scored step may only produce the option
-    # letters, so all come back, exactly; top_logprobs (any server): they must be among its top 20
-    scoring: Literal["top_logprobs", "allowed_tokens"] = "top_logprobs"
+    scoring: Literal["top_logprobs", "allowed_tokens"] = Field(
+        "top_logprobs",
+        description="openai: how letters are scored. allowed_tokens (a vLLM server): the scored step may only produce "
+        "the option letters, so all come back, exactly; top_logprobs (any server): they must be among its top 20.",
+    )
     text_only: bool = False  # a text-only model (DAD reasoner): send descriptions, never images
     device: str = "auto"
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="The weights' dtype (transformers, vllm); auto: bf16 on a GPU, float32 on a CPU."
+    )
     # transformers on CUDA: the vision tower's windows in one varlen flash call per layer (False: per-window SDPA)
     varlen_vision: bool = True
     extra: dict = {}  # engine keyword arguments (vLLM: gpu_memory_utilization, max_model_len, ...)

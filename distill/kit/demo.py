@@ -12,24 +12,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from distill.kit.sample_data import SampleDataConfig
 from distill.kit.sample_teacher.serving import SampleTeacherConfig
 from distill.logs import stdout
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("traces.db", "traces.db-wal", "traces.db-shm", "augment", "sft", "dpo", "answers", "answers-untrained")
 TASKS = ("image2text", "text2image")
-
-
-class SampleDataConfig(BaseModel):
-    """How much sample data the demo generates (`distill.kit.sample_data.generate`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_train: int = Field(64, ge=1)
-    n_val: int = Field(24, ge=0)
-    n_dev: int = Field(10, ge=1)
-    n_test: int = Field(24, ge=1)
-    seed: int = 0
 
 
 class KitConfig(BaseModel):

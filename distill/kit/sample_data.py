@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.data.items import LETTERS
 from distill.data.options import render_options
@@ -183,11 +184,23 @@ def motif_pools(seed: int = 0) -> dict[str, list[Motif]]:
     }
 
 
-def generate(
-    out_dir: str | Path, n_train: int = 64, n_dev: int = 10, n_test: int = 24, seed: int = 0, n_val: int = 0
-) -> Path:
+class SampleDataConfig(BaseModel):
+    """How much sample data to draw (`generate`'s settings, `distill sample-data`'s flags, the demo's `kit:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_train: int = Field(64, ge=1, description="Training items per task.")
+    n_val: int = Field(0, ge=0, description="Validation items per task (on motifs of their own).")
+    n_dev: int = Field(10, ge=1, description="Dev items per task.")
+    n_test: int = Field(24, ge=1, description="Test items per task (their gold letters in *_test_gold.json).")
+    seed: int = Field(0, description="Generator seed.")
+
+
+def generate(out_dir: str | Path, **settings) -> Path:
     """Write image2text/text2image train/dev/test (and, with `n_val`, val) JSON, covers under images/, a
-    dataset_info.json and covers.json (each cover's motif)."""
+    dataset_info.json and covers.json (each cover's motif). `settings`: the fields of SampleDataConfig."""
+    cfg = SampleDataConfig(**settings)
+    n_train, n_val, n_dev, n_test, seed = cfg.n_train, cfg.n_val, cfg.n_dev, cfg.n_test, cfg.seed
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)

@@ -14,7 +14,7 @@ class LetterBiased(Backend):
     """Prefers letter A four to one, and the gold story's content two to one: a biased but informed model."""
 
     def __init__(self, gold_text: str):
-        super().__init__(BackendConfig(backend="scripted", model="biased"))
+        super().__init__(BackendConfig(model="biased"))
         self.gold_text = gold_text
         self.calls = 0
 
@@ -183,8 +183,7 @@ def test_reasoning_methods_through_a_real_server(sample_dir, tmp_path, method):
             files,
             tmp_path,
             PredictConfig(method=method, samples=3, threshold=0.99),
-            backend="openai",
-            base_url=url,
+            backend_options={"backend": "openai", "base_url": url},
             max_pixels=62720,
             show_progress=False,
         )

@@ -169,7 +169,7 @@ def test_failed_items_are_retried_on_resume_and_history_stays(store, items):
 def test_blank_descriptions_are_retried_then_fail_the_item(store, items):
     describer = ScriptedBackend(lambda req, n: "   \n", model="desc")
     reasoner = ScriptedBackend(lambda req, n: f"{RATIONALE}\nAnswer: A")
-    s = _run(store, items[:1], reasoner, describer, describer={"backend": "scripted", "max_retries": 2})
+    s = _run(store, items[:1], reasoner, describer, describer={"max_retries": 2})
     assert s.failed == 1 and "blank description" in s.errors[0]
     assert store.db["descriptions"].count == 0 and not reasoner.requests
     # the first cover was asked 3 times (1 + max_retries), each a failed call on record

@@ -46,8 +46,8 @@ def test_colour_decides_and_shape_alone_misleads(sample_dir):
 def test_generator_is_deterministic(tmp_path):
     from distill.kit.sample_data import generate
 
-    a = generate(tmp_path / "a", 4, 2, 2, seed=7)
-    b = generate(tmp_path / "b", 4, 2, 2, seed=7)
+    a = generate(tmp_path / "a", n_train=4, n_dev=2, n_test=2, seed=7)
+    b = generate(tmp_path / "b", n_train=4, n_dev=2, n_test=2, seed=7)
     assert (a / "image2text_train.json").read_text() == (b / "image2text_train.json").read_text()
     assert (a / "images").exists() and sorted(p.name for p in (a / "images").iterdir()) == sorted(
         p.name for p in (b / "images").iterdir()

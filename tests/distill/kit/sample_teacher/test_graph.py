@@ -10,7 +10,7 @@ from distill.train.examples import ExampleOptions, dpo_pairs
 from store import open_store
 
 pytestmark = pytest.mark.slow
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[4]
 
 
 def test_the_critic_rejects_the_teachers_wrong_answers_and_pairs_follow(sample_dir, tmp_path):
@@ -24,6 +24,7 @@ def test_the_critic_rejects_the_teachers_wrong_answers_and_pairs_follow(sample_d
             {
                 "workdir": str(tmp_path),
                 "data.train": files["train"],
+                "data.val": [],
                 "data.dev": files["dev"],
                 "data.test": files["test"],
                 "teacher.describer.base_url": url,
@@ -48,3 +49,31 @@ def test_the_critic_rejects_the_teachers_wrong_answers_and_pairs_follow(sample_d
         gold = items[p["item_key"]].gold
         assert p["chosen"].rstrip().endswith(f"Answer: {gold}")
         assert not p["rejected"].rstrip().endswith(f"Answer: {gold}")
+
+
+def test_the_graph_reads_its_items_from_the_store(sample_dir, tmp_path):
+    """Loaded once, the items live in the store: the data files may go, and the graph still runs on them."""
+    import shutil
+
+    from distill.pipeline import load_files
+
+    data = shutil.copytree(sample_dir, tmp_path / "data")
+    files = [data / f"{t}_train.json" for t in ("image2text", "text2image")]
+    load_files(files, tmp_path / "s.db")
+    for f in files:
+        f.unlink()
+    with serving(SampleTeacherConfig(port=0, error_rate=0.0)) as url:
+        recipe = load_recipe(
+            ROOT / "configs/demo.yaml",
+            {
+                "workdir": str(tmp_path),
+                "db": str(tmp_path / "s.db"),
+                "teacher.describer.base_url": url,
+                "teacher.reasoner.base_url": url,
+                "teacher.limit": 6,
+            },
+        )
+        summary = run_teacher(recipe, show_progress=False)
+    store = open_store(tmp_path / "s.db")
+    assert summary.failed == 0 and summary.items == 6
+    assert {t["item_key"] for t in store.traces(run_id=summary.run_id)} <= {it.key for it in store.items(split="train")}
