@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from distill.data.images import sha256_file
 from distill.data.items import Item
 from distill.data.stories import StoryError, story_of, strip_label
+from distill.errors import UserError
 from store.db import Store
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ KINDS = {
 REFUSED = ("item", "pair")  # what lets the student learn a held-out answer; `strict` refuses "distractor" too
 
 
-class LeakageError(ValueError):
+class LeakageError(UserError, ValueError):
     pass
 
 

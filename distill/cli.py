@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import typer
@@ -19,6 +20,8 @@ from distill.kit.sample_data import SampleDataConfig
 from distill.kit.sample_teacher.serving import SampleTeacherConfig
 from distill.predict import PredictConfig
 from distill.train.examples import ExampleOptions
+
+_VERBOSE = False  # set by the -v option; main() then shows a user's error's traceback too
 
 app = typer.Typer(
     add_completion=False,
@@ -50,7 +53,11 @@ def _db(db: Path | None, config: Path | None) -> Path:
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging, and the traceback of any error."),
+) -> None:
+    global _VERBOSE
+    _VERBOSE = verbose
     logs.setup(verbose)
 
 
@@ -572,34 +579,26 @@ def _os_error(exc: OSError) -> str:
 
 
 def main() -> None:
-    """Entry point: known failures become one clear line, not a traceback; no secret is in it."""
-    from distill.audit import LeakageError
-    from distill.backends.base import BackendError
-    from distill.data.answers import AnswerError
-    from distill.data.records import DataError
-    from distill.recipe import ConfigError
+    """Entry point: a user's error (bad input, a bad setting, a missing file) is one clear line with no secret in
+    it; a bug keeps its traceback. `-v` shows the traceback of a user's error too."""
+    from pydantic import ValidationError
+
+    from distill.errors import UserError
     from distill.secrets import redact
-    from store.db import StoreError
 
     try:
         code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n
         if isinstance(code, int) and code:
             raise SystemExit(code)
-    except (
-        DataError,
-        ConfigError,
-        BackendError,
-        AnswerError,
-        StoreError,
-        LeakageError,
-        OSError,
-        KeyError,
-        ValueError,
-    ) as exc:
+    except (UserError, OSError, ValidationError) as exc:
+        if _VERBOSE:
+            traceback.print_exc()
         if isinstance(exc, OSError):
             msg = _os_error(exc)
+        elif isinstance(exc, ValidationError):
+            msg = "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         else:
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            msg = str(exc)
         typer.echo(f"error: {redact(msg)}", err=True)
         raise SystemExit(1) from None
     except typer.Exit as exc:

@@ -10,11 +10,13 @@ import os
 from contextlib import contextmanager
 from importlib.metadata import version
 
+from distill.errors import UserError
+
 # The versions each library's patches were checked with (inclusive lower, exclusive upper bound).
 TESTED = {"transformers": ("5.16.1", "5.21"), "trl": ("1.16", "1.17")}
 
 
-class UntestedLibrary(RuntimeError):
+class UntestedLibrary(UserError, RuntimeError):
     pass
 
 

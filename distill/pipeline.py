@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from distill.errors import UserError
 from distill.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,10 @@ def load_files(
         registry = Path(f).name == "dataset_info.json"
         named = None if registry else split_of(f)
         if split and named and named != split:
-            raise ValueError(f"{f}: its name says {named}, but --split says {split}: rename the file or drop --split")
+            raise UserError(f"{f}: its name says {named}, but --split says {split}: rename the file or drop --split")
         s = (split or "train") if registry else (named or split)
         if s is None:
-            raise ValueError(f"{f}: its name says no split (train, val, dev, test): pass --split")
+            raise UserError(f"{f}: its name says no split (train, val, dev, test): pass --split")
         lists[s].append(str(f))
     require_writable_dir(Path(db).parent)
     cfg = DataConfig(**lists, skip_invalid=skip_invalid, validation_fraction=validation_fraction, seed=seed)
@@ -127,7 +128,7 @@ def run_teacher(
             : recipe.teacher.limit
         ]
     if not items:
-        raise ValueError(f"no training items in {recipe.db}: `distill load` some, set data.train, or pass --data")
+        raise UserError(f"no training items in {recipe.db}: `distill load` some, set data.train, or pass --data")
     reasoner = make_backend(recipe.teacher.reasoner)
     describer = make_backend(recipe.teacher.describer) if recipe.teacher.describer else None
     for be in (reasoner, describer):  # a wrong model path is one clear error now, not one per item later
@@ -229,11 +230,11 @@ def run_export(
     store = open_store(db)
     if kind == "eval":
         if split not in ("dev", "test"):
-            raise ValueError(f"export eval --split {split}: held-out items only (dev or test)")
+            raise UserError(f"export eval --split {split}: held-out items only (dev or test)")
         by_task = {t: store.items(split=split, task=t) for t in ("image2text", "text2image")}
         by_task = {t: items for t, items in by_task.items() if items}
         if not by_task:
-            raise ValueError(f"{db} holds no {split} items: nothing to export")
+            raise UserError(f"{db} holds no {split} items: nothing to export")
         refuse_existing([out / f"{t}_{split}.json" for t in by_task], overwrite)
         paths = [
             export_items(items, out, f"{t}_{split}", opts.layout, copy_images, with_gold=with_gold)
@@ -241,14 +242,14 @@ def run_export(
         ]
         return paths, sum(len(v) for v in by_task.values()), {}
     if split not in ("train", "val"):
-        raise ValueError(f"export {kind} --split {split}: only training data is exported (train or val)")
+        raise UserError(f"export {kind} --split {split}: only training data is exported (train or val)")
     items = store.items(split=split)
     if not items:
-        raise ValueError(f"{db} holds no {split} items: nothing to export")
+        raise UserError(f"{db} holds no {split} items: nothing to export")
     require_clean(audit_store(store), allow_leakage, "export", strict=strict)
     built = (sft_examples if kind == "sft" else dpo_pairs)(store, items, opts)
     if not built.examples:
-        raise ValueError(f"no {kind} examples in {db} (skipped: {dict(built.skipped)}): run `distill graph` first")
+        raise UserError(f"no {kind} examples in {db} (skipped: {dict(built.skipped)}): run `distill graph` first")
     # SFT: one dataset per task, so that LLaMA-Factory can mix them (`interleave_probs`) as the weights say
     groups: dict[str, list[dict]] = {}
     for e in built.examples:
@@ -286,12 +287,12 @@ HELD_OUT = ("dev", "test")
 def store_tests(db: str | Path, split: str | None = None) -> dict[str, list]:
     """The store's held-out items of `split` (default test), per task."""
     if split is not None and split not in HELD_OUT:
-        raise ValueError(f"--split {split}: predictions are for a held-out split (dev or test)")
+        raise UserError(f"--split {split}: predictions are for a held-out split (dev or test)")
     tasks: dict[str, list] = {}
     for it in open_store(db).items(split=split or "test"):
         tasks.setdefault(it.task, []).append(it)
     if not tasks:
-        raise ValueError(f"{db} holds no {split or 'test'} items: load them with `distill load`")
+        raise UserError(f"{db} holds no {split or 'test'} items: load them with `distill load`")
     return tasks
 
 
@@ -306,7 +307,7 @@ def load_tests(data_files: list[str | Path], split: str | None = None) -> dict[s
     from distill.ingest import check_unique
 
     if split is not None and split not in HELD_OUT:
-        raise ValueError(f"--split {split}: predictions are for a held-out split (dev or test)")
+        raise UserError(f"--split {split}: predictions are for a held-out split (dev or test)")
     want = split or "test"
     hint = "every test record needs an answer: fix these records"
     tasks: dict[str, list] = {}
@@ -322,16 +323,16 @@ def load_tests(data_files: list[str | Path], split: str | None = None) -> dict[s
             names = [name for name, s in splits.items() if s == want]
             if not names:
                 found = ", ".join(f"{name} ({s})" for name, s in splits.items()) or "none"
-                raise ValueError(f"{f}: registers no {want} dataset (it registers: {found}); choose with --split")
+                raise UserError(f"{f}: registers no {want} dataset (it registers: {found}); choose with --split")
             log.info("%s: the %s split: %s", f, want, ", ".join(names))
             items = load_registry(path, names, split=want, hint=hint).items
         else:
             named = split_of(path)
             if split and named and named != split:
-                raise ValueError(f"{f}: its name says {named}, but --split says {split}: give the {split} file")
+                raise UserError(f"{f}: its name says {named}, but --split says {split}: give the {split} file")
             items = load_any(path, split=want, hint=hint).items
         if not items:
-            raise ValueError(f"{f}: no items")
+            raise UserError(f"{f}: no items")
         for it in items:
             tasks.setdefault(it.task, []).append(it)
     check_unique([it for items in tasks.values() for it in items])
@@ -477,7 +478,7 @@ def _predict_on_devices(be_cfg, tasks: dict[str, list], cfg, devices: list[str],
         p.join()
     failed = [k for k, p in enumerate(procs) if p.exitcode != 0]
     if failed:
-        raise RuntimeError(f"prediction workers {failed} failed; no answer file was written")
+        raise UserError(f"prediction workers {failed} failed; no answer file was written")
     merged: dict[str, dict] = {t: {} for t in tasks}
     for k in range(len(devices)):
         for task, rows in json.loads((shards / f"shard{k}.json").read_text()).items():
@@ -486,7 +487,7 @@ def _predict_on_devices(be_cfg, tasks: dict[str, list], cfg, devices: list[str],
     for task, items in tasks.items():
         missing = [it.id for it in items if it.id not in merged[task]]
         if missing:
-            raise RuntimeError(f"{task}: {len(missing)} items missing from the shards, e.g. {missing[:5]}")
+            raise UserError(f"{task}: {len(missing)} items missing from the shards, e.g. {missing[:5]}")
     return {task: [merged[task][it.id] for it in items] for task, items in tasks.items()}
 
 
@@ -514,10 +515,10 @@ def convert_llamafactory(
     from distill.data.fileio import atomic_write_text, refuse_existing, require_writable_dir
 
     if len(data) != 1:
-        raise ValueError("--from-llamafactory pairs with exactly one --data file (run it once per task)")
+        raise UserError("--from-llamafactory pairs with exactly one --data file (run it once per task)")
     by_task = load_tests(data, split)
     if len(by_task) != 1:
-        raise ValueError(f"{data[0]}: holds {' and '.join(by_task)} items: give one task's test file")
+        raise UserError(f"{data[0]}: holds {' and '.join(by_task)} items: give one task's test file")
     [items] = by_task.values()
     out = Path(out_dir)
     task = items[0].task

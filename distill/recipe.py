@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.settings import TeacherConfig
 from distill.augment import AugmentConfig
+from distill.errors import UserError
 from distill.ingest import DataConfig
 
 
@@ -25,8 +26,8 @@ class Recipe(BaseModel):
     kit: dict | None = None  # the embedded default's own settings (distill.kit reads them; the product does not)
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(UserError, ValueError):
+    """A recipe or a setting that cannot be used."""
 
 
 def read_yaml(path: str | Path) -> dict:

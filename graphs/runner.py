@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agents.prompts import DESCRIBER_VERSION, REASONER_VERSION
 from agents.settings import TeacherConfig
 from distill.backends.base import Backend
 from distill.data.items import Item
@@ -20,6 +21,9 @@ from graphs.graph import build_graph, recursion_limit
 from store.db import Store, run_name
 
 log = logging.getLogger(__name__)
+
+
+PROMPT_VERSIONS = {"describer": DESCRIBER_VERSION, "reasoner": REASONER_VERSION}  # recorded with each run
 
 
 @dataclass
@@ -101,7 +105,7 @@ async def _invocation(
     else:
         store.start_run(
             "graph",
-            config or {"teacher": settings.model_dump()},
+            (config or {"teacher": settings.model_dump()}) | {"prompts": PROMPT_VERSIONS},
             {"reasoner": reasoner.model_name, "describer": describer.model_name if describer else None},
             run_id=run_id,
         )

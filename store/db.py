@@ -25,28 +25,33 @@ from pathlib import Path
 import sqlite_utils
 
 from distill.data.items import Item
+from distill.errors import UserError
 from distill.secrets import redact
 from store.migrations import MIGRATIONS
 
 LOCK_WAIT_S = 60.0  # how long an open waits for other processes' locks
 SECRET_KEYS = {"api_key", "authorization", "x-api-key", "token", "password", "secret"}
 JSON_ITEM_FIELDS = ("options", "images", "parents", "meta")
-JSON_TRACE_FIELDS = ("descriptions", "consistency", "letter_probs")
+JSON_TRACE_FIELDS = ("descriptions", "consistency")
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The file cannot be used as a store (not SQLite, damaged, another program's, newer schema)."""
 
 
-class UnknownRun(KeyError):
-    pass
+class UnknownRun(UserError, KeyError):
+    """A run id the store does not hold."""
+
+
+class UnknownRecord(UserError, KeyError):
+    """An item key or trace id the store does not hold."""
 
 
 class RunInProgress(StoreError):
     """Another live process is working on this run."""
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """A full-text query that FTS5 cannot parse."""
 
 
@@ -221,7 +226,7 @@ class Store:
         run_id = run_id or run_name(kind)
         with self.transaction():
             if self.db["runs"].count_where("id = ?", [run_id]):
-                raise ValueError(f"run {run_id!r} already exists in {self.path}: resume it with --resume {run_id}")
+                raise UserError(f"run {run_id!r} already exists in {self.path}: resume it with --resume {run_id}")
             self.db["runs"].insert(
                 {
                     "id": run_id,
@@ -379,7 +384,7 @@ class Store:
             ]
             if moved:
                 key, old, new = moved[0]
-                raise ValueError(
+                raise UserError(
                     f"item {key} is already stored as {old}, now given as {new}: held-out items "
                     f"never move to training ({len(moved)} such item(s))"
                 )
@@ -389,7 +394,7 @@ class Store:
     def get_item(self, key: str) -> Item:
         rows = list(self.db.query("select * from items where key = ?", [key]))
         if not rows:
-            raise KeyError(f"no item {key!r} in {self.path}")
+            raise UnknownRecord(f"no item {key!r} in {self.path}")
         return row_item(rows[0])
 
     def items(self, split: str | None = None, task: str | None = None) -> list[Item]:
@@ -580,7 +585,7 @@ class Store:
         """A trace, its item, and every call of its item's attempt (describer calls this item triggered too)."""
         rows = list(self.db.query("select * from traces where id = ?", [trace_id]))
         if not rows:
-            raise KeyError(f"no trace {trace_id!r} in {self.path}")
+            raise UnknownRecord(f"no trace {trace_id!r} in {self.path}")
         t = rows[0]
         calls = list(
             self.db.query(

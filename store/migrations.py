@@ -219,3 +219,9 @@ def m006_system_turn(db: sqlite_utils.Database) -> None:
     """Where LLaMA-Factory puts an item's system text: the user turn (0, the task's registry) or the system turn."""
     db.execute("alter table items add column system_turn INTEGER")
     db.execute("update items set system_turn = 0")
+
+
+@migration
+def m007_no_letter_probs(db: sqlite_utils.Database) -> None:
+    """traces.letter_probs was never written: letter probabilities live in the answer files' details."""
+    db.execute("alter table traces drop column letter_probs")

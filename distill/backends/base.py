@@ -9,9 +9,10 @@ import math
 from dataclasses import dataclass, field
 
 from distill.backends.config import BackendConfig
+from distill.errors import UserError
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A call failed for good (after the retries the backend does)."""
 
 

@@ -15,12 +15,14 @@ import functools
 import inspect
 import logging
 
+from distill.errors import UserError
+
 log = logging.getLogger(__name__)
 
 NAME = "torch_varlen_flash"
 
 
-class VisionAttentionError(RuntimeError):
+class VisionAttentionError(UserError, RuntimeError):
     pass
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 from distill.data.fileio import atomic_write_json
 from distill.data.items import Item
 from distill.data.letters import parse_reply
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 VALID = set("ABCD")
 
 
-class AnswerError(ValueError):
+class AnswerError(UserError, ValueError):
     pass
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from distill.data.filenames import split_of, task_of
 from distill.data.items import IMAGE_TOKEN, LETTERS, Item, Option, Task, content_id
 from distill.data.options import OptionParseError, image_indices, parse_options
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class RecordError:
         return f"{self.file}{where}{rid} [{self.field}]: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     def __init__(self, errors: list[RecordError], hint: str | None = None):
         self.errors = errors
         lines = [str(e) for e in errors[:50]]

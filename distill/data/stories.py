@@ -12,6 +12,7 @@ import re
 
 from distill.data.items import IMAGE_TOKEN, Item
 from distill.data.options import INSTRUCTION_LINE
+from distill.errors import UserError
 
 # A question sentence: up to the first "?" of a line, when what precedes it asks about covers, stories, options.
 _QUESTION = re.compile(r"^(?P<q>.*?\?)\s*(?P<rest>.*)$", re.DOTALL)
@@ -31,7 +32,7 @@ _QUESTION_WORDS = re.compile(
 )
 
 
-class StoryError(ValueError):
+class StoryError(UserError, ValueError):
     pass
 
 

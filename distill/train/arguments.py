@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from distill.data.images import DEFAULT_MAX_PIXELS
+from distill.errors import UserError
 from distill.train.examples import ExampleOptions
 
 
@@ -51,7 +52,7 @@ class DistillArguments(ExampleOptions):
 
     def __post_init__(self):
         if self.resume and self.overwrite:
-            raise ValueError("--resume and --overwrite exclude each other")
+            raise UserError("--resume and --overwrite exclude each other")
 
 
 def training_parser(config_cls):

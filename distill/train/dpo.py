@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from distill.errors import UserError
+
 
 def make_parser():
     from trl import DPOConfig
@@ -23,7 +25,7 @@ def build(store, train_items, val_items, dargs, training_args):
 
     built = dpo_pairs(store, train_items, ExampleOptions.of(dargs), seed=training_args.seed)
     if not built.examples:
-        raise ValueError(
+        raise UserError(
             f"no DPO pairs in {dargs.db}: items need both an accepted and a wrong-answer rationale "
             f"(skipped: {dict(built.skipped)})"
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from distill.errors import UserError
+
 
 def make_parser():
     from trl import SFTConfig
@@ -23,7 +25,7 @@ def build(store, train_items, val_items, dargs, training_args):
     opts = ExampleOptions.of(dargs)
     built = sft_examples(store, train_items, opts, seed=training_args.seed)
     if not built.examples:
-        raise ValueError(
+        raise UserError(
             f"no SFT examples in {dargs.db} (tasks {opts.weights()}, skipped {dict(built.skipped)}): run "
             "`distill graph` first, or train the answer task (answer_weight > 0)"
         )

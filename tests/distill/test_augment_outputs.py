@@ -66,9 +66,10 @@ def test_an_existing_registry_is_kept_unless_told(monkeypatch, capsys, tmp_path,
 
 def test_a_failed_store_write_leaves_no_file(monkeypatch, capsys, tmp_path, db):
     import store.db
+    from distill.errors import UserError
 
     def refuse(self, items):
-        raise ValueError("the store refused the items")
+        raise UserError("the store refused the items")
 
     monkeypatch.setattr(store.db.Store, "add_items", refuse)
     ran = _augment(monkeypatch, capsys, db, tmp_path / "aug" / "deeper")

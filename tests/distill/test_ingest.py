@@ -55,14 +55,34 @@ def test_a_failed_load_reports_no_skip_and_leaves_no_file(monkeypatch, capsys, t
 
 def test_a_store_that_cannot_be_filled_is_removed_again(monkeypatch, capsys, tmp_path, files):
     import store.db
+    from distill.errors import UserError
 
     def fail(self, items):
-        raise ValueError("the store refused the items")
+        raise UserError("the store refused the items")
 
     monkeypatch.setattr(store.db.Store, "add_items", fail)
     db = tmp_path / "new" / "s.db"
     run_main(monkeypatch, capsys, "load", files["train"], "--db", db).one_error_line("refused")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys, tmp_path, files):
+    import store.db
+
+    def bug(self, items):
+        raise KeyError("a key the code should have had")
+
+    monkeypatch.setattr(store.db.Store, "add_items", bug)
+    with pytest.raises(KeyError):
+        run_main(monkeypatch, capsys, "load", files["train"], "--db", tmp_path / "s.db")
+
+
+def test_verbose_shows_a_user_errors_traceback_too(monkeypatch, capsys, tmp_path, files):
+    db = tmp_path / "s.db"
+    quiet = run_main(monkeypatch, capsys, "load", files["train"], "--db", db, "--split", "test")
+    quiet.one_error_line(str(files["train"]), "--split")
+    loud = run_main(monkeypatch, capsys, "-v", "load", files["train"], "--db", db, "--split", "test")
+    assert loud.code == 1 and "Traceback" in loud.err and "error:" in loud.err
 
 
 def test_skip_invalid_reports_each_skip_once_and_loads_the_rest(monkeypatch, capsys, tmp_path, files):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from agents.prompts import DESCRIBER_VERSION, REASONER_VERSION
 from agents.settings import TeacherConfig
 from distill.data.records import load_json
 from graphs.runner import run_items
@@ -51,6 +52,8 @@ def test_accept_on_first_try(store, items):
     traces = store.traces(run_id="run")
     assert all(t["verdict"] == "accepted" and t["attempt"] == 0 and not t["hinted"] for t in traces)
     assert store.db["calls"].count == 3
+    config = json.loads(store.db["runs"].get("run")["config"])
+    assert config["prompts"] == {"describer": DESCRIBER_VERSION, "reasoner": REASONER_VERSION}  # provenance
 
 
 def test_reject_then_accept_after_feedback(store, items):

@@ -5,6 +5,7 @@ import pytest
 import sqlite_utils
 
 from distill.data.records import load_json
+from distill.errors import UserError
 from store import open_store
 from store.db import StoreError, call_row
 from store.migrations import MIGRATIONS
@@ -82,7 +83,6 @@ SCHEMA = {
         "feedback": "TEXT",
         "call_id": "TEXT",
         "consistency": "TEXT",
-        "letter_probs": "TEXT",
         "created_at": "TEXT",
     },
     "item_attempts": {
@@ -305,7 +305,7 @@ def test_the_first_description_of_a_cover_is_kept(store):
 def test_held_out_items_never_move_to_training(store, sample_dir):
     item = load_json(sample_dir / "image2text_test.json").items[0]
     store.add_items([item])
-    with pytest.raises(ValueError, match="held-out items never move"):
+    with pytest.raises(UserError, match="held-out items never move"):
         store.add_items([item.model_copy(update={"split": "train", "gold": "A"})])
     assert store.get_item(item.key).split == "test"
 

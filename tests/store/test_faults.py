@@ -13,6 +13,7 @@ import pytest
 
 from distill.data.records import load_json
 from store import open_store
+from store.migrations import MIGRATIONS
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,8 @@ CHILD = textwrap.dedent("""
         return conn
     if action == "open":
         sqlite3.connect = traced
-        from store.db import Store
+        from store.migrations import MIGRATIONS
+from store.db import Store
         Store(db).close()
     else:
         from store.db import Store
@@ -137,9 +139,8 @@ def test_concurrent_first_opens_serialize(tmp_path):
                 failures.append(err.strip().splitlines()[-1])
     assert failures == []
     s = open_store(tmp_path / "race0.db")
-    assert s.db.execute("select count(*) from _migrations").fetchone()[0] == len(
-        s.db.execute("select name from _migrations").fetchall()
-    )
+    applied = [r[0] for r in s.db.execute("select name from _migrations order by rowid")]
+    assert applied == [m.__name__ for m in MIGRATIONS]  # each migration once, in order, whoever won the race
 
 
 def test_a_damaged_store_is_refused_and_left_untouched(tmp_path, sample_dir):

@@ -12,6 +12,7 @@ from distill.data.options import parse_options
 from distill.data.records import DataError, load_json
 from distill.data.registry import load_registry
 from distill.data.stories import StoryError, story_of
+from distill.errors import UserError
 from distill.ingest import DataConfig, load_data
 
 TASK_COLUMNS = {"prompt": "system", "query": "input", "response": "output", "images": "images"}
@@ -78,7 +79,7 @@ def test_distill_load_uses_the_same_rule(tmp_path, sample_dir):
     data = load_files([tmp_path / "latest_train.json"], tmp_path / "s.db", validation_fraction=0.25)
     assert set(data.counts()) == {"train", "val"}  # not test, as a substring rule had it
     shutil.copy(tmp_path / "latest_train.json", tmp_path / "contest.json")
-    with pytest.raises(ValueError, match="pass --split"):
+    with pytest.raises(UserError, match="pass --split"):
         load_files([tmp_path / "contest.json"], tmp_path / "s2.db")
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from distill.data.student import LAYOUT_FILE, recorded_layout, recorded_max_pixels, write_layout
+from distill.errors import UserError
 
 
 def test_the_layout_and_the_image_cap_are_recorded_together(tmp_path):
@@ -23,6 +24,6 @@ def test_older_records_hold_only_the_layout(tmp_path):
 @pytest.mark.parametrize("record", ['{"layout": "llamafactory", "max_pixels": "big"}', '{"max_pixels": 3136}', "{"])
 def test_a_broken_record_is_one_line_naming_the_file(tmp_path, record):
     (tmp_path / LAYOUT_FILE).write_text(record)
-    with pytest.raises(ValueError) as exc:
+    with pytest.raises(UserError) as exc:
         recorded_max_pixels(tmp_path)
     assert str(tmp_path / LAYOUT_FILE) in str(exc.value) and "\n" not in str(exc.value)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from distill.train.dpo import main as dpo_main
@@ -132,7 +133,10 @@ def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
     merged = merge_adapter(res["final"], tmp_path / "merged", str(tiny_model_dir))
     from transformers import AutoModelForImageTextToText
 
-    assert AutoModelForImageTextToText.from_pretrained(merged) is not None
+    weights = AutoModelForImageTextToText.from_pretrained(merged).state_dict()
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).state_dict()
+    assert weights.keys() == base.keys()  # a plain model: no adapter layers left
+    assert any(not torch.equal(w, base[k]) for k, w in weights.items())  # the trained adapter is in the weights
 
 
 def test_dpo_margin_rises(tiny_model_dir, train_store, tmp_path):
