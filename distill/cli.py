@@ -77,7 +77,7 @@ def sample_data(
     dataset_info.json, and covers.json (each cover's motif, for scoring only)."""
     from distill.kit.sample_data import generate
 
-    generate(out_dir, **cfg.model_dump())
+    generate(out_dir, cfg)
     out.print(f"sample data written to {out_dir}")
 
 
@@ -93,8 +93,7 @@ def tiny_model(
     """Build a random tiny Qwen2.5-VL with the real Qwen2.5 tokenizer, offline."""
     from distill.kit.tiny_model import build_tiny_model
 
-    text = {"initializer_range": init_range} if init_range is not None else None
-    build_tiny_model(out_dir, seed=seed, text=text, size=size)
+    build_tiny_model(out_dir, seed=seed, size=size, init_range=init_range)
     out.print(f"tiny model written to {out_dir}")
 
 
@@ -103,12 +102,9 @@ def tiny_model(
 def sample_teacher(cfg: SampleTeacherConfig = None) -> None:
     """Serve the sample-cover teacher (OpenAI-compatible, 127.0.0.1): a stand-in for a VLM teacher that reads the
     sample covers' pixels; valid ONLY on the covers `distill sample-data` draws."""
-    from distill.kit.sample_teacher.__main__ import main as serve
+    from distill.kit.sample_teacher.serving import serve
 
-    serve(
-        ["--port", str(cfg.port), "--error-rate", str(cfg.error_rate), "--leak-rate", str(cfg.leak_rate),
-         "--seed", str(cfg.seed)]
-    )  # fmt: skip
+    serve(cfg)
 
 
 @app.command("load")
@@ -360,17 +356,17 @@ def sft(ctx: typer.Context) -> None:
     Takes `--config RECIPE.yaml` and any field of it as a flag, e.g. `--learning_rate 2e-4 --max_steps 100`
     (fields of DistillArguments, trl.SFTConfig and trl.ModelConfig; `distill sft --help` lists them all).
     An existing output folder is continued only with --resume, replaced only with --overwrite."""
-    from distill.train.sft import main as sft_main
+    from distill.pipeline import run_sft
 
-    out.print_json(json.dumps(sft_main(ctx.args), default=str))
+    out.print_json(json.dumps(run_sft(ctx.args), default=str))
 
 
 @app.command("dpo", context_settings=TRAIN_CTX)
 def dpo(ctx: typer.Context) -> None:
     """DPO with TRL on accepted-vs-rejected rationales (flags as for sft; `distill dpo --help` lists them)."""
-    from distill.train.dpo import main as dpo_main
+    from distill.pipeline import run_dpo
 
-    out.print_json(json.dumps(dpo_main(ctx.args), default=str))
+    out.print_json(json.dumps(run_dpo(ctx.args), default=str))
 
 
 @app.command("export")
@@ -423,9 +419,9 @@ def merge(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
 ) -> None:
     """Merge a LoRA adapter into its base: a standalone folder vLLM and transformers load."""
-    from distill.train.merge import merge_adapter
+    from distill.pipeline import run_merge
 
-    out.print(str(merge_adapter(adapter, out_dir, base, overwrite)))
+    out.print(str(run_merge(adapter, out_dir, base, overwrite)))
 
 
 # --- traces ------------------------------------------------------------------------------------------

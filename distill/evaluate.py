@@ -9,7 +9,7 @@ from pathlib import Path
 
 from distill.data.answers import AnswerError, read_answers
 from distill.data.fileio import atomic_write_json, atomic_write_text
-from distill.data.items import TASKS
+from distill.data.filenames import task_of
 
 LETTERS4 = "ABCD"
 
@@ -38,7 +38,7 @@ def _what(data) -> str:
 def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
     """(task, {id: gold}, {id: journal}) from a labelled task file, a MAC CSV, or a `[{"id", "output"}]` key."""
     path = Path(path)
-    task = next((t for t in TASKS if t in path.name), None)
+    task = task_of(path)
     if not path.is_file():
         raise AnswerError(f"--gold {path}: file not found")
     if path.name == "dataset_info.json":
@@ -72,7 +72,8 @@ def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
         raise AnswerError(f"--gold {path}: id {letters['id']!r} has output {letters['output']!r}, not a letter A-D")
     if task is None:
         raise AnswerError(
-            f"--gold {path}: cannot tell the task from the file name (name it *image2text* or *text2image*)"
+            f"--gold {path}: cannot tell the task from the file name (give it the word image2text or text2image, e.g. "
+            "image2text_test_gold.json)"
         )
     return (
         task,

@@ -280,6 +280,30 @@ def export_traces(db: str | Path, out: str | Path | None, run: str | None = None
     return text
 
 
+# --- training -----------------------------------------------------------------------------------------------
+def run_sft(args: list[str]) -> dict:
+    """`distill sft`: supervised fine-tuning with TRL; `args` are the training recipe's flags (`--config RECIPE`,
+    any field of it), parsed by the training parser (distill.train.sft)."""
+    from distill.train.sft import main as sft_main
+
+    return sft_main(args)
+
+
+def run_dpo(args: list[str]) -> dict:
+    """`distill dpo`: DPO with TRL; `args` as for `run_sft` (distill.train.dpo)."""
+    from distill.train.dpo import main as dpo_main
+
+    return dpo_main(args)
+
+
+def run_merge(adapter: str | Path, out: str | Path, base: str | None = None, overwrite: bool = False) -> Path:
+    """`distill merge`: a LoRA adapter merged into its base (by default the adapter's own) as a standalone folder,
+    written whole or not at all (distill.train.merge)."""
+    from distill.train.merge import merge_adapter
+
+    return merge_adapter(adapter, out, base, overwrite)
+
+
 # --- prediction and evaluation ------------------------------------------------------------------------------
 HELD_OUT = ("dev", "test")
 

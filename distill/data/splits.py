@@ -1,4 +1,5 @@
-"""A seeded, stratified validation split carved from train (dev holds only 10 items per task)."""
+"""A seeded, stratified validation split carved from train: dev and test stay held out, so the scores taken
+during training come from items of their own."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ def carve_validation(
 ) -> tuple[list[Item], list[Item]]:
     """Split train items into (train, validation), stratified by task and gold letter.
 
-    Membership depends only on (seed, id), so adding items later does not reshuffle earlier ones.
+    Each (task, gold letter) stratum gives round(fraction * its size) items to validation: those first in the
+    order of sha256(seed:id), topped up so each task has at least `min_per_task` (and keeps one for training).
+    The same items and seed always give the same split, whatever their order; adding items can move earlier ones,
+    as a stratum's size and ranking change with them.
     """
     groups: dict[tuple, list[Item]] = defaultdict(list)
     for it in items:

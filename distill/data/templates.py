@@ -1,5 +1,5 @@
-"""Prompt templates: paraphrased system prompts and instruction lines per task, applied when rendering
-training examples so the student does not overfit one phrasing. Template 0 is the data's own wording and is
+"""Prompt templates: paraphrased system prompts per task, applied when rendering training examples so the
+student does not overfit one phrasing. Template 0 is the data's own wording and is
 the one prediction and evaluation use. The question text itself (with its options) is always kept verbatim."""
 
 from __future__ import annotations

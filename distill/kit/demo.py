@@ -44,11 +44,9 @@ def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -
     from distill.kit.sample_data import generate
     from distill.kit.sample_teacher.serving import serving
     from distill.kit.tiny_model import build_tiny_model
-    from distill.pipeline import run_augment, run_eval, run_predict, run_teacher
+    from distill.pipeline import run_augment, run_dpo, run_eval, run_predict, run_sft, run_teacher
     from distill.predict import PredictConfig
     from distill.recipe import load_recipe
-    from distill.train.dpo import main as dpo_main
-    from distill.train.sft import main as sft_main
 
     workdir = Path(workdir)
     used = [workdir / name for name in OUTPUTS if (workdir / name).exists()]
@@ -61,7 +59,7 @@ def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -
     data_dir, model_dir = workdir / "data", workdir / "tiny-model"
     if not (data_dir / "dataset_info.json").exists():
         log.info("writing sample data to %s", data_dir)
-        generate(data_dir, **kit.sample_data.model_dump())
+        generate(data_dir, kit.sample_data)
     if not (model_dir / "config.json").exists():
         log.info("building the tiny model in %s", model_dir)
         build_tiny_model(model_dir, max_pixels=recipe.data.max_pixels)
@@ -85,12 +83,12 @@ def run_demo(config: str | Path, workdir: str | Path, overwrite: bool = False) -
 
     configs = Path(config).parent
     common = ["--db", recipe.db, "--max_pixels", str(recipe.data.max_pixels)]
-    sft = sft_main(
+    sft = run_sft(
         ["--config", str(configs / "sft-demo.yaml"), "--model_name_or_path", str(model_dir),
          "--output_dir", str(workdir / "sft"), *common]
     )  # fmt: skip
     artefacts["sft model"] = student = sft["final"]
-    dpo = dpo_main(
+    dpo = run_dpo(
         ["--config", str(configs / "dpo-demo.yaml"), "--model_name_or_path", sft["final"],
          "--output_dir", str(workdir / "dpo"), *common]
     )  # fmt: skip

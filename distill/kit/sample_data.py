@@ -26,6 +26,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -138,7 +139,9 @@ def finish(img: Image.Image, rng: random.Random) -> bytes:
     """Noise and JPEG artefacts of a scanned or re-encoded cover; the encoded bytes."""
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.6)))
-    noise = Image.effect_noise(SIZE, rng.uniform(2, 10)).convert("RGB")
+    # drawn from the cover's own seed: PIL's effect_noise uses the C library's unseeded rand()
+    grain = np.random.default_rng(rng.getrandbits(64)).normal(128, rng.uniform(2, 10), (SIZE[1], SIZE[0]))
+    noise = Image.fromarray(grain.clip(0, 255).astype(np.uint8), "L").convert("RGB")
     img = Image.blend(img, noise, rng.uniform(0.0, 0.05))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=rng.randint(75, 92))
@@ -196,10 +199,11 @@ class SampleDataConfig(BaseModel):
     seed: int = Field(0, description="Generator seed.")
 
 
-def generate(out_dir: str | Path, **settings) -> Path:
+def generate(out_dir: str | Path, cfg: SampleDataConfig | None = None, **settings) -> Path:
     """Write image2text/text2image train/dev/test (and, with `n_val`, val) JSON, covers under images/, a
-    dataset_info.json and covers.json (each cover's motif). `settings`: the fields of SampleDataConfig."""
-    cfg = SampleDataConfig(**settings)
+    dataset_info.json and covers.json (each cover's motif). `cfg` (`distill sample-data`'s flags, the demo's
+    `kit:`) and `settings` (fields of SampleDataConfig, laid over `cfg`) say how much to draw."""
+    cfg = SampleDataConfig(**{**(cfg.model_dump() if cfg else {}), **settings})
     n_train, n_val, n_dev, n_test, seed = cfg.n_train, cfg.n_val, cfg.n_dev, cfg.n_test, cfg.seed
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

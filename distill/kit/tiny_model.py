@@ -183,12 +183,15 @@ def build_tiny_model(
     text: dict | None = None,
     vision: dict | None = None,
     size: str = "tiny",
+    init_range: float | None = None,
 ) -> Path:
     """Write a random tiny Qwen2.5-VL plus its processor to `out_dir` and return the folder. `size` picks a
-    student of STUDENTS; `text` and `vision` override its fields."""
+    student of STUDENTS; `text` and `vision` override its fields; `init_range`, the std of the language model's
+    initial weights (`distill tiny-model --init-range`), overrides the size's."""
     if size not in STUDENTS:
         raise UserError(f"unknown student size {size!r}: {', '.join(STUDENTS)}")
-    text, vision = {**STUDENTS[size][0], **(text or {})}, {**STUDENTS[size][1], **(vision or {})}
+    init = {"initializer_range": init_range} if init_range is not None else {}
+    text, vision = {**STUDENTS[size][0], **init, **(text or {})}, {**STUDENTS[size][1], **(vision or {})}
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 

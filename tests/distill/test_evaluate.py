@@ -43,6 +43,16 @@ def test_numbers_match_a_hand_computed_example(tmp_path):
     assert "| **overall** | 6 | **66.7%** |" in (tmp_path / "eval.md").read_text()
 
 
+def test_the_keys_task_is_read_by_the_one_name_rule(tmp_path):
+    _write(tmp_path, "image2text", {"a1": "A"}, {"a1": "A"})
+    key = json.loads((tmp_path / "image2text_gold.json").read_text())
+    (tmp_path / "latest-image2text.key.json").write_text(json.dumps(key))
+    (tmp_path / "preimage2text_gold.json").write_text(json.dumps(key))  # the task only inside another word
+    assert evaluate(tmp_path, [tmp_path / "latest-image2text.key.json"])["tasks"]["image2text"]["accuracy"] == 1.0
+    with pytest.raises(AnswerError, match="cannot tell the task from the file name"):
+        evaluate(tmp_path, [tmp_path / "preimage2text_gold.json"])
+
+
 def test_ece_of_a_perfectly_calibrated_set_is_zero():
     assert ece([0.5, 0.5], [True, False])[0] == pytest.approx(0.0)
 

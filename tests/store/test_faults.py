@@ -35,8 +35,7 @@ CHILD = textwrap.dedent("""
         return conn
     if action == "open":
         sqlite3.connect = traced
-        from store.migrations import MIGRATIONS
-from store.db import Store
+        from store.db import Store
         Store(db).close()
     else:
         from store.db import Store
@@ -72,6 +71,11 @@ def test_a_kill_between_any_two_statements_of_finish_item_leaves_nothing_or_ever
     assert full.returncode == 0, full.stderr
     statements = int(full.stdout.split()[-1])
     assert statements >= 4  # BEGIN IMMEDIATE, the inserts, COMMIT
+    with sqlite3.connect(tmp_path / "full.db") as con:
+        state = tuple(
+            con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("traces", "item_runs", "item_attempts")
+        )
+    assert state == (3, 1, 1)  # the uninterrupted write: three traces, the item's status, its attempt
     seen = set()
     for n in range(1, statements + 1):
         db = shutil.copy(base, tmp_path / f"k{n}.db")

@@ -3,6 +3,7 @@ tests/vllm/setup_vllm_cpu.sh builds (.venv-vllm, or the venv named by DISTILL_VL
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -33,12 +34,14 @@ def vllm_python() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny32(tmp_path_factory) -> Path:
-    """The tiny model with heads of 32 (vLLM's CPU attention takes head sizes 32, 64, 80, ...; not 16)."""
+    """The demo's own tiny model, as `distill tiny-model` builds it: its heads are 32 wide, which vLLM's CPU
+    attention takes (head sizes 32, 64, 80, ...; not 16)."""
     from distill.kit.tiny_model import build_tiny_model
 
-    return build_tiny_model(
-        tmp_path_factory.mktemp("tiny32") / "model", seed=0, text={"num_attention_heads": 2, "num_key_value_heads": 2}
-    )
+    model = build_tiny_model(tmp_path_factory.mktemp("tiny32") / "model", seed=0)
+    config = json.loads((model / "config.json").read_text())["text_config"]
+    assert config["hidden_size"] // config["num_attention_heads"] == 32
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,10 @@
 over the option letters.
 
 It understands the requests the project's agents and student prompts build (agents/describer.py,
-agents/reasoner.py, distill/data/student.py): it looks at the covers (`reading`) or, for a text-only reasoner,
+agents/reasoner.py, distill/data/student.py) by their structure and by the markers agents/prompts.py promises,
+never by other wording: lettered options make a question (none: describe the covers), the answer format (or the
+student's chain-of-thought instruction) asks for reasoning, the hint marker brings a hinted letter, the
+descriptions header the covers' descriptions. It looks at the covers (`reading`) or, for a text-only reasoner,
 at their descriptions, finds the motif each cover story names, and decides by colour first, then shape, then
 layout, as the sample data are built to be decided. It is valid only on the sample covers of
 `distill.kit.sample_data`; on any other cover it reads nonsense.
@@ -31,13 +34,14 @@ from agents import prompts
 from distill.data.items import IMAGE_TOKEN
 from distill.data.letters import parse_answer
 from distill.data.options import OptionParseError, parse_options
+from distill.data.student import COT_INSTRUCTION
 from distill.kit.sample_data import COLOURS, LAYOUTS, SHAPES
 from distill.kit.sample_teacher.reading import Reading, read_cover
 
 ATTRIBUTES = ("colour", "shape", "layout")
 WEIGHTS = {"colour": 4.0, "shape": 2.0, "layout": 1.0}  # belief logits per matching attribute
-HINT_RE = re.compile(re.escape(prompts.HINT.split("{gold}")[0]) + r"([A-H])")
-COT_RE = re.compile(r"step by step|'Answer: X'", re.IGNORECASE)
+HINT_RE = re.compile(re.escape(prompts.HINT_MARKER) + r"([A-H])")
+COT_MARKERS = (prompts.ANSWER_FORMAT, COT_INSTRUCTION)
 DESCRIPTION_RE = re.compile(r"^Image (\d+)(?: \(option ([A-H])\))?: ?(.*)$")
 TEXT_IMAGE_RE = re.compile(r"^\[Image (\d+)\]$")  # a text-only question's stand-in for an image
 
@@ -286,7 +290,7 @@ class Teacher:
             [],
             bool(images),
             hint=hint and hint.group(1),
-            cot=bool(COT_RE.search(text)),
+            cot=any(marker in text for marker in COT_MARKERS),
         )
         if all(o.text.strip() == IMAGE_TOKEN or TEXT_IMAGE_RE.match(o.text.strip()) for o in options):
             # text2image: the story is the question's text before the options; a cover per option

@@ -1,4 +1,5 @@
-"""Starting the sample-cover teacher as a server process on 127.0.0.1, for as long as a block needs it."""
+"""Serving the sample-cover teacher on 127.0.0.1: in this process (`distill sample-teacher`), or as a server process
+for as long as a block needs it."""
 
 from __future__ import annotations
 
@@ -23,22 +24,23 @@ class SampleTeacherConfig(BaseModel):
     seed: int = Field(0, description="Seed of its draws.")
 
 
+def server_args(cfg: SampleTeacherConfig) -> list[str]:
+    """The settings as the server's command line (`python -m distill.kit.sample_teacher`)."""
+    return ["--port", str(cfg.port), "--error-rate", str(cfg.error_rate), "--leak-rate", str(cfg.leak_rate),
+            "--seed", str(cfg.seed)]  # fmt: skip
+
+
+def serve(cfg: SampleTeacherConfig) -> None:
+    """`distill sample-teacher`: serve in this process until interrupted (it prints a ready line naming its URL)."""
+    from distill.kit.sample_teacher.__main__ import main
+
+    main(server_args(cfg))
+
+
 @contextlib.contextmanager
 def serving(cfg: SampleTeacherConfig, timeout_s: float = 60.0) -> Iterator[str]:
     """The server's base URL (…/v1) while the block runs; the process ends with it."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "distill.kit.sample_teacher",
-        "--port",
-        str(cfg.port),
-        "--error-rate",
-        str(cfg.error_rate),
-        "--leak-rate",
-        str(cfg.leak_rate),
-        "--seed",
-        str(cfg.seed),
-    ]
+    cmd = [sys.executable, "-m", "distill.kit.sample_teacher", *server_args(cfg)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + timeout_s

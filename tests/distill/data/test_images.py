@@ -26,7 +26,11 @@ def test_modes_become_rgb(tmp_path):
 
 
 def test_sha_identifies_bytes(tmp_path):
-    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    import hashlib
+
+    a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
     Image.new("RGB", (10, 10), (1, 2, 3)).save(a)
     b.write_bytes(a.read_bytes())
-    assert sha256_file(a) == sha256_file(b)
+    Image.new("RGB", (10, 10), (1, 2, 4)).save(c)
+    assert sha256_file(a) == sha256_file(b) == hashlib.sha256(a.read_bytes()).hexdigest()
+    assert sha256_file(c) != sha256_file(a)

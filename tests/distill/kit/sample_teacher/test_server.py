@@ -39,6 +39,13 @@ def honest(serve):
 
 
 @pytest.fixture(scope="module")
+def descriptions(honest, items):
+    """The describer's captions of the items' covers, by path."""
+    paths = {p for it in items for p in it.cover_images()}
+    return {p: _ask(honest, describe_request(p)).choices[0].message.content for p in paths}
+
+
+@pytest.fixture(scope="module")
 def erring(serve):
     return serve(1.0, 1.0)
 
@@ -65,6 +72,7 @@ def test_the_caption_names_what_the_cover_shows(honest, items, covers_dir):
         small = _ask(honest, describe_request(path), max_pixels=12_544)
         text = small.choices[0].message.content
         assert colour in text and f"{shape}s" in text, text
+        assert "Answer:" not in text  # a request without options is one to describe, not a question
         assert small.choices[0].finish_reason == "stop" and small.usage.completion_tokens > 10
         full = _ask(honest, describe_request(path))
         # the image's own tokens are counted: 8x10 patches of 28 px at full size, 3x4 at 84x112
@@ -82,10 +90,9 @@ def test_the_reasoner_finds_the_gold_unless_it_errs(honest, erring, items):
     assert right >= 0.9 * len(items)
 
 
-def test_a_text_only_reasoner_reads_the_descriptions(honest, items):
+def test_a_text_only_reasoner_reads_the_descriptions(honest, items, descriptions):
     right = 0
     for it in items:
-        descriptions = {p: _ask(honest, describe_request(p)).choices[0].message.content for p in it.cover_images()}
         resp = _ask(honest, reason_request(it, descriptions, text_only=True), text_only=True)
         text = resp.choices[0].message.content
         assert "descri" in text  # it says it reasons from descriptions, not from pixels
@@ -93,12 +100,26 @@ def test_a_text_only_reasoner_reads_the_descriptions(honest, items):
     assert right >= 0.9 * len(items)
 
 
-def test_a_hint_is_followed_and_sometimes_leaked(honest, erring, items):
+def test_descriptions_are_read_by_their_option_labels(honest, items, descriptions):
+    """The gold cover's description swapped with a wrong one's: a text-only reasoner follows the descriptions to
+    the wrong option, deciding by colour rather than guessing; one that sees the covers follows the pixels."""
+    for it in [it for it in items if it.task == "text2image"]:
+        wrong = next(x for x in it.letters if x != it.gold)
+        gold_cover, wrong_cover = it.option(it.gold).image, it.option(wrong).image
+        swapped = descriptions | {gold_cover: descriptions[wrong_cover], wrong_cover: descriptions[gold_cover]}
+        misled = _ask(honest, reason_request(it, swapped, text_only=True), text_only=True).choices[0].message.content
+        assert parse_answer(misled, it.letters) == wrong and "The colour decides" in misled, misled
+        seen = _ask(honest, reason_request(it, swapped)).choices[0].message.content
+        assert parse_answer(seen, it.letters) == it.gold and "The colour decides" in seen, seen
+
+
+def test_a_hint_is_followed_and_sometimes_leaked(honest, erring, items, descriptions):
     for it in items[:4] + items[-2:]:
         wrong = next(x for x in it.letters if x != it.gold)
-        kept = _ask(honest, reason_request(it, {}, hint=wrong)).choices[0].message.content
-        assert parse_answer(kept, it.letters) == wrong
-        assert not LEAK.search(rationale_of(kept))
+        for described in ({}, descriptions):  # the demo's STaR attempt brings the describer's captions too
+            kept = _ask(honest, reason_request(it, described, hint=wrong)).choices[0].message.content
+            assert parse_answer(kept, it.letters) == wrong and kept.splitlines()[-1] == f"Answer: {wrong}"
+            assert not LEAK.search(rationale_of(kept))
         leaked = _ask(erring, reason_request(it, {}, hint=it.gold)).choices[0].message.content
         assert parse_answer(leaked, it.letters) == it.gold  # the hint outweighs its misreadings
         assert LEAK.search(rationale_of(leaked))
