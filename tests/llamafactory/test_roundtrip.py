@@ -37,6 +37,7 @@ def demo_store(sample_dir, tmp_path_factory):
                 },
                 "teacher": {
                     "reasoner": teacher | {"structured": "choice"},
+                    "describer": teacher,
                     "samples": 2,
                     "max_attempts": 2,
                     "seed": 0,
