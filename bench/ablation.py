@@ -10,6 +10,7 @@ Rows (every row: the same optimizer steps and batch size; `distill sft`, the use
   F  describe + answer (each task's loss averaged over its own tokens, then weighted)
   G  describe + reason + answer (distilling step by step: every agent's output a task)
   H  answer-first rationales (the letter, then the rationale) + describe
+  J  G with each item's letter repeated (--repeats): the answer task keeps a share of the steps
   R+dpo  row R for (steps - dpo_steps), then DPO on accepted vs rejected rationales
   R+aug  row R with the augmented items (permutations, recombination) in the answer task
   R:M    row R's model predicted with method M (debias, prior, cot, adaptive) instead of letter scoring
@@ -39,6 +40,10 @@ TASKS = {
     ),
     "F": ("describe + answer", ["--reason_weight", "0", "--describe_weight", "{w}"]),
     "G": ("describe + reason + answer", ["--reason_weight", "{w}", "--describe_weight", "{w}"]),
+    "J": (
+        "describe + reason + answer, letters repeated (--repeats)",
+        ["--reason_weight", "{w}", "--describe_weight", "{w}", "--answer_repeats", "{r}"],
+    ),
     "H": (
         "answer-first rationale + describe",
         ["--answer_first", "true", "--reason_weight", "0", "--describe_weight", "{w}"],
@@ -64,6 +69,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--dpo-lr", type=float, default=5e-4)
     p.add_argument("--weight", type=float, default=1.0, help="{w}: the reason and describe tasks' loss weight")
+    p.add_argument("--repeats", type=int, default=4, help="{r}: row J's examples of each item's letter")
     p.add_argument("--eval-steps", type=int, default=100)
     p.add_argument("--max-pixels", type=int, default=12544)
     p.add_argument("--parallel", type=int, default=2, help="runs at once")
@@ -209,7 +215,7 @@ def train(args, work: Path) -> None:
     sft_runs = list(dict.fromkeys((b, e) for b, e, _ in rows))
     cmds = []
     for base, extra in sft_runs:
-        flags = [f.format(w=args.weight) for f in TASKS[base][1]]
+        flags = [f.format(w=args.weight, r=args.repeats) for f in TASKS[base][1]]
         steps = args.steps - (args.dpo_steps if extra == "dpo" else 0)
         for s in seeds:
             out = work / f"sft-{name(base, extra, s)}"

@@ -51,6 +51,7 @@ class DistillArguments(ExampleOptions):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         if self.resume and self.overwrite:
             raise UserError("--resume and --overwrite exclude each other")
 

@@ -21,6 +21,7 @@ from typing import Literal
 from distill.data.items import Item
 from distill.data.student import DEFAULT_LAYOUT, Layout, completion, describe_messages, prompt_messages
 from distill.data.templates import pick_template, system_for, template_count
+from distill.errors import UserError
 
 KINDS = ("answer", "reason", "describe")
 
@@ -48,6 +49,13 @@ class ExampleOptions:
             "weighs as much as a whole rationale); token: one mean over every completion token of the batch."
         },
     )
+    answer_repeats: int = field(
+        default=1,
+        metadata={
+            "help": "Answer task: how many examples of each item's letter (each with its own template), so that "
+            "beside the reason and describe tasks' many examples the letters keep a share of the steps; 1: one."
+        },
+    )
     answer_first: bool = field(
         default=False,
         metadata={"help": "Answer-task completions give the letter first, then an accepted rationale behind it."},
@@ -67,6 +75,10 @@ class ExampleOptions:
             "predict uses it."
         },
     )
+
+    def __post_init__(self):
+        if self.answer_repeats < 1:
+            raise UserError(f"answer_repeats: {self.answer_repeats} is not a whole number of at least 1")
 
     def weights(self) -> dict[str, float]:
         return {"answer": self.answer_weight, "reason": self.reason_weight, "describe": self.describe_weight}
@@ -188,18 +200,19 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions, seed: int = 0) 
         diff = difficulty(ts)
         if weights["answer"] > 0 and item.gold:
             rationale = accepted[0]["rationale"] if opts.answer_first and accepted else None
-            examples.append(
+            examples += [
                 _example(
                     item,
-                    "a",
-                    -1,
+                    f"a{r}" if r else "a",
+                    -1 - r,
                     "direct",
                     opts,
                     diff,
                     completion=completion(item.gold, rationale, answer_first=True),
                     kind="answer",
                 )  # fmt: skip
-            )
+                for r in range(opts.answer_repeats)
+            ]
         if weights["reason"] > 0:
             for k, t in enumerate(accepted):
                 examples.append(

@@ -60,6 +60,26 @@ def test_task_weights_and_answer_first(train_store):
     assert sum("\n" in e["completion"] for e in first) == len(items) - sum(1 for k in range(len(items)) if k % 5 == 0)
 
 
+def test_answer_repeats_give_the_letters_more_examples_and_nothing_else(train_store):
+    from collections import Counter
+
+    import pytest
+
+    from distill.errors import UserError
+
+    s = open_store(train_store)
+    items = s.items(split="train")
+    once = Counter(e["kind"] for e in sft_examples(s, items, ExampleOptions()).examples)
+    thrice = sft_examples(s, items, ExampleOptions(answer_repeats=3)).examples
+    kinds = Counter(e["kind"] for e in thrice)
+    assert kinds == once | {"answer": 3 * once["answer"]}
+    answers = [e for e in thrice if e["kind"] == "answer"]
+    assert len({e["id"] for e in answers}) == len(answers)  # three distinct examples of each item's letter
+    assert len({e["template"] for e in answers}) > 1  # each with a template of its own
+    with pytest.raises(UserError, match="answer_repeats"):
+        ExampleOptions(answer_repeats=0)
+
+
 def test_dpo_pairs_share_the_prompt(train_store):
     from distill.data.student import prompt_messages
     from distill.data.templates import system_for
