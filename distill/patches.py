@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 from distill.errors import UserError
 
@@ -112,3 +113,28 @@ def check_trainer_internals() -> None:
     (`fused_lm_head=True`) and the Trainer's rule for losses already scaled for gradient accumulation."""
     check("transformers")
     check("trl")
+
+
+class ResumeFullWeights:
+    """Trainer mixin: resuming a full fine-tuning run. The Trainer reloads a checkpoint's weights with a plain
+    `load_state_dict(..., strict=False)`, but `save_pretrained` wrote them under the checkpoint format's names
+    (Qwen2.5-VL: `visual.*` and `model.*` for the runtime's `model.visual.*` and `model.language_model.*`), so
+    every weight would be skipped with a warning and training would go on from the base weights
+    (huggingface/transformers#43701). Here the checkpoint is read through `from_pretrained`, which renames, and
+    every weight must arrive. LoRA, FSDP and DeepSpeed checkpoints keep the Trainer's own path."""
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from peft import PeftModel
+
+        target = self.model if model is None else model
+        if (
+            isinstance(target, PeftModel)
+            or self.is_fsdp_enabled
+            or self.is_deepspeed_enabled
+            or not any(Path(resume_from_checkpoint).glob("*.safetensors"))
+        ):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(target.parameters()).dtype
+        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype, attn_implementation="sdpa")
+        target.load_state_dict(saved.state_dict(), strict=True)
+        del saved

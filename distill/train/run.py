@@ -47,7 +47,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     from distill.audit import audit_store, require_clean
     from distill.backends.base import require_local_model
     from distill.data.student import write_layout
-    from distill.patches import check_trainer_internals
+    from distill.patches import ResumeFullWeights, check_trainer_internals
     from distill.train.datasets import to_dataset
     from distill.train.examples import KINDS
     from distill.train.metrics import MetricsFile, console_callbacks, plot_metrics
@@ -80,7 +80,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     log.info("%s: %s", kind, counts)
     model, processor = load_model(margs, dargs, training_args)
 
-    mixins = [ScoredEvaluation]
+    mixins = [ResumeFullWeights, ScoredEvaluation]
     if kind == "sft":
         from distill.train.tasks import TaskWeightedLoss
 

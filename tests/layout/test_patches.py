@@ -73,3 +73,14 @@ def test_the_trainer_internals_the_mixins_use():
     for name in ("self._metrics", "self._total_train_tokens", "fused_lm_head=True"):
         assert name in source, name
     assert "loss_is_scaled_for_ga" in inspect.getsource(Trainer.training_step)
+
+
+def test_the_trainer_reloads_full_weights_without_renaming_them():
+    """ResumeFullWeights overrides `_load_from_checkpoint(resume_from_checkpoint, model=None)`, which still loads a
+    full checkpoint with a plain, non-strict load_state_dict (the names save_pretrained wrote are not mapped back)."""
+    from transformers import Trainer
+
+    assert list(inspect.signature(Trainer._load_from_checkpoint).parameters) == [
+        "self", "resume_from_checkpoint", "model"
+    ]  # fmt: skip
+    assert "model.load_state_dict(state_dict, False)" in inspect.getsource(Trainer._load_from_checkpoint)

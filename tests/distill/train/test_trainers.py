@@ -99,6 +99,22 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
     assert any(not (final[k] == base[k]).all() for k in base if k not in visual)  # the rest did train
 
 
+def test_full_fine_tuning_resumes_from_its_checkpoints_weights(tiny_model_dir, train_store, tmp_path):
+    """The checkpoint holds Qwen2.5-VL's saved key names (`visual.*`, `model.*`); a resumed run must continue from
+    those weights, not silently from the base model's."""
+    out = tmp_path / "sft"
+    args = ["--use_peft", "false", "--learning_rate", "3e-3", "--save_strategy", "steps", "--save_steps", "2"]
+    sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "2"))
+    saved = load_file(out / "checkpoint-2" / "model.safetensors")
+    assert any(k.startswith("visual.") for k in saved)  # the checkpoint format's names, not the runtime's
+    res = sft_main(_sft_args(tiny_model_dir, train_store, out, *args, "--max_steps", "2", "--resume"))
+    resumed = load_file(Path(res["final"]) / "model.safetensors")  # the weights the resumed run holds
+    base = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert resumed.keys() == saved.keys()
+    assert all(torch.equal(resumed[k], saved[k]) for k in saved)
+    assert any(not torch.equal(saved[k], base[k]) for k in saved)
+
+
 def test_sft_lora_runs_and_resumes(tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "lora"
     args = [
