@@ -580,6 +580,7 @@ def main() -> None:
     from pydantic import ValidationError
 
     from distill.errors import UserError
+    from distill.recipe import problems
     from distill.secrets import redact
 
     try:
@@ -592,7 +593,7 @@ def main() -> None:
         if isinstance(exc, OSError):
             msg = _os_error(exc)
         elif isinstance(exc, ValidationError):
-            msg = "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            msg = f"invalid settings: {problems(exc)}"
         else:
             msg = str(exc)
         typer.echo(f"error: {redact(msg)}", err=True)

@@ -30,6 +30,11 @@ class ConfigError(UserError, ValueError):
     """A recipe or a setting that cannot be used."""
 
 
+def problems(exc: ValidationError) -> str:
+    """A settings model's validation errors on one line: `field.path: what is wrong; ...`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping, or one clear error naming the file and the line."""
     p = Path(path)
@@ -77,5 +82,4 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None) -> Recip
         return Recipe(**raw)
     except ValidationError as exc:
         where = f" in {path}" if path else ""
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid recipe{where}: {problems}") from None
+        raise ConfigError(f"invalid recipe{where}: {problems(exc)}") from None
