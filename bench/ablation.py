@@ -7,10 +7,14 @@
 Rows (every row: the same optimizer steps and batch size; `distill sft`, the user's command, on the same store):
   A  gold letters only (the answer task)
   B  accepted rationales then the answer in one sequence, plus an answer per item, one mean over all tokens
-  F  describe + answer (each task's loss averaged over its own tokens, then weighted)
+     (the defaults of `distill sft` and the shipped recipes: the best row measured)
+  F  describe + answer (each task's loss averaged over its own tokens, then weighted; so are G, H, J, C, K)
   G  describe + reason + answer (distilling step by step: every agent's output a task)
   H  answer-first rationales (the letter, then the rationale) + describe
   J  G with each item's letter repeated (--repeats): the answer task keeps a share of the steps
+  C  describe, then answer: the answer prompt carries the describer's captions of the covers (at validation and
+     test the student's own), beside the describe task (MAC's describe-and-deduce, distilled)
+  K  G with the captions in the prompt (C plus the reason task)
   R+dpo  row R for (steps - dpo_steps), then DPO on accepted vs rejected rationales
   R+aug  row R with the augmented items (permutations, recombination) in the answer task
   R:M    row R's model predicted with method M (debias, prior, cot, adaptive) instead of letter scoring
@@ -33,20 +37,31 @@ import time
 from pathlib import Path
 
 TASKS = {
-    "A": ("gold letters only", ["--reason_weight", "0", "--describe_weight", "0"]),
+    "A": ("gold letters only", ["--reason_weight", "0", "--describe_weight", "0", "--task_loss", "task"]),
     "B": (
         "rationale then answer, one token mean",
         ["--reason_weight", "1", "--describe_weight", "0", "--task_loss", "token"],
     ),
-    "F": ("describe + answer", ["--reason_weight", "0", "--describe_weight", "{w}"]),
-    "G": ("describe + reason + answer", ["--reason_weight", "{w}", "--describe_weight", "{w}"]),
+    "F": ("describe + answer", ["--reason_weight", "0", "--describe_weight", "{w}", "--task_loss", "task"]),
+    "G": (
+        "describe + reason + answer",
+        ["--reason_weight", "{w}", "--describe_weight", "{w}", "--task_loss", "task"],
+    ),
     "J": (
         "describe + reason + answer, letters repeated (--repeats)",
-        ["--reason_weight", "{w}", "--describe_weight", "{w}", "--answer_repeats", "{r}"],
+        ["--reason_weight", "{w}", "--describe_weight", "{w}", "--answer_repeats", "{r}", "--task_loss", "task"],
     ),
     "H": (
         "answer-first rationale + describe",
-        ["--answer_first", "true", "--reason_weight", "0", "--describe_weight", "{w}"],
+        ["--answer_first", "true", "--reason_weight", "0", "--describe_weight", "{w}", "--task_loss", "task"],
+    ),
+    "C": (
+        "describe, then answer: captions in the prompt + describe",
+        ["--reason_weight", "0", "--describe_weight", "{w}", "--captions", "true", "--task_loss", "task"],
+    ),
+    "K": (
+        "G with captions in the prompt",
+        ["--reason_weight", "{w}", "--describe_weight", "{w}", "--captions", "true", "--task_loss", "task"],
     ),
 }
 METHODS = ("debias", "prior", "cot", "adaptive")

@@ -138,3 +138,22 @@ class ResumeFullWeights:
         saved = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype, attn_implementation="sdpa")
         target.load_state_dict(saved.state_dict(), strict=True)
         del saved
+
+
+class ScoredValidationOnly:
+    """Trainer mixin: a run validated by letter scoring alone. The Trainer refuses an evaluation strategy without
+    an `eval_dataset` when it is built (`_validate_args`); a describe-then-answer run has no loss examples to
+    give it (held-out covers have no teacher captions), and its evaluation is ScoredEvaluation's score. The check
+    runs with evaluation off while the validation items stand in for the dataset; every other check runs as is."""
+
+    val_items: list = []
+
+    def _validate_args(self) -> None:
+        if self.eval_dataset is not None or not self.val_items:
+            return super()._validate_args()
+        strategy = self.args.eval_strategy
+        self.args.eval_strategy = "no"
+        try:
+            super()._validate_args()
+        finally:
+            self.args.eval_strategy = strategy

@@ -410,12 +410,14 @@ def run_predict(
     from distill.backends.config import BackendConfig
     from distill.data.answers import write_answers
     from distill.data.fileio import atomic_write_text, refuse_existing, require_writable_dir
-    from distill.data.student import DEFAULT_LAYOUT, recorded_layout
+    from distill.data.student import DEFAULT_LAYOUT, recorded_captions, recorded_layout
     from distill.predict import PredictConfig
 
     cfg = cfg or PredictConfig()
     if cfg.layout is None:
         cfg = cfg.model_copy(update={"layout": recorded_layout(model) or DEFAULT_LAYOUT})
+    if cfg.captions is None:
+        cfg = cfg.model_copy(update={"captions": recorded_captions(model)})
     out = Path(out_dir)
     tasks = store_tests(db, split) if db else load_tests(data_files, split)
     cap, cap_source = image_cap(model, max_pixels)

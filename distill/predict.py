@@ -7,6 +7,8 @@ Methods (`method:` in the recipe's predict section, or --method):
 - cot:      the student reasons, then a letter; with samples > 1, self-consistency: a vote weighted by the
             probability of each sample's letter.
 - adaptive: score first; only items whose top probability is under `threshold` get cot + self-consistency.
+With `captions` (a describe-then-answer student records it), the student first captions every cover, and each
+method's prompts carry those captions after the question.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from distill.backends.base import Backend, ChatRequest
 from distill.data.items import Item
 from distill.data.permute import permute, rotation
-from distill.data.student import DEFAULT_LAYOUT, Layout, parse_completion, prompt_messages
+from distill.data.student import (
+    CAPTION_TOKENS,
+    DEFAULT_LAYOUT,
+    Layout,
+    describe_messages,
+    parse_completion,
+    prompt_messages,
+)
 
 Method = Literal["score", "debias", "prior", "cot", "adaptive"]
 
@@ -44,23 +53,45 @@ class PredictConfig(BaseModel):
     layout: Layout | None = Field(
         None, description="Prompt layout (default: what the model folder records from training, else llamafactory)."
     )
+    captions: bool | None = Field(
+        None,
+        description="Describe, then answer: the student captions every cover first and answers with its captions "
+        "in the prompt (default: what the model folder records from training).",
+    )
 
 
 def entropy(probs: dict[str, float]) -> float:
     return -sum(p * math.log(p) for p in probs.values() if p > 0)
 
 
-def _request(item: Item, layout: Layout, mode: str = "direct", **kw) -> ChatRequest:
-    return ChatRequest(prompt_messages(item, mode, layout=layout), **kw)
+Captions = dict[str, str] | None  # cover path -> the student's own caption, for a describe-then-answer student
 
 
-async def score_all(backend: Backend, items: list[Item], layout: Layout = DEFAULT_LAYOUT) -> list[dict[str, float]]:
+def _request(item: Item, layout: Layout, mode: str = "direct", captions: Captions = None, **kw) -> ChatRequest:
+    return ChatRequest(prompt_messages(item, mode, layout=layout, captions=captions), **kw)
+
+
+async def caption_covers(backend: Backend, items: list[Item]) -> dict[str, str]:
+    """Every distinct cover of `items` -> the student's greedy caption of it (the describe task)."""
+    covers = list(dict.fromkeys(p for it in items for p in it.cover_images()))
+    requests = [ChatRequest(describe_messages(p), max_tokens=CAPTION_TOKENS) for p in covers]
+    results = await asyncio.gather(*(backend.chat(r) for r in requests))
+    return {p: r.text for p, r in zip(covers, results)}
+
+
+async def score_all(
+    backend: Backend, items: list[Item], layout: Layout = DEFAULT_LAYOUT, captions: Captions = None
+) -> list[dict[str, float]]:
     """Letter probabilities of every item in one call, so the backend can batch and share work."""
-    return await backend.score_many([_request(it, layout) for it in items], [it.letters for it in items])
+    return await backend.score_many(
+        [_request(it, layout, captions=captions) for it in items], [it.letters for it in items]
+    )
 
 
-async def score(backend: Backend, item: Item, layout: Layout = DEFAULT_LAYOUT) -> dict[str, float]:
-    return (await score_all(backend, [item], layout))[0]
+async def score(
+    backend: Backend, item: Item, layout: Layout = DEFAULT_LAYOUT, captions: Captions = None
+) -> dict[str, float]:
+    return (await score_all(backend, [item], layout, captions))[0]
 
 
 def unrotate(probs: dict[str, float], order: list[int], letters: list[str]) -> dict[str, float]:
@@ -72,11 +103,11 @@ def unrotate(probs: dict[str, float], order: list[int], letters: list[str]) -> d
 
 
 async def rotated_all(
-    backend: Backend, items: list[Item], k: int, layout: Layout = DEFAULT_LAYOUT
+    backend: Backend, items: list[Item], k: int, layout: Layout = DEFAULT_LAYOUT, captions: Captions = None
 ) -> list[list[tuple[list[int], dict]]]:
     """Per item, (order, probabilities) under each of its first k cyclic rotations."""
     jobs = [(i, rotation(len(it.options), r)) for i, it in enumerate(items) for r in range(min(k, len(it.options)))]
-    probs = await score_all(backend, [permute(items[i], o) for i, o in jobs], layout)
+    probs = await score_all(backend, [permute(items[i], o) for i, o in jobs], layout, captions)
     out: list[list] = [[] for _ in items]
     for (i, o), p in zip(jobs, probs):
         out[i].append((o, p))
@@ -88,12 +119,14 @@ def average_unrotated(item: Item, pairs: list[tuple[list[int], dict]]) -> dict[s
     return {L: sum(m[L] for m in mapped) / len(mapped) for L in item.letters}
 
 
-async def debias(backend: Backend, item: Item, k: int, layout: Layout = DEFAULT_LAYOUT) -> dict[str, float]:
-    return average_unrotated(item, (await rotated_all(backend, [item], k, layout))[0])
+async def debias(
+    backend: Backend, item: Item, k: int, layout: Layout = DEFAULT_LAYOUT, captions: Captions = None
+) -> dict[str, float]:
+    return average_unrotated(item, (await rotated_all(backend, [item], k, layout, captions))[0])
 
 
 async def cot(
-    backend: Backend, item: Item, cfg: PredictConfig, samples: int
+    backend: Backend, item: Item, cfg: PredictConfig, samples: int, captions: Captions = None
 ) -> tuple[dict[str, float], list[str], str | None]:
     """Sampled rationales; each sample's vote is weighted by the probability of its letter. Returns the
     distribution, the rationales, and a note when the vote could not be taken as asked."""
@@ -102,6 +135,7 @@ async def cot(
             item,
             cfg.layout,
             "cot",
+            captions,
             max_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature if samples > 1 else 0.0,
             seed=cfg.seed + s,
@@ -127,15 +161,22 @@ async def cot(
         votes[letter] += max(weight, 1e-6)
     total = sum(votes.values())
     if total == 0:
-        return await score(backend, item, cfg.layout), texts, "no rationale named a letter: answered by scoring"
+        return (
+            await score(backend, item, cfg.layout, captions),
+            texts,
+            "no rationale named a letter: answered by scoring",
+        )
     return {L: v / total for L, v in votes.items()}, texts, note
 
 
 async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig, progress=None) -> list[dict]:
     """One details row per item: probabilities (original letters), letter, entropy, method, seconds."""
     rows: dict[str, dict] = {}  # by item key
+    caps = await caption_covers(backend, items) if cfg.captions else None
 
     def record(item: Item, probs: dict, name: str, seconds: float, **extra) -> None:
+        if caps is not None:
+            extra["captions"] = [caps[p] for p in item.cover_images()]
         rows[item.key] = {
             "id": item.id,
             "task": item.task,
@@ -151,13 +192,13 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
 
     async def scored(subset: list[Item], name: str) -> None:
         t0 = time.perf_counter()
-        probs = await score_all(backend, subset, cfg.layout)
+        probs = await score_all(backend, subset, cfg.layout, caps)
         for it, p in zip(subset, probs):  # batched: each item is charged its share of the batch time
             record(it, p, name, (time.perf_counter() - t0) / max(1, len(subset)))
 
     async def reasoned(item: Item, name: str) -> None:
         t0 = time.perf_counter()
-        probs, texts, note = await cot(backend, item, cfg, cfg.samples)
+        probs, texts, note = await cot(backend, item, cfg, cfg.samples, caps)
         record(item, probs, name, time.perf_counter() - t0, rationales=texts, **({"note": note} if note else {}))
 
     method = cfg.method
@@ -165,12 +206,12 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
         await scored(items, "score")
     elif method == "debias":
         t0 = time.perf_counter()
-        per_item = await rotated_all(backend, items, cfg.rotations, cfg.layout)
+        per_item = await rotated_all(backend, items, cfg.rotations, cfg.layout, caps)
         dt = (time.perf_counter() - t0) / max(1, len(items))
         for it, pairs in zip(items, per_item):
             record(it, average_unrotated(it, pairs), "debias", dt)
     elif method == "prior":
-        await _prior(backend, items, cfg, record)
+        await _prior(backend, items, cfg, record, caps)
     elif method == "cot":
         await asyncio.gather(*(reasoned(it, "cot") for it in items))
     elif method == "adaptive":
@@ -186,7 +227,7 @@ async def predict_items(backend: Backend, items: list[Item], cfg: PredictConfig,
     return [rows[it.key] for it in items]
 
 
-async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record) -> None:
+async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record, captions: Captions = None) -> None:
     """Rotations on a small share of each task's items estimate the letter prior; it is divided out of the
     single-pass probabilities of the rest. All prompts go to the backend in one call, so they share batches."""
     by_task: dict[str, list[Item]] = {}
@@ -202,7 +243,7 @@ async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record
             jobs += [(task, it, rotation(len(it.options), r)) for r in range(min(cfg.rotations, len(it.options)))]
         jobs += [(task, it, None) for it in task_items if it.key not in chosen]
     t0 = time.perf_counter()
-    probs = await score_all(backend, [permute(it, o) if o else it for _, it, o in jobs], cfg.layout)
+    probs = await score_all(backend, [permute(it, o) if o else it for _, it, o in jobs], cfg.layout, captions)
     dt = (time.perf_counter() - t0) / max(1, len(items))
     for task, task_items in by_task.items():
         rotated = [(it, o, p) for (t, it, o), p in zip(jobs, probs) if t == task and o is not None]

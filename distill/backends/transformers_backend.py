@@ -65,6 +65,7 @@ class Model:
         if model is None and config.varlen_vision:
             use_varlen_vision_attention(self.model)
         self.lock = threading.Lock()
+        self._letter_ids: dict[str, int] = {}
 
     def encode(self, requests: list[ChatRequest]):
         texts, images = [], []
@@ -111,6 +112,7 @@ class Model:
                 for p in m["content"]
             )
 
+        self.letter_ids(sorted({L for ls in letters for L in ls}))  # before the thread that tokenizes batches starts
         order = sorted(range(len(requests)), key=lambda i: length(requests[i]))
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         cache = VisionCache(self.model, self.processor, self.config.max_pixels)
@@ -141,13 +143,15 @@ class Model:
         return out  # type: ignore[return-value]
 
     def letter_ids(self, letters: list[str]) -> list[int]:
-        ids = []
+        """Each letter's token id, tokenized once: a fast tokenizer's padding setting is shared state, so encoding
+        a letter while another thread pads a batch (score_sorted's next batch) can leave that batch unpadded."""
         for L in letters:
-            tok = self.tokenizer.encode(L, add_special_tokens=False)
-            if len(tok) != 1:
-                raise BackendError(f"letter {L!r} is not a single token")
-            ids.append(tok[0])
-        return ids
+            if L not in self._letter_ids:
+                tok = self.tokenizer.encode(L, add_special_tokens=False)
+                if len(tok) != 1:
+                    raise BackendError(f"letter {L!r} is not a single token")
+                self._letter_ids[L] = tok[0]
+        return [self._letter_ids[L] for L in letters]
 
     def generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
         import torch
@@ -158,6 +162,7 @@ class Model:
             kw = dict(
                 max_new_tokens=max(r.max_tokens for r in requests),
                 do_sample=first.temperature > 0,
+                use_cache=True,  # a model in training may have switched its cache off
                 pad_token_id=self.tokenizer.pad_token_id,
             )
             if first.temperature > 0:

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from distill.data.items import Item
+from distill.data.items import IMAGE_TOKEN, Item
 from distill.data.letters import parse_answer
 from distill.data.question import question_parts
 from distill.errors import UserError
@@ -31,6 +31,9 @@ COT_INSTRUCTION = (
     "then end with a last line 'Answer: X'."
 )
 DESCRIBE_INSTRUCTION = "Describe this journal cover: its figures, their colour and shape, and how they are arranged."
+# Describe, then answer: the covers' captions follow the question, one line per cover.
+CAPTIONS_HEADER = "Cover descriptions:"
+CAPTION_TOKENS = 128  # the longest caption a student writes of a cover before it answers
 ANSWER_RE = re.compile(r"Answer:\s*\(?([A-H])\)?\s*$", re.IGNORECASE)
 
 
@@ -40,15 +43,32 @@ def user_text(
     system: str | None = None,
     layout: Layout = DEFAULT_LAYOUT,
     text: str | None = None,
+    captions: dict[str, str] | None = None,
 ) -> str:
-    """The user turn's text, `<image>` placeholders included."""
+    """The user turn's text, `<image>` placeholders included; with `captions` (cover path -> caption), the
+    covers' captions after the question."""
     text = item.input if text is None else text
+    if captions is not None:
+        text = text.rstrip() + "\n" + captions_block(item, captions)
     if mode == "cot":
         text = text.rstrip() + "\n" + COT_INSTRUCTION
     sys_text = item.system if system is None else system
     if sys_text and not in_system_turn(item, layout):
         text = f"{sys_text}\n{text}"  # LLaMA-Factory joins `prompt` and `query` with a newline
     return text
+
+
+def captions_block(item: Item, captions: dict[str, str]) -> str:
+    """One line per cover of the item: "A. caption" for a text2image option's image, "Cover: caption" otherwise.
+    A caption's line breaks become spaces, so each cover keeps one line, and an image placeholder in a caption
+    becomes plain text (the question's placeholders are the item's images)."""
+    letter_of = {o.image: o.letter for o in item.options if o.image}
+    lines = [
+        f"{letter_of[path] + '.' if path in letter_of else 'Cover:'} "
+        + " ".join(captions[path].replace(IMAGE_TOKEN, "image").split())
+        for path in item.cover_images()
+    ]
+    return "\n".join([CAPTIONS_HEADER, *lines])
 
 
 def in_system_turn(item: Item, layout: Layout) -> bool:
@@ -67,12 +87,14 @@ def prompt_messages(
     system: str | None = None,
     text: str | None = None,
     layout: Layout = DEFAULT_LAYOUT,
+    captions: dict[str, str] | None = None,
 ) -> list[dict]:
     msgs = []
     sys_msg = system_text(item, system, layout)
     if sys_msg:
         msgs.append({"role": "system", "content": sys_msg})
-    msgs.append({"role": "user", "content": question_parts(item, user_text(item, mode, system, layout, text))})
+    user = user_text(item, mode, system, layout, text, captions)
+    msgs.append({"role": "user", "content": question_parts(item, user)})
     return msgs
 
 
@@ -103,20 +125,23 @@ def parse_completion(text: str, letters: list[str]) -> str | None:
     return parse_answer(text, letters)
 
 
-def write_layout(model_dir: str | Path, layout: Layout, max_pixels: int | None = None) -> None:
-    """Record beside a trained model how it was trained to see its prompts: the prompt layout and the image cap
-    (`max_pixels`, when given), which `distill predict` uses unless told otherwise."""
+def write_layout(model_dir: str | Path, layout: Layout, max_pixels: int | None = None, captions: bool = False) -> None:
+    """Record beside a trained model how it was trained to see its prompts: the prompt layout, the image cap
+    (`max_pixels`, when given) and whether its prompts carry the covers' captions (describe, then answer), which
+    `distill predict` uses unless told otherwise."""
     from distill.data.fileio import atomic_write_json
 
     record: dict = {"layout": layout}
     if max_pixels is not None:
         record["max_pixels"] = int(max_pixels)
+    if captions:
+        record["captions"] = True
     atomic_write_json(Path(model_dir) / LAYOUT_FILE, record)
 
 
 def recorded_prompt(model_dir: str | Path) -> dict:
-    """What a model folder records of its training (`layout`, and `max_pixels` when recorded; older folders
-    record only the layout), or {} for a folder cover-distill did not train."""
+    """What a model folder records of its training (`layout`; `max_pixels` and `captions` when recorded; older
+    folders record only the layout), or {} for a folder cover-distill did not train."""
     p = Path(model_dir) / LAYOUT_FILE
     if not p.is_file():
         return {}
@@ -129,12 +154,19 @@ def recorded_prompt(model_dir: str | Path) -> dict:
     cap = record.get("max_pixels")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
         raise UserError(f"{p}: max_pixels {cap!r} is not a positive whole number")
+    if not isinstance(record.get("captions", False), bool):
+        raise UserError(f"{p}: captions {record['captions']!r} is not true or false")
     return record
 
 
 def recorded_layout(model_dir: str | Path) -> Layout | None:
     """The layout a model folder was trained with, if cover-distill trained it."""
     return recorded_prompt(model_dir).get("layout")
+
+
+def recorded_captions(model_dir: str | Path) -> bool:
+    """Whether a model folder was trained to answer with its covers' captions in the prompt."""
+    return recorded_prompt(model_dir).get("captions", False)
 
 
 def recorded_max_pixels(model_dir: str | Path) -> int | None:

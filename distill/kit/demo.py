@@ -1,8 +1,8 @@
 """`distill demo`: the whole pipeline on the embedded default, readable as a script.
 
-sample data + tiny model (made once) -> teacher graph -> augment -> sft (every agent's output a task) -> dpo ->
-predict -> eval, all on CPU, every artefact under the workdir. At the end: what the student learned, untrained
-against trained, in accuracy and in its own words (does its caption of a test cover name the cover's colour?)."""
+sample data + tiny model (made once) -> teacher graph -> augment -> sft (letters and the teacher's rationales) ->
+dpo -> predict -> eval, all on CPU, every artefact under the workdir. At the end: what the student learned,
+untrained against trained, in accuracy and in its own words (does its own rationale end on the right letter?)."""
 
 from __future__ import annotations
 
@@ -134,17 +134,7 @@ def print_summary(reports: dict, words: dict) -> None:
         line(f"{task} accuracy (debias)", b, a)
     b, a = (reports[n]["overall"]["accuracy"] for n in ("before", "after"))
     line("overall accuracy", b, a, f"   (chance 25%; {reports['after']['overall']['n']} items)")
-    line(
-        "its caption names the colour",
-        words["before"]["caption_colour"],
-        words["after"]["caption_colour"],
-        "   (chance 17%)",
-    )
-    line(
-        "its caption names the shape",
-        words["before"]["caption_shape"],
-        words["after"]["caption_shape"],
-        "   (chance 20%)",
-    )
     line("its rationale is right", words["before"]["rationale_correct"], words["after"]["rationale_correct"])
-    stdout.print(f"  a caption it wrote: {words['after']['examples']['caption']!r}", markup=False)
+    line("its rationale = its letter", words["before"]["rationale_agrees"], words["after"]["rationale_agrees"])
+    said = " ".join(words["after"]["examples"]["rationale"].split())
+    stdout.print(f"  a rationale it wrote: {said[:200]!r}", markup=False)

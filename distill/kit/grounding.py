@@ -16,18 +16,30 @@ def grounding(
     from distill.backends.base import ChatRequest
     from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import Model
-    from distill.data.student import describe_messages, parse_completion, prompt_messages, recorded_layout
+    from distill.data.student import (
+        describe_messages,
+        parse_completion,
+        prompt_messages,
+        recorded_captions,
+        recorded_layout,
+    )
     from distill.kit.sample_teacher.reasoning import motif_in_text
 
     data_dir = Path(data_dir)
     truth = json.loads((data_dir / "covers.json").read_text())
     layout = recorded_layout(model_dir) or "llamafactory"
+    captioned = recorded_captions(model_dir)  # then its rationales too are written with its own captions in view
     model = Model(BackendConfig(model=str(model_dir), max_pixels=max_pixels, dtype="float32"))
-    covers = list(dict.fromkeys(p for it in items for p in it.images))[: len(items)]
+    every_cover = list(dict.fromkeys(p for it in items for p in it.images))
+    covers = every_cover if captioned else every_cover[: len(items)]
     captions = [r.text for r in model.generate([ChatRequest(describe_messages(p), max_tokens=32) for p in covers])]
+    caps = dict(zip(covers, captions)) if captioned else None
+    covers, captions = covers[: len(items)], captions[: len(items)]  # the covers scored
     named = [motif_in_text(c) for c in captions]
     true = [truth[Path(p).resolve().relative_to(data_dir.resolve()).as_posix()] for p in covers]
-    cot = model.generate([ChatRequest(prompt_messages(it, "cot", layout=layout), max_tokens=72) for it in items])
+    cot = model.generate(
+        [ChatRequest(prompt_messages(it, "cot", layout=layout, captions=caps), max_tokens=72) for it in items]
+    )
     said = [parse_completion(r.text, it.letters) for r, it in zip(cot, items)]
     return {
         "caption_colour": sum(n.colour == t["colour"] for n, t in zip(named, true)) / len(covers),

@@ -39,14 +39,18 @@ class ExampleOptions:
         metadata={"help": "Reason task (the item -> an accepted teacher rationale): loss weight; 0 leaves it out."},
     )
     describe_weight: float = field(
-        default=1.0,
-        metadata={"help": "Describe task (a training cover -> the describer's caption): loss weight; 0 leaves it out."},
+        default=0.0,
+        metadata={
+            "help": "Describe task (a training cover -> the describer's caption): loss weight; 0 (the default, "
+            "the ablation's best: bench/README.md) leaves it out."
+        },
     )
     task_loss: Literal["task", "token"] = field(
-        default="task",
+        default="token",
         metadata={
-            "help": "task: the loss is the weighted sum of each task's mean over its own tokens (a one-token letter "
-            "weighs as much as a whole rationale); token: one mean over every completion token of the batch."
+            "help": "token (the default, the ablation's best): one mean over every completion token of the batch, "
+            "so rationales carry most of the signal; task: the weighted sum of each task's mean over its own "
+            "tokens (a one-token letter weighs as much as a whole rationale)."
         },
     )
     answer_repeats: int = field(
@@ -59,6 +63,14 @@ class ExampleOptions:
     answer_first: bool = field(
         default=False,
         metadata={"help": "Answer-task completions give the letter first, then an accepted rationale behind it."},
+    )
+    captions: bool = field(
+        default=False,
+        metadata={
+            "help": "Describe, then answer: each item's prompt carries the describer's caption of every cover after "
+            "the question (items with an uncaptioned cover are left out); validation and `distill predict` have "
+            "the student caption the covers first. Recorded with the model."
+        },
     )
     include_hinted: bool = field(default=False, metadata={"help": "Train on rationalized (hinted) traces too."})
     templates: bool = field(default=True, metadata={"help": "Vary the system prompt over the template set."})
@@ -110,14 +122,23 @@ def difficulty(traces: list[dict]) -> float:
     return min(1.0, 0.15 * best["attempt"] + 0.5 * best["hinted"] + 0.05 * rejected)
 
 
-def _example(item: Item, key: str, k: int, mode: str, opts: ExampleOptions, diff: float, **fields_) -> dict:
+def _example(
+    item: Item,
+    key: str,
+    k: int,
+    mode: str,
+    opts: ExampleOptions,
+    diff: float,
+    captions: dict[str, str] | None = None,
+    **fields_,
+) -> dict:
     """One item's example; the prompt uses a template picked per (item, k)."""
     t = pick_template(item.id, k, template_count(item.task)) if opts.templates else 0
     return {
         "id": f"{item.key}:{key}",
         "item_key": item.key,
         "task": item.task,
-        "messages": prompt_messages(item, mode, system=system_for(item, t), layout=opts.layout),
+        "messages": prompt_messages(item, mode, system=system_for(item, t), layout=opts.layout, captions=captions),
         "images": item.images,
         "template": t,
         "difficulty": diff,
@@ -153,6 +174,20 @@ def _accepted(traces: list[dict], opts: ExampleOptions, skipped: Counter) -> lis
             continue
         out.append(t)
     return out
+
+
+class Captions:
+    """The describer's caption of each cover, by the cover's path (through its hash in the store)."""
+
+    def __init__(self, store):
+        self.texts, self.sha_of = store.descriptions(), store.image_hashes()
+
+    def of(self, item: Item) -> dict[str, str] | None:
+        """Every cover of `item` -> its caption, or None when a cover has none."""
+        shas = {path: self.sha_of.get(path) for path in item.cover_images()}
+        if not all(sha in self.texts for sha in shas.values()):
+            return None
+        return {path: self.texts[sha] for path, sha in shas.items()}
 
 
 def describe_examples(store, items: list[Item], skipped: Counter) -> list[dict]:
@@ -193,8 +228,13 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions, seed: int = 0) 
     items = sorted(items, key=lambda it: it.key)
     traces = _traces_by_item(store, opts.teacher_run)
     weights = opts.weights()
+    captioned = Captions(store) if opts.captions else None
     examples = []
     for item in items:
+        caps = captioned.of(item) if captioned else None
+        if captioned and caps is None:
+            built.skipped["item_cover_not_described"] += 1
+            continue
         ts = traces.get(item.key, [])
         accepted = _accepted(ts, opts, built.skipped) if weights["reason"] > 0 or opts.answer_first else []
         diff = difficulty(ts)
@@ -208,6 +248,7 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions, seed: int = 0) 
                     "direct",
                     opts,
                     diff,
+                    caps,
                     completion=completion(item.gold, rationale, answer_first=True),
                     kind="answer",
                 )  # fmt: skip
@@ -223,6 +264,7 @@ def sft_examples(store, items: list[Item], opts: ExampleOptions, seed: int = 0) 
                         "cot",
                         opts,
                         diff,
+                        caps,
                         completion=completion(item.gold, t["rationale"]),
                         kind="reason",
                     )  # fmt: skip
@@ -237,8 +279,13 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions, seed: int = 0) -> 
     """chosen = an accepted rationale, rejected = one the critic rejected for a wrong answer; same prompt."""
     built = Built()
     traces = _traces_by_item(store, opts.teacher_run)
+    captioned = Captions(store) if opts.captions else None
     pairs = []
     for item in sorted(items, key=lambda it: it.key):
+        caps = captioned.of(item) if captioned else None
+        if captioned and caps is None:
+            built.skipped["item_cover_not_described"] += 1
+            continue
         ts = traces.get(item.key, [])
         good = [t for t in ts if t["verdict"] == "accepted" and (opts.include_hinted or not t["hinted"])]
         bad = [t for t in ts if t["verdict"] == "rejected" and t["reason"] == "wrong_answer" and t["answer"]]
@@ -259,6 +306,7 @@ def dpo_pairs(store, items: list[Item], opts: ExampleOptions, seed: int = 0) -> 
                     "cot",
                     opts,
                     difficulty(ts),
+                    caps,
                     chosen=completion(item.gold, g["rationale"]),
                     rejected=completion(b["answer"], b["rationale"]),
                     kind="reason",

@@ -47,7 +47,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     from distill.audit import audit_store, require_clean
     from distill.backends.base import require_local_model
     from distill.data.student import write_layout
-    from distill.patches import ResumeFullWeights, check_trainer_internals
+    from distill.patches import ResumeFullWeights, ScoredValidationOnly, check_trainer_internals
     from distill.train.datasets import to_dataset
     from distill.train.examples import KINDS
     from distill.train.metrics import MetricsFile, console_callbacks, plot_metrics
@@ -80,7 +80,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     log.info("%s: %s", kind, counts)
     model, processor = load_model(margs, dargs, training_args)
 
-    mixins = [ResumeFullWeights, ScoredEvaluation]
+    mixins = [ResumeFullWeights, ScoredValidationOnly, ScoredEvaluation]
     if kind == "sft":
         from distill.train.tasks import TaskWeightedLoss
 
@@ -90,6 +90,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
         Trainer.task_weights = tuple(dargs.weights()[k] for k in KINDS)
         Trainer.task_loss = dargs.task_loss
     Trainer.val_items, Trainer.val_max_pixels, Trainer.val_layout = val_items, dargs.max_pixels, dargs.layout
+    Trainer.val_captions = dargs.captions
     out = Path(training_args.output_dir)
     callbacks = [MetricsFile(out / "metrics.jsonl")]
     if dargs.early_stopping_patience and training_args.eval_strategy != "no":
@@ -120,7 +121,7 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
         trainer.accelerator.wait_for_everyone()
         return {"final": str(out / "final"), "rank": trainer.args.process_index}
     final, best = write_final(trainer, processor, out)
-    write_layout(final, dargs.layout, max_pixels=dargs.max_pixels)
+    write_layout(final, dargs.layout, max_pixels=dargs.max_pixels, captions=dargs.captions)
     plot_metrics(out / "metrics.jsonl", out / "metrics.png")
     result = {
         "final": str(final),

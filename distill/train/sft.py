@@ -31,7 +31,9 @@ def build(store, train_items, val_items, dargs, training_args):
         )
     counts = {"examples": len(built.examples), **built.counts(), "skipped": dict(built.skipped)}
     # eval loss on the validation items' answers; accuracy comes from letter scoring
-    val_opts = ExampleOptions(reason_weight=0, describe_weight=0, templates=False, layout=dargs.layout)
+    val_opts = ExampleOptions(
+        reason_weight=0, describe_weight=0, templates=False, layout=dargs.layout, captions=dargs.captions
+    )
     return built.examples, sft_examples(store, val_items, val_opts).examples, counts
 
 

@@ -11,13 +11,28 @@ from distill.backends.config import BackendConfig
 from distill.backends.transformers_backend import Model
 from distill.data.images import DEFAULT_MAX_PIXELS
 from distill.data.items import Item
-from distill.data.student import prompt_messages
+from distill.data.student import CAPTION_TOKENS, describe_messages, prompt_messages
+
+
+def own_captions(scorer: Model, items: list[Item], batch_size: int) -> dict[str, str]:
+    """Every cover of `items` -> the model's own caption of it (greedy), for a describe-then-answer student."""
+    covers = list(dict.fromkeys(p for it in items for p in it.cover_images()))
+    requests = [ChatRequest(describe_messages(p), max_tokens=CAPTION_TOKENS) for p in covers]
+    texts = [r.text for k in range(0, len(requests), batch_size) for r in scorer.generate(requests[k : k + batch_size])]
+    return dict(zip(covers, texts))
 
 
 def letter_accuracy(
-    model, processor, items: list[Item], max_pixels: int, batch_size: int = 8, layout: str = "system"
+    model,
+    processor,
+    items: list[Item],
+    max_pixels: int,
+    batch_size: int = 8,
+    layout: str = "system",
+    captions: bool = False,
 ) -> dict[str, float]:
-    """Accuracy and mean gold probability of `model` (in memory, possibly a PEFT model) on labelled items."""
+    """Accuracy and mean gold probability of `model` (in memory, possibly a PEFT model) on labelled items;
+    `captions`: the model captions the covers first and answers with its captions in the prompt."""
     import torch
 
     if not items:
@@ -27,8 +42,9 @@ def letter_accuracy(
     model.eval()
     try:
         with torch.no_grad():
+            caps = own_captions(scorer, items, batch_size) if captions else None
             probs = scorer.score_sorted(
-                [ChatRequest(prompt_messages(it, "direct", layout=layout)) for it in items],
+                [ChatRequest(prompt_messages(it, "direct", layout=layout, captions=caps)) for it in items],
                 [it.letters for it in items],
                 batch_size,
             )
@@ -45,6 +61,7 @@ class ScoredEvaluation:
     val_items: list = []
     val_max_pixels: int = DEFAULT_MAX_PIXELS
     val_layout: str = "system"
+    val_captions: bool = False
 
     def scored_metrics(self, prefix: str = "eval") -> dict:
         scores = letter_accuracy(
@@ -54,6 +71,7 @@ class ScoredEvaluation:
             self.val_max_pixels,
             self.args.per_device_eval_batch_size,
             self.val_layout,
+            self.val_captions,
         )
         return {f"{prefix}_accuracy": scores["accuracy"], f"{prefix}_gold_prob": scores["gold_prob"]}
 

@@ -166,6 +166,41 @@ def test_shared_vision_work_gives_the_plain_scores(tiny_model_dir, sample_dir):
         assert a == pytest.approx(b, abs=1e-5)
 
 
+def test_letters_are_never_tokenized_while_the_next_batch_is(tiny_model_dir, sample_dir):
+    """A fast tokenizer's padding is shared state: encoding a letter in the main thread while the preparing thread
+    pads the next batch left that batch unpadded ("expected sequence of length 213 at dim 1 (got 210)")."""
+    import threading
+    import time
+
+    from distill.backends.base import ChatRequest as Request
+    from distill.backends.transformers_backend import Model
+    from distill.data.student import prompt_messages
+
+    items = load_json(sample_dir / "image2text_dev.json").items[:6]
+    model = Model(BackendConfig(model=str(tiny_model_dir), max_pixels=3136))
+    tokenizer, busy, overlaps = model.tokenizer, threading.Event(), []
+
+    class Watched:
+        def __call__(self, *args, **kwargs):  # a batch: slow enough that the main thread's work overlaps it
+            busy.set()
+            try:
+                time.sleep(0.2)
+                return tokenizer(*args, **kwargs)
+            finally:
+                busy.clear()
+
+        def encode(self, *args, **kwargs):
+            overlaps.append(busy.is_set())
+            return tokenizer.encode(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    model.tokenizer = Watched()
+    probs = model.score_sorted([Request(prompt_messages(it)) for it in items], [it.letters for it in items], 2)
+    assert len(probs) == len(items) and not any(overlaps)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["cot", "adaptive"])
 def test_reasoning_methods_through_a_real_server(sample_dir, tmp_path, method):
@@ -200,3 +235,47 @@ def test_reasoning_methods_through_a_real_server(sample_dir, tmp_path, method):
     )
     if method == "adaptive":
         assert all("score_probs" in r for r in reasoned)  # scored first, then reasoned because unsure
+
+
+@pytest.mark.parametrize("method", ["score", "debias"])
+def test_a_captioned_student_captions_each_cover_once_then_answers_with_its_captions(sample_dir, method):
+    from pathlib import Path
+
+    from distill.data.student import CAPTIONS_HEADER, DESCRIBE_INSTRUCTION
+
+    items = load_json(sample_dir / "text2image_dev.json").items[:3]
+
+    class Captioner(Backend):
+        """Captions a cover with its file name; scores the option whose caption names the first cover."""
+
+        def __init__(self):
+            super().__init__(BackendConfig(model="captioner"))
+            self.described: list[str] = []
+            self.prompts: list[str] = []
+
+        async def chat(self, request):
+            content = request.messages[-1]["content"]
+            assert content[-1]["text"] == DESCRIBE_INSTRUCTION
+            self.described.append(content[0]["image"])
+            return ChatResult(text=f"a cover\nnamed {Path(content[0]['image']).stem}")
+
+        async def score(self, request, letters):
+            text = "".join(p.get("text", "") for p in request.messages[-1]["content"])
+            self.prompts.append(text)
+            block = text[text.index(CAPTIONS_HEADER) :].splitlines()[1:]
+            target = min(line.split("named ")[1] for line in block)  # the cover whose name sorts first
+            return {L: (0.9 if f"{L}. a cover named {target}" in block else 0.1 / 3) for L in letters}
+
+    model = Captioner()
+    rows = asyncio.run(predict_items(model, items, PredictConfig(method=method, captions=True)))
+    covers = {p for it in items for p in it.images}
+    assert sorted(model.described) == sorted(covers)  # each cover captioned once, whatever the rotations
+    assert all(CAPTIONS_HEADER in t for t in model.prompts)
+    for it, row in zip(items, rows):
+        assert row["captions"] == [f"a cover\nnamed {Path(p).stem}" for p in it.images]
+        first = min(it.images, key=lambda p: Path(p).stem)
+        assert it.option(row["letter"]).image == first  # under every rotation the captions followed their covers
+    plain = Captioner()
+    with pytest.raises(ValueError):  # without captions the prompt has none to read
+        asyncio.run(predict_items(plain, items, PredictConfig(method=method)))
+    assert plain.described == []

@@ -84,3 +84,13 @@ def test_the_trainer_reloads_full_weights_without_renaming_them():
         "self", "resume_from_checkpoint", "model"
     ]  # fmt: skip
     assert "model.load_state_dict(state_dict, False)" in inspect.getsource(Trainer._load_from_checkpoint)
+
+
+def test_the_trainer_refuses_evaluation_without_a_dataset_in_validate_args():
+    """ScoredValidationOnly overrides `_validate_args()`, where the Trainer checks `eval_strategy` against a missing
+    `eval_dataset` (and reads the strategy from `self.args`)."""
+    from transformers import Trainer
+
+    assert list(inspect.signature(Trainer._validate_args).parameters) == ["self"]
+    source = inspect.getsource(Trainer._validate_args)
+    assert "args.eval_strategy" in source and "self.eval_dataset is None" in source

@@ -90,7 +90,12 @@ def test_exports_move_and_train_in_llamafactory(lf_venv, demo_store, tiny_model_
 
     for kind in ("sft", "dpo"):
         run_export(
-            kind, demo_store, tmp_path / "export", "llamafactory", ExampleOptions(include_hinted=True), copy_images=True
+            kind,
+            demo_store,
+            tmp_path / "export",
+            "llamafactory",
+            ExampleOptions(include_hinted=True, describe_weight=1),
+            copy_images=True,
         )
     moved = shutil.move(tmp_path / "export", tmp_path / "elsewhere" / "export")  # the images travel with it
     registered = json.loads((moved / "dataset_info.json").read_text())

@@ -8,7 +8,7 @@ from store import open_store
 def test_each_task_comes_from_its_own_table_and_never_from_held_out_items(train_store):
     s = open_store(train_store)
     items = s.items(split="train")
-    built = sft_examples(s, items, ExampleOptions())
+    built = sft_examples(s, items, ExampleOptions(describe_weight=1))
     by_kind = {k: [e for e in built.examples if e["kind"] == k] for k in ("answer", "reason", "describe")}
     gold = {it.key: it.gold for it in items}
     # answer: one per training item, the gold letter alone
@@ -35,6 +35,28 @@ def test_each_task_comes_from_its_own_table_and_never_from_held_out_items(train_
     held_out = s.items(split="val") + s.items(split="dev") + s.items(split="test")
     assert not {it.key for it in held_out} & {e["item_key"] for e in built.examples}
     assert not {p for it in held_out for p in it.images} & {p for e in built.examples for p in e["images"]}
+
+
+def test_captioned_prompts_carry_the_describers_captions_of_the_items_own_covers(train_store):
+    from distill.data.student import CAPTIONS_HEADER
+
+    s = open_store(train_store)
+    items = {it.key: it for it in s.items(split="train")}
+    texts, sha_of = s.descriptions(), s.image_hashes()
+    built = sft_examples(s, list(items.values()), ExampleOptions(captions=True))
+    assert {e["kind"] for e in built.examples} == {"answer", "reason"}
+    for e in built.examples:
+        it = items[e["item_key"]]
+        text = "".join(p.get("text", "") for p in e["messages"][-1]["content"])
+        block = text[text.index(CAPTIONS_HEADER) :].splitlines()[1 : 1 + len(it.images)]
+        assert [line.split(" ", 1)[1] for line in block] == [" ".join(texts[sha_of[p]].split()) for p in it.images]
+        if it.task == "text2image":  # each option's cover under its own letter
+            assert [line.split(" ", 1)[0] for line in block] == [f"{L}." for L in it.letters]
+    uncaptioned = [it for it in items.values() if not all(sha_of.get(p) in texts for p in it.images)]
+    assert uncaptioned and built.skipped["item_cover_not_described"] == len(uncaptioned)
+    assert not {it.key for it in uncaptioned} & {e["item_key"] for e in built.examples}
+    plain = sft_examples(s, list(items.values()), ExampleOptions())
+    assert not any(CAPTIONS_HEADER in str(e["messages"]) for e in plain.examples)
 
 
 def test_examples_do_not_depend_on_the_order_traces_finished(train_store):
@@ -187,7 +209,7 @@ def test_sft_export_writes_one_registered_dataset_per_task(train_store, tmp_path
 
     from distill.pipeline import run_export
 
-    paths, n, _ = run_export("sft", train_store, tmp_path / "lf", "llamafactory", ExampleOptions())
+    paths, n, _ = run_export("sft", train_store, tmp_path / "lf", "llamafactory", ExampleOptions(describe_weight=1))
     names = sorted(p.stem for p in paths)
     assert names == ["cover_distill_answer_train", "cover_distill_describe_train", "cover_distill_reason_train"]
     info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())

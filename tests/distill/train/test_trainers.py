@@ -52,6 +52,8 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
             out,
             "--use_peft",
             "false",
+            "--describe_weight",
+            "1",
             "--learning_rate",
             "3e-3",
             "--lr_scheduler_type",
@@ -264,3 +266,29 @@ def test_early_stopping_ends_a_run_that_stops_improving(tiny_model_dir, train_st
     evals = [r["step"] for r in _log(out) if "eval_accuracy" in r]
     assert evals == [2, 4, 6]  # a learning rate of 0 never improves: two evaluations after the first, it stops
     assert res["best_step"] == 2
+
+
+def test_a_describe_then_answer_student_validates_and_predicts_with_its_own_captions(
+    tiny_model_dir, train_store, sample_dir, tmp_path
+):
+    """`captions: true`: training prompts carry the describer's captions; validation (SFT with loss examples for
+    the one captioned validation item, DPO with none) and `distill predict` have the student caption first."""
+    from distill.data.student import recorded_captions
+    from distill.pipeline import run_predict
+
+    every = ["--use_peft", "false", "--captions", "true", "--max_steps", "2", "--eval_strategy", "steps"]
+    every += ["--eval_steps", "2", "--save_strategy", "no", "--val_max_items", "4"]
+    sft = sft_main(_sft_args(tiny_model_dir, train_store, tmp_path / "sft", *every, "--learning_rate", "3e-3"))
+    dpo = dpo_main(
+        _sft_args(
+            sft["final"], train_store, tmp_path / "dpo", *every, "--learning_rate", "1e-3", "--pairs_per_item", "1"
+        )
+    )
+    for run in (tmp_path / "sft", tmp_path / "dpo"):
+        assert [r["step"] for r in _log(run) if "eval_accuracy" in r] == [2]
+    assert recorded_captions(sft["final"]) and recorded_captions(dpo["final"])
+    tests = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
+    answers = run_predict(dpo["final"], tests, tmp_path / "answers", show_progress=False)
+    for task, path in answers.items():
+        rows = [json.loads(x) for x in (path.parent / f"{task}_details.jsonl").read_text().splitlines()]
+        assert rows and all(len(r["captions"]) == (1 if task == "image2text" else 4) for r in rows)
