@@ -192,8 +192,8 @@ class Captions:
 
 def describe_examples(store, items: list[Item], skipped: Counter) -> list[dict]:
     """One example per distinct cover of `items` that the describer captioned, by cover hash."""
-    texts = store.descriptions()
-    sha_of = store.image_hashes()
+    captions = Captions(store)
+    texts, sha_of = captions.texts, captions.sha_of
     first_item: dict[str, tuple[str, Item]] = {}
     missing = set()
     for it in items:
