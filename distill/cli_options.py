@@ -53,7 +53,7 @@ def setting_params(
     for name, tp, default, help_text in setting_fields(cls):
         if name in exclude or (include is not None and name not in include):
             continue
-        if tp is bool:
+        if tp is bool or tp == bool | None:  # an on/off setting, or one whose default is decided elsewhere
             names = [f"{flag_names(name)[0]}/--no-{name.replace('_', '-')}"]
         else:
             names = flag_names(name)

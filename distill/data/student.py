@@ -59,15 +59,17 @@ def user_text(
 
 
 def captions_block(item: Item, captions: dict[str, str]) -> str:
-    """One line per cover of the item: "A. caption" for a text2image option's image, "Cover: caption" otherwise.
-    A caption's line breaks become spaces, so each cover keeps one line, and an image placeholder in a caption
-    becomes plain text (the question's placeholders are the item's images)."""
-    letter_of = {o.image: o.letter for o in item.options if o.image}
-    lines = [
-        f"{letter_of[path] + '.' if path in letter_of else 'Cover:'} "
-        + " ".join(captions[path].replace(IMAGE_TOKEN, "image").split())
-        for path in item.cover_images()
-    ]
+    """One line per cover of the item: "A. caption" for each text2image option's image, in letter order (a cover
+    shown under two letters gets both lines), "Cover: caption" for any other image. A caption's line breaks become
+    spaces, so each cover keeps one line, and an image placeholder in a caption becomes plain text (the
+    question's placeholders are the item's images)."""
+
+    def one_line(path: str) -> str:
+        return " ".join(captions[path].replace(IMAGE_TOKEN, "image").split())
+
+    option_images = {o.image for o in item.options if o.image}
+    lines = [f"{o.letter}. {one_line(o.image)}" for o in item.options if o.image]
+    lines += [f"Cover: {one_line(p)}" for p in item.cover_images() if p not in option_images]
     return "\n".join([CAPTIONS_HEADER, *lines])
 
 

@@ -17,6 +17,7 @@ def grounding(
     from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import Model
     from distill.data.student import (
+        CAPTION_TOKENS,
         describe_messages,
         parse_completion,
         prompt_messages,
@@ -32,7 +33,8 @@ def grounding(
     model = Model(BackendConfig(model=str(model_dir), max_pixels=max_pixels, dtype="float32"))
     every_cover = list(dict.fromkeys(p for it in items for p in it.images))
     covers = every_cover if captioned else every_cover[: len(items)]
-    captions = [r.text for r in model.generate([ChatRequest(describe_messages(p), max_tokens=32) for p in covers])]
+    length = CAPTION_TOKENS if captioned else 32  # a captioned student's prompts get what predict would give them
+    captions = [r.text for r in model.generate([ChatRequest(describe_messages(p), max_tokens=length) for p in covers])]
     caps = dict(zip(covers, captions)) if captioned else None
     covers, captions = covers[: len(items)], captions[: len(items)]  # the covers scored
     named = [motif_in_text(c) for c in captions]

@@ -49,8 +49,9 @@ class ExampleOptions:
         default="token",
         metadata={
             "help": "token (the default, the ablation's best): one mean over every completion token of the batch, "
-            "so rationales carry most of the signal; task: the weighted sum of each task's mean over its own "
-            "tokens (a one-token letter weighs as much as a whole rationale)."
+            "so rationales carry most of the signal, and a task's weight only keeps it (above 0) or leaves it out; "
+            "task: the weighted sum of each task's mean over its own tokens (a one-token letter weighs as much as "
+            "a whole rationale)."
         },
     )
     answer_repeats: int = field(
@@ -69,7 +70,8 @@ class ExampleOptions:
         metadata={
             "help": "Describe, then answer: each item's prompt carries the describer's caption of every cover after "
             "the question (items with an uncaptioned cover are left out); validation and `distill predict` have "
-            "the student caption the covers first. Recorded with the model."
+            "the student caption the covers first, so SFT needs the describe task too. Recorded with the model. "
+            "An export's prompts carry the teacher's captions: predict a model trained from it with --captions."
         },
     )
     include_hinted: bool = field(default=False, metadata={"help": "Train on rationalized (hinted) traces too."})

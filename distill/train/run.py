@@ -46,7 +46,8 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
 
     from distill.audit import audit_store, require_clean
     from distill.backends.base import require_local_model
-    from distill.data.student import write_layout
+    from distill.data.student import recorded_captions, write_layout
+    from distill.errors import UserError
     from distill.patches import ResumeFullWeights, ScoredValidationOnly, check_trainer_internals
     from distill.train.datasets import to_dataset
     from distill.train.examples import KINDS
@@ -61,6 +62,11 @@ def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, trainin
     t0 = time.perf_counter()
     adjust(training_args)
     require_local_model(margs.model_name_or_path)
+    if recorded_captions(margs.model_name_or_path) and not dargs.captions:
+        raise UserError(
+            f"{margs.model_name_or_path} was trained to answer with its covers' captions in the prompt "
+            "(captions: true): train on from it with captions: true too"
+        )
     if not Path(dargs.db).is_file():
         raise FileNotFoundError(f"no store at {dargs.db}: load data and run the teacher first")
     store = Store(dargs.db)

@@ -1,4 +1,5 @@
-"""`distill sft`: TRL's SFTTrainer on every agent's output (answers, rationales, captions), LoRA or full.
+"""`distill sft`: TRL's SFTTrainer on the agents' outputs (letters and rationales by default; captions with
+`describe_weight`), LoRA or full.
 
     distill sft --config configs/sft-demo.yaml [--learning_rate 2e-4 --max_steps 50 ...]
 
@@ -23,6 +24,11 @@ def build(store, train_items, val_items, dargs, training_args):
     from distill.train.examples import ExampleOptions, sft_examples
 
     opts = ExampleOptions.of(dargs)
+    if opts.captions and opts.describe_weight <= 0:
+        raise UserError(
+            "captions: true has the student caption the covers itself at validation and prediction: train the "
+            "describe task too (describe_weight > 0)"
+        )
     built = sft_examples(store, train_items, opts, seed=training_args.seed)
     if not built.examples:
         raise UserError(

@@ -63,7 +63,7 @@ class TaskWeightedLoss:
     built."""
 
     task_weights: tuple[float, ...] = (1.0,) * len(KINDS)
-    task_loss: str = "task"
+    task_loss: str = "token"
 
     def _wrap_collator(self) -> None:
         if not isinstance(self.data_collator, TaskCollator):

@@ -276,6 +276,6 @@ def test_a_captioned_student_captions_each_cover_once_then_answers_with_its_capt
         first = min(it.images, key=lambda p: Path(p).stem)
         assert it.option(row["letter"]).image == first  # under every rotation the captions followed their covers
     plain = Captioner()
-    with pytest.raises(ValueError):  # without captions the prompt has none to read
+    with pytest.raises(ValueError, match="substring not found"):  # without captions the prompt has none to read
         asyncio.run(predict_items(plain, items, PredictConfig(method=method)))
     assert plain.described == []

@@ -54,6 +54,15 @@ def test_captions_follow_the_question_one_line_a_cover():
     assert [p["image"] for p in content if p["type"] == "image"] == story.images  # the placeholders stay the covers'
     text = "".join(p.get("text", "") for p in content)
     assert text.endswith(f"B. \n{CAPTIONS_HEADER}\nA. red circles image in a ring\nB. blue squares")
+    again = story.model_copy(
+        update={
+            "input": story.input + "\nC. <image>",
+            "options": [*story.options, Option(letter="C", text="<image>", image="/c/x.jpg")],
+            "images": [*story.images, "/c/x.jpg"],
+        }
+    )  # one cover under two letters: a line for each letter, in letter order
+    text = "".join(p.get("text", "") for p in prompt_messages(again, captions=captions)[-1]["content"])
+    assert text.endswith("\nA. red circles image in a ring\nB. blue squares\nC. red circles image in a ring")
     cover = Item(
         id="q2", task="image2text", input="<image>\nWhich story?\nA. one\nB. two", options=[], images=["/c/x.jpg"]
     )

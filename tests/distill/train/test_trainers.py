@@ -274,11 +274,20 @@ def test_a_describe_then_answer_student_validates_and_predicts_with_its_own_capt
     """`captions: true`: training prompts carry the describer's captions; validation (SFT with loss examples for
     the one captioned validation item, DPO with none) and `distill predict` have the student caption first."""
     from distill.data.student import recorded_captions
+    from distill.errors import UserError
     from distill.pipeline import run_predict
 
     every = ["--use_peft", "false", "--captions", "true", "--max_steps", "2", "--eval_strategy", "steps"]
     every += ["--eval_steps", "2", "--save_strategy", "no", "--val_max_items", "4"]
-    sft = sft_main(_sft_args(tiny_model_dir, train_store, tmp_path / "sft", *every, "--learning_rate", "3e-3"))
+    with pytest.raises(UserError, match="describe_weight"):  # it could not caption what it must caption first
+        sft_main(_sft_args(tiny_model_dir, train_store, tmp_path / "no", *every, "--describe_weight", "0"))
+    sft = sft_main(
+        _sft_args(
+            tiny_model_dir, train_store, tmp_path / "sft", *every, "--describe_weight", "1", "--learning_rate", "3e-3"
+        )
+    )
+    with pytest.raises(UserError, match="captions: true"):  # DPO on from it without captions: refused
+        dpo_main(_sft_args(sft["final"], train_store, tmp_path / "plain", "--max_steps", "1"))
     dpo = dpo_main(
         _sft_args(
             sft["final"], train_store, tmp_path / "dpo", *every, "--learning_rate", "1e-3", "--pairs_per_item", "1"
@@ -286,6 +295,8 @@ def test_a_describe_then_answer_student_validates_and_predicts_with_its_own_capt
     )
     for run in (tmp_path / "sft", tmp_path / "dpo"):
         assert [r["step"] for r in _log(run) if "eval_accuracy" in r] == [2]
+    assert any("eval_loss" in r for r in _log(tmp_path / "sft"))  # the captioned validation item's loss
+    assert not any("eval_loss" in r for r in _log(tmp_path / "dpo"))  # no loss examples: the score alone
     assert recorded_captions(sft["final"]) and recorded_captions(dpo["final"])
     tests = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
     answers = run_predict(dpo["final"], tests, tmp_path / "answers", show_progress=False)
