@@ -14,6 +14,7 @@ method's prompts carry those captions after the question.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -34,6 +35,7 @@ from distill.data.student import (
 )
 
 Method = Literal["score", "debias", "prior", "cot", "adaptive"]
+log = logging.getLogger(__name__)
 
 
 class PredictConfig(BaseModel):
@@ -74,6 +76,7 @@ def _request(item: Item, layout: Layout, mode: str = "direct", captions: Caption
 async def caption_covers(backend: Backend, items: list[Item]) -> dict[str, str]:
     """Every distinct cover of `items` -> the student's greedy caption of it (the describe task)."""
     covers = list(dict.fromkeys(p for it in items for p in it.cover_images()))
+    log.info("describe, then answer: captioning %d cover(s) of %d item(s) first", len(covers), len(items))
     requests = [ChatRequest(describe_messages(p), max_tokens=CAPTION_TOKENS) for p in covers]
     results = await asyncio.gather(*(backend.chat(r) for r in requests))
     return {p: r.text for p, r in zip(covers, results)}
