@@ -25,6 +25,12 @@ class TeacherConfig(BaseModel):
     min_words: int = Field(15, ge=0)
     max_words: int = Field(800, ge=1)
     concurrency: int = Field(8, ge=1, description="Graph passes (items) in flight at once.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Processes that share the run, each on items of its own (item k to worker k mod N), so the "
+        "client's work spreads over cores; the in-flight limits are the run's, shared among them.",
+    )
     limit: int | None = Field(None, ge=1, description="The first N training items only.")
 
     @model_validator(mode="after")

@@ -59,8 +59,9 @@ async def _description(ctx: Context, state: GraphState, path: str) -> str:
     if path not in ctx.shas:
         ctx.shas[path] = await asyncio.to_thread(sha256_file, path)
     sha = ctx.shas[path]
-    cached = ctx.store.description(sha, model, prompts.DESCRIBER_VERSION)
+    cached = ctx.described.get(sha) or ctx.store.description(sha, model, prompts.DESCRIBER_VERSION)
     if cached is not None:
+        ctx.described[sha] = cached
         return cached
     if sha not in ctx.pending:  # covers recur across items: describe each once, even when concurrent
 
@@ -70,17 +71,19 @@ async def _description(ctx: Context, state: GraphState, path: str) -> str:
             try:
                 res = await describe(ctx.describer, path, ctx.settings.describe_tokens)
             except BackendError as exc:  # a blank description is a failed call too, recorded with its reply
-                ctx.store.record_call(
+                await ctx.writes.record_call(
                     _record(ctx, state, "describer", model, req, getattr(exc, "result", None), started, str(exc))
                 )
                 raise
-            return ctx.store.save_description(
+            kept = await ctx.writes.save_description(
                 sha,
                 model,
                 prompts.DESCRIBER_VERSION,
                 res.text,
                 _record(ctx, state, "describer", model, req, res, started),
             )
+            ctx.described[sha] = kept
+            return kept
 
         ctx.pending[sha] = asyncio.ensure_future(run())
     try:
@@ -108,11 +111,10 @@ async def _reason(
     try:
         results, text, answer = await reason(ctx.reasoner, req, letters)
     except BackendError as exc:
-        ctx.store.record_call(_record(ctx, state, agent, model, req, None, started, str(exc)))
+        await ctx.writes.record_call(_record(ctx, state, agent, model, req, None, started, str(exc)))
         raise
     calls = [_record(ctx, state, agent, model, req, r, started) for r in results]
-    for call in calls:
-        ctx.store.record_call(call)
+    await ctx.writes.record_calls(calls)
     return calls, text, answer
 
 

@@ -1,8 +1,9 @@
 """`distill graph`: the teacher graph over every training item, concurrent, resumable, stored.
 
-Each (item, sample) is one pass of the graph; LangGraph's batch runs them with `max_concurrency` passes in
-flight. An item's traces and status are written in one transaction once all its samples are in. A resumed run
-skips finished items and redoes failed or interrupted ones as a new attempt; earlier attempts stay in the store."""
+One process at a time holds a run (its lock); it works on the items itself, or has `teacher.workers` processes share
+them (graphs/workers.py). Each item's traces and status are written in one transaction when it finishes. A resumed
+run skips finished items and redoes failed or interrupted ones as a new attempt; earlier attempts stay in the
+store."""
 
 from __future__ import annotations
 
@@ -10,20 +11,40 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from agents.prompts import DESCRIBER_VERSION, REASONER_VERSION
 from agents.settings import TeacherConfig
 from distill.backends.base import Backend
 from distill.data.items import Item
-from graphs.context import Context
-from graphs.graph import build_graph, recursion_limit
+from graphs.batch import run_batch
+from graphs.progress import ItemProgress
+from graphs.workers import run_workers
 from store.db import Store, run_name
 
 log = logging.getLogger(__name__)
 
 
 PROMPT_VERSIONS = {"describer": DESCRIBER_VERSION, "reasoner": REASONER_VERSION}  # recorded with each run
+
+# How the summary names what it counts: an item is accepted when one of its traces is; its traces are its attempts
+# (retries, a hinted one) of each sample, so an item accepted on its second try has a rejected trace too.
+SUMMARY_ROWS = {
+    "todo": "items this invocation worked on",
+    "skipped": "items an earlier invocation finished",
+    "items": "items (every invocation)",
+    "accepted_items": "items accepted",
+    "rejected_items": "items rejected",
+    "cannot_judge_items": "items the critic cannot judge",
+    "failed": "items failed",
+    "accepted": "traces accepted",
+    "rejected": "traces rejected",
+    "cannot_judge": "traces the critic cannot judge",
+    "hinted_accepted": "traces accepted with a hint",
+    "calls": "calls",
+    "failed_calls": "calls failed",
+    "tokens": "tokens",
+    "seconds": "seconds",
+    "invocations": "invocations",
+}
 
 
 @dataclass
@@ -57,15 +78,20 @@ class RunSummary:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    @property
+    def all_failed(self) -> bool:
+        """Every item of the run failed: it holds no trace."""
+        return self.items > 0 and self.failed == self.items
 
-def item_status(traces: list[dict], error: str | None) -> str:
-    if error:
+    def rows(self) -> list[tuple[str, int | float]]:
+        """(what, value) for each count, named so that items and traces are never confused."""
+        return [(label, getattr(self, name)) for name, label in SUMMARY_ROWS.items()]
+
+
+def run_status(summary: dict) -> str:
+    if summary["items"] and summary["failed"] == summary["items"]:
         return "failed"
-    if any(t["verdict"] == "accepted" for t in traces):
-        return "accepted"
-    if any(t["verdict"] == "rejected" for t in traces):
-        return "rejected"
-    return "cannot_judge"
+    return "done_with_failures" if summary["failed"] else "done"
 
 
 async def run_items(
@@ -81,7 +107,9 @@ async def run_items(
     show_progress: bool = True,
 ) -> RunSummary:
     """Run (or resume) a teacher run over `items`, which must be in the store. One process at a time works on a
-    run: a second one (a resume of a run that is still going) gets RunInProgress before it touches anything."""
+    run: a second one (a resume of a run that is still going) gets RunInProgress before it touches anything. With
+    `settings.workers` > 1 the items are shared among worker processes, which build their backends from `settings`
+    (`reasoner` and `describer` are then not used)."""
     run_id = resume or run_id or run_name("graph")
     with store.run_lock(run_id):
         return await _invocation(
@@ -115,8 +143,8 @@ async def _invocation(
     except BaseException:
         store.end_run(run_id, "interrupted", time.perf_counter() - started)
         raise
-    failed = bool(store.run_summary(run_id)["failed"])
-    stored = store.end_run(run_id, "done_with_failures" if failed else "done", time.perf_counter() - started)
+    status = run_status(store.run_summary(run_id))
+    stored = store.end_run(run_id, status, time.perf_counter() - started)
     return RunSummary.of(stored, todo=todo, skipped=skipped)
 
 
@@ -133,53 +161,9 @@ async def _run(
     todo = [it for it in items if it.key not in done]
     if len(items) > len(todo):
         log.info("resuming %s: %d items already done, %d to go", run_id, len(items) - len(todo), len(todo))
-    graph = build_graph(settings)
-    ctx = Context(settings=settings, reasoner=reasoner, describer=describer, store=store, run_id=run_id)
-    attempts = {it.key: store.next_item_attempt(run_id, it.key) for it in todo}
-    passes = [(it, s) for it in todo for s in range(settings.samples)]
-    inputs = [
-        {"item": it, "sample": s, "item_attempt": attempts[it.key], "attempt": 0, "hinted": False, "traces": []}
-        for it, s in passes
-    ]
-    pending = {it.key: settings.samples for it in todo}
-    traces: dict[str, list[dict]] = {it.key: [] for it in todo}
-    errors: dict[str, str] = {}
-    counts = {"accepted": 0, "rejected": 0, "failed": 0}
-    t0 = time.perf_counter()
-    progress = Progress(
-        TextColumn("[bold]teacher graph"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[stats]}"),
-        disable=not show_progress,
-    )
-    with progress:
-        bar = progress.add_task("graph", total=len(todo), stats="")
-        async for i, out in graph.abatch_as_completed(
-            inputs,
-            {"max_concurrency": settings.concurrency, "recursion_limit": recursion_limit(settings)},
-            return_exceptions=True,
-            context=ctx,
-        ):
-            item = passes[i][0]
-            if isinstance(out, Exception):
-                if not isinstance(out, (RuntimeError, ValueError, OSError, TimeoutError)):
-                    log.warning("item %s: %s", item.key, out, exc_info=out)
-                errors.setdefault(item.key, f"{type(out).__name__}: {out}")
-            else:
-                traces[item.key].extend(out.get("traces", []))
-            pending[item.key] -= 1
-            if pending[item.key]:
-                continue
-            status = item_status(traces[item.key], errors.get(item.key))
-            store.finish_item(run_id, item.key, attempts[item.key], status, traces[item.key], errors.get(item.key))
-            counts["failed" if status == "failed" else "accepted" if status == "accepted" else "rejected"] += 1
-            rate = sum(counts.values()) / max(1e-9, time.perf_counter() - t0)
-            progress.update(
-                bar,
-                advance=1,
-                stats=f"accepted {counts['accepted']} rejected {counts['rejected']} "
-                f"failed {counts['failed']}  {rate:.2f} items/s",
-            )
+    with ItemProgress(len(todo), enabled=show_progress) as progress:
+        if settings.workers > 1 and len(todo) > 1:
+            await run_workers(store.path, todo, settings, run_id, progress.item_done)
+        else:
+            await run_batch(store, todo, settings, reasoner, describer, run_id, progress.item_done)
     return len(todo), len(items) - len(todo)

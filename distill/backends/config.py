@@ -16,7 +16,9 @@ class BackendConfig(BaseModel):
         "transformers",
         description="transformers (CPU or GPU, in process) | vllm (GPU, in process) | openai (a server).",
     )
-    model: str = "runs/demo/tiny-model"
+    model: str = Field(
+        "", description="The model: a local folder (transformers, vllm) or the name its server knows (openai)."
+    )
     base_url: str | list[str] | None = Field(
         None,
         description="openai: the server's URL, or several replicas of one model (requests go to the least busy live "
@@ -36,7 +38,9 @@ class BackendConfig(BaseModel):
     text_only: bool = False  # a text-only model (DAD reasoner): send descriptions, never images
     device: str = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="The weights' dtype (transformers, vllm); auto: bf16 on a GPU, float32 on a CPU."
+        "auto",
+        description="The weights' dtype (transformers, vllm); auto: bfloat16 on a GPU, float32 on a CPU (vLLM is "
+        "given it: its own auto would run float32 weights in bfloat16 on a CPU).",
     )
     # transformers on CUDA: the vision tower's windows in one varlen flash call per layer (False: per-window SDPA)
     varlen_vision: bool = True
@@ -48,6 +52,12 @@ class BackendConfig(BaseModel):
         if isinstance(v, list) and not v:
             raise ValueError("base_url: give at least one URL")
         return v
+
+    def weights_dtype(self, on_gpu: bool) -> str:
+        """`dtype` with `auto` decided: bfloat16 on a GPU, float32 on a CPU."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if on_gpu else "float32"
 
     @property
     def base_urls(self) -> list[str]:

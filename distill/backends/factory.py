@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from distill.backends.base import Backend
 from distill.backends.config import BackendConfig
+from distill.errors import UserError
 
 
 def make_backend(config: BackendConfig | dict) -> Backend:
     if isinstance(config, dict):
         config = BackendConfig(**config)
+    if not config.model:
+        raise UserError(
+            f"a {config.backend} backend with no model named: set its `model` (e.g. teacher.reasoner.model)"
+        )
     if config.backend == "openai":
         from distill.backends.openai_backend import OpenAIBackend
 

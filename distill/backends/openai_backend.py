@@ -9,15 +9,16 @@ retries would keep it on the dead one)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 
-from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, letter_distribution
+from distill.backends.base import Backend, BackendError, ChatRequest, ChatResult, image_paths, letter_distribution
 from distill.backends.config import BackendConfig
-from distill.data.images import data_url
-from distill.secrets import redact, register_env
+from distill.backends.covers import COVERS
+from distill.secrets import api_key, redact, register_env
 
 log = logging.getLogger(__name__)
 DEAD_FOR_S = 30.0  # how long an unreachable replica is set aside before it is tried again
@@ -30,7 +31,11 @@ def _root(url: str) -> str:
     return url.rstrip("/").removesuffix("/v1")
 
 
-def to_openai_messages(messages: list[dict], max_pixels: int, text_only: bool = False) -> list[dict]:
+def to_openai_messages(
+    messages: list[dict], max_pixels: int, text_only: bool = False, urls: dict[str, str] | None = None
+) -> list[dict]:
+    """`urls`: the covers' data URLs by path, fetched beforehand (`COVERS.urls`); others are looked up here."""
+    urls = urls or {}
     out = []
     for m in messages:
         if isinstance(m["content"], str):
@@ -41,7 +46,8 @@ def to_openai_messages(messages: list[dict], max_pixels: int, text_only: bool = 
             if p["type"] == "text":
                 parts.append({"type": "text", "text": p["text"]})
             elif p["type"] == "image" and not text_only:
-                parts.append({"type": "image_url", "image_url": {"url": data_url(p["image"], max_pixels)}})
+                url = urls.get(p["image"]) or COVERS.url(p["image"], max_pixels)
+                parts.append({"type": "image_url", "image_url": {"url": url}})
         if all(p["type"] == "text" for p in parts):
             out.append({"role": m["role"], "content": "".join(p["text"] for p in parts)})
         else:
@@ -49,11 +55,11 @@ def to_openai_messages(messages: list[dict], max_pixels: int, text_only: bool = 
     return out
 
 
-def build_chat_kwargs(config: BackendConfig, request: ChatRequest) -> dict:
+def build_chat_kwargs(config: BackendConfig, request: ChatRequest, urls: dict[str, str] | None = None) -> dict:
     """The keyword arguments of `chat.completions.create` for one request (unit-tested)."""
     kw: dict = {
         "model": config.model,
-        "messages": to_openai_messages(request.messages, config.max_pixels, config.text_only),
+        "messages": to_openai_messages(request.messages, config.max_pixels, config.text_only, urls),
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
     }
@@ -73,17 +79,66 @@ def build_chat_kwargs(config: BackendConfig, request: ChatRequest) -> dict:
 
 
 def score_kwargs(
-    config: BackendConfig, request: ChatRequest, letters: list[str], letter_ids: list[int] | None = None
+    config: BackendConfig,
+    request: ChatRequest,
+    letters: list[str],
+    letter_ids: list[int] | None = None,
+    urls: dict[str, str] | None = None,
 ) -> dict:
     """One scored step: the first token's log-probabilities. Given the letters' token ids (a vLLM server), the
     step may only produce those, and the server reports their distribution after that restriction."""
-    kw = build_chat_kwargs(config, ChatRequest(request.messages, max_tokens=1, temperature=0.0))
+    kw = build_chat_kwargs(config, ChatRequest(request.messages, max_tokens=1, temperature=0.0), urls)
     if letter_ids:
         kw.update(logprobs=True, top_logprobs=len(letters))
         kw["extra_body"] = kw.get("extra_body", {}) | {"allowed_token_ids": letter_ids}
     else:
         kw.update(logprobs=True, top_logprobs=20)
     return kw
+
+
+_COVER_MARK = "\x00cover\x00"  # stands for a data URL while the rest of a body is encoded
+_COVER_MARK_JSON = json.dumps(_COVER_MARK)[1:-1].encode()
+
+
+def request_body(kw: dict) -> bytes:
+    """`kw` (build_chat_kwargs) as the JSON body the server gets, `extra_body` merged in. The covers' data URLs,
+    megabytes a request, are joined in as they are instead of passing through the JSON encoder on every request:
+    base64 needs no escaping."""
+    body = {k: v for k, v in kw.items() if k != "extra_body"} | kw.get("extra_body", {})
+    urls: list[str] = []
+    marked = body | {"messages": [_marked(m, urls) for m in body["messages"]]}
+    head = json.dumps(marked, ensure_ascii=False, separators=(",", ":")).encode()
+    pieces = head.split(_COVER_MARK_JSON)
+    if len(pieces) != len(urls) + 1 or not all(u.isascii() and u.startswith("data:") for u in urls):
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()  # the mark in a text: no joins
+    joined = [pieces[0]]
+    for url, piece in zip(urls, pieces[1:]):
+        joined += [url.encode("ascii"), piece]
+    return b"".join(joined)
+
+
+def _marked(message: dict, urls: list[str]) -> dict:
+    """The message with each image part's URL moved to `urls` and a mark in its place."""
+    if isinstance(message["content"], str):
+        return message
+    parts = []
+    for p in message["content"]:
+        if p.get("type") == "image_url":
+            urls.append(p["image_url"]["url"])
+            p = p | {"image_url": p["image_url"] | {"url": _COVER_MARK}}
+        parts.append(p)
+    return message | {"content": parts}
+
+
+def reply_json(raw: bytes) -> dict:
+    """A chat completion as plain JSON (read here rather than into the client's typed models: fewer round trips)."""
+    try:
+        reply = json.loads(raw)
+    except ValueError:
+        raise BackendError(redact(f"the server's reply is not JSON: {raw[:200]!r}")) from None
+    if not isinstance(reply, dict) or not reply.get("choices"):
+        raise BackendError(redact(f"the server's reply holds no choices: {raw[:200]!r}"))
+    return reply
 
 
 @dataclass
@@ -103,7 +158,9 @@ class OpenAIBackend(Backend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replicas: list[_Replica] = []
         self._lookup = asyncio.Lock()
-        register_env(config.api_key_env)  # a server may echo the key in an error: it is cut out of every error
+        # a server may echo the key in an error: it is cut out of every error; a key no HTTP header can carry is
+        # one clear error now, not an encoding error at the first request
+        api_key(config.api_key_env)
 
     def _clients(self) -> list[_Replica]:
         """Clients belong to the event loop that made them: a new loop (a second `asyncio.run`) gets new ones."""
@@ -111,6 +168,8 @@ class OpenAIBackend(Backend):
         if loop is not self._loop:
             import httpx
             from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+            from distill.backends.lanes import pooled
 
             c = self.config
             key = register_env(c.api_key_env) or "EMPTY"
@@ -123,9 +182,7 @@ class OpenAIBackend(Backend):
                         api_key=key,
                         max_retries=retries,
                         timeout=httpx.Timeout(c.timeout_s, pool=None),
-                        http_client=DefaultAsyncHttpxClient(
-                            limits=httpx.Limits(max_connections=c.concurrency, max_keepalive_connections=c.concurrency)
-                        ),
+                        http_client=DefaultAsyncHttpxClient(**pooled(c.concurrency)),
                     ),
                 )
                 for url in c.base_urls
@@ -134,8 +191,19 @@ class OpenAIBackend(Backend):
             self._loop = loop
         return self._replicas
 
-    async def _create(self, kw: dict):
-        return await self._call(lambda client: client.chat.completions.create(**kw))
+    async def _create(self, kw: dict) -> dict:
+        """One chat completion, as the server's JSON. The `openai` client sends a body built once (request_body) and
+        hands back the reply's bytes: its per-request transform of the arguments and its typed reply model cost more
+        than the request itself against a fast server; its retries, errors and connection pool are kept."""
+        body = request_body(kw)
+        raw = await self._call(lambda client: client.post("/chat/completions", cast_to=bytes, content=body))
+        return reply_json(raw)
+
+    async def _cover_urls(self, request: ChatRequest) -> dict[str, str]:
+        """The request's covers as data URLs, encoded off the event loop where no one has yet."""
+        if self.config.text_only:
+            return {}
+        return await COVERS.urls(image_paths(request.messages), self.config.max_pixels)
 
     async def _call(self, send):
         """`send(client)` on a live replica, under the backend's one retry policy: one server, the client's own
@@ -174,14 +242,13 @@ class OpenAIBackend(Backend):
         raise BackendError("; ".join(errors[-3:]) or "no replica answered")
 
     async def chat(self, request: ChatRequest) -> ChatResult:
-        kw = build_chat_kwargs(self.config, request)
-        resp = await self._create(kw)
-        choice = resp.choices[0]
-        usage = resp.usage
+        kw = build_chat_kwargs(self.config, request, await self._cover_urls(request))
+        reply = await self._create(kw)
+        usage = reply.get("usage") or {}
         return ChatResult(
-            text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
+            text=(reply["choices"][0].get("message") or {}).get("content") or "",
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
             request=kw,
         )
 
@@ -224,15 +291,15 @@ class OpenAIBackend(Backend):
 
     async def score(self, request: ChatRequest, letters: list[str]) -> dict[str, float]:
         ids = await self.letter_ids(letters) if self.config.scoring == "allowed_tokens" else None
-        resp = await self._create(score_kwargs(self.config, request, letters, ids))
-        content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
+        reply = await self._create(score_kwargs(self.config, request, letters, ids, await self._cover_urls(request)))
+        content = (reply["choices"][0].get("logprobs") or {}).get("content")
         if not content:
             raise BackendError("the server returned no logprobs")
         top: dict[str, float] = {}
-        for t in content[0].top_logprobs:  # "A" and " A" are both the letter A
-            tok = t.token.strip()
+        for t in content[0].get("top_logprobs") or []:  # "A" and " A" are both the letter A
+            tok, logprob = t["token"].strip(), t["logprob"]
             if tok in letters:
-                top[tok] = math.log(math.exp(top[tok]) + math.exp(t.logprob)) if tok in top else t.logprob
+                top[tok] = math.log(math.exp(top[tok]) + math.exp(logprob)) if tok in top else logprob
         return letter_distribution(top, letters)
 
     async def aclose(self) -> None:
