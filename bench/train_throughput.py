@@ -4,7 +4,8 @@ Variants (pick with --variants; each builds a fresh model):
   naive            plain HF forward/backward with the model's own loss (152k-vocabulary logits at every
                    position), left-padded batches, gradient checkpointing as `gradient_checkpointing_enable()`
                    sets it up, LoRA r=8 on the language model's linear layers.
-  naive-text-grads the same with only the text embeddings made to require grad (see distill/train/checkpointing.py)
+  naive-text-grads the same with only the text embeddings made to require grad
+                   (see distill.patches.text_only_input_grads)
   ckpt             TRL's SFTTrainer as `distill sft` builds it (batches flushed left, the fused LM head scoring
                    completion positions only, the frozen vision tower kept out of autograd), checkpointing on
   every2           the same, checkpointing every second layer (`gradient_checkpointing_kwargs.every_n_layers`)

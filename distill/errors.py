@@ -7,3 +7,9 @@ class UserError(Exception):
     def __str__(self) -> str:
         # KeyError subclasses would otherwise print their message quoted
         return str(self.args[0]) if self.args else ""
+
+
+def problems(exc) -> str:
+    """A settings model's validation errors (pydantic's ValidationError) on one line: `field.path: what is wrong;
+    ...`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

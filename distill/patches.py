@@ -109,10 +109,33 @@ def set_attention(config, name: str, function) -> None:
 
 def check_trainer_internals() -> None:
     """The trainer mixins (distill/train/validation.py, distill/train/tasks.py) override `evaluation_loop` and
-    `compute_loss`, and use TRL's metric store (`_metrics`, `_total_train_tokens`), its fused LM head
-    (`fused_lm_head=True`) and the Trainer's rule for losses already scaled for gradient accumulation."""
+    `compute_loss`, and use TRL's fused LM head (`fused_lm_head=True`) and the trainer state read below."""
     check("transformers")
     check("trl")
+
+
+def log_metric(trainer, mode: str, name: str, value: float) -> None:
+    """A value into TRL's per-mode metric store (`_metrics`), which its `log` averages and clears."""
+    trainer._metrics[mode][name].append(value)
+
+
+def count_tokens(trainer, n: int) -> None:
+    """Training tokens seen, where TRL's own `compute_loss` counts them (`_total_train_tokens`, logged as
+    `num_tokens`)."""
+    trainer._total_train_tokens += n
+    trainer._metrics["train"]["num_tokens"] = [trainer._total_train_tokens]
+
+
+def per_micro_batch(trainer, loss, num_items_in_batch, training: bool):
+    """A loss that is a mean over one micro-batch, scaled as the Trainer expects under gradient accumulation: the
+    Trainer leaves the scaling to a loss it passed the batch's token count to (taking it for a sum over the whole
+    accumulated batch), so such a mean is divided by the accumulation steps here."""
+    scaled = getattr(trainer, "loss_is_scaled_for_ga", None)
+    if scaled is None:
+        scaled = trainer.model_accepts_loss_kwargs and num_items_in_batch is not None
+    if scaled and training:
+        return loss / trainer.current_gradient_accumulation_steps
+    return loss
 
 
 class ResumeFullWeights:
@@ -143,10 +166,9 @@ class ResumeFullWeights:
 class ScoredValidationOnly:
     """Trainer mixin: a run validated by letter scoring alone. The Trainer refuses an evaluation strategy without
     an `eval_dataset` when it is built (`_validate_args`); a describe-then-answer run has no loss examples to
-    give it (held-out covers have no teacher captions), and its evaluation is ScoredEvaluation's score. The check
-    runs with evaluation off while the validation items stand in for the dataset; every other check runs as is."""
-
-    val_items: list = []
+    give it (held-out covers have no teacher captions), and its evaluation is ScoredEvaluation's score (whose
+    `val_items` it reads). The check runs with evaluation off while the validation items stand in for the dataset;
+    every other check runs as is."""
 
     def _validate_args(self) -> None:
         if self.eval_dataset is not None or not self.val_items:

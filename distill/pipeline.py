@@ -52,6 +52,8 @@ def load_files(
             raise UserError(f"{f}: its name says no split (train, val, dev, test): pass --split")
         lists[s].append(str(f))
     require_writable_dir(Path(db).parent)
+    if Path(db).is_file():  # a read-only store fails now, before the data is read
+        require_writable_store(db)
     cfg = DataConfig(**lists, skip_invalid=skip_invalid, validation_fraction=validation_fraction, seed=seed)
     data = load_data(cfg)
     with _new_file_removed_on_failure(Path(db)):
@@ -61,6 +63,15 @@ def load_files(
         finally:
             store.close()
     return data
+
+
+def require_writable_store(db: str | Path) -> None:
+    """One line naming the store where it cannot be written (`store.db.ReadOnlyStore`), before any work."""
+    store = open_store(db)
+    try:
+        store.require_writable()
+    finally:
+        store.close()
 
 
 @contextlib.contextmanager
@@ -98,12 +109,16 @@ def run_teacher(
 ):
     """`distill graph`: the teacher graph over the store's training items (the items data files gave, not the ones
     augmentation made). The store is the source of truth: the recipe's data files are loaded first only when
-    `load` says so, or (`load` None) when the store holds no training items yet."""
-    from distill.backends.factory import make_backend
+    `load` says so, or (`load` None) when the store holds no training items yet. A run whose every item failed (an
+    unreachable server) is recorded as `failed`, with its calls and their errors (`RunSummary.all_failed`)."""
     from distill.ingest import load_data, report_data, store_data
+    from graphs.backends import teacher_backends
     from graphs.runner import run_items
 
+    _require_store_folder(Path(recipe.db))
     store = None
+    if Path(recipe.db).is_file():  # a read-only store fails here, before any data is read or model loads
+        require_writable_store(recipe.db)
     if resume:  # an unknown run id, or one another process is working on, fails here, before any model loads
         if not Path(recipe.db).is_file():
             from store.db import UnknownRun
@@ -129,25 +144,37 @@ def run_teacher(
         ]
     if not items:
         raise UserError(f"no training items in {recipe.db}: `distill load` some, set data.train, or pass --data")
-    reasoner = make_backend(recipe.teacher.reasoner)
-    describer = make_backend(recipe.teacher.describer) if recipe.teacher.describer else None
+    reasoner, describer = teacher_backends(recipe.teacher)
     for be in (reasoner, describer):  # a wrong model path is one clear error now, not one per item later
         if be is not None:
             be.check()
     log.info("%s %d training items -> %s", f"resuming {resume}:" if resume else "teacher run:", len(items), recipe.db)
-    return asyncio.run(
-        run_items(
-            store,
-            items,
-            recipe.teacher,
-            reasoner,
-            describer,
-            run_id=run_id,
-            resume=resume,
-            config=recipe.model_dump(),
-            show_progress=show_progress,
+    try:
+        return asyncio.run(
+            run_items(
+                store,
+                items,
+                recipe.teacher,
+                reasoner,
+                describer,
+                run_id=run_id,
+                resume=resume,
+                config=recipe.model_dump(),
+                show_progress=show_progress,
+            )
         )
-    )
+    finally:
+        store.close()
+
+
+def _require_store_folder(db: Path) -> None:
+    """One line naming the store where its folder cannot be made (a file stands in its place), before any work."""
+    from distill.data.fileio import blocking_file, require_writable_dir
+
+    blocker = blocking_file(db.parent)
+    if blocker is not None:
+        raise UserError(f"the store {db} cannot be made: {blocker} is a file, not a folder")
+    require_writable_dir(db.parent)
 
 
 # --- augmentation and exports -------------------------------------------------------------------------------
@@ -162,8 +189,9 @@ def run_augment(
     merge_registry: bool = False,
 ) -> dict:
     """`distill augment`: new training items into the store and task-format files under `out`, all or nothing: the
-    files are written to temporary names first, the store takes the items, and only then are the files renamed into
-    place. An existing `dataset_info.json` in `out` is replaced only with `overwrite`, or added to with
+    files are written to temporary names and renamed into place (the ones they replace kept aside), then the store
+    takes the items in one transaction; a failure at any step puts the previous files back and adds nothing. An
+    existing `dataset_info.json` in `out` is replaced only with `overwrite`, or added to with
     `merge_registry` (its other datasets kept)."""
     from distill.audit import audit_items, audit_store, require_clean
     from distill.augment import QUESTIONS, augment, dataset_files
@@ -188,6 +216,7 @@ def run_augment(
             )
     require_writable_dir(out)
     store = open_store(db)
+    store.require_writable()
     require_clean(audit_store(store), allow_leakage, "augment")
     items = store.items(split="train")
     new, report = augment(items, cfg, progress=show_progress, skip_invalid=skip_invalid)
@@ -281,19 +310,19 @@ def export_traces(db: str | Path, out: str | Path | None, run: str | None = None
 
 
 # --- training -----------------------------------------------------------------------------------------------
-def run_sft(args: list[str]) -> dict:
-    """`distill sft`: supervised fine-tuning with TRL; `args` are the training recipe's flags (`--config RECIPE`,
-    any field of it), parsed by the training parser (distill.train.sft)."""
-    from distill.train.sft import main as sft_main
+def run_sft(settings) -> dict:
+    """`distill sft`: supervised fine-tuning with TRL, from typed settings (`distill.train.settings`: a training
+    recipe, values and flags)."""
+    from distill.train.sft import train_sft
 
-    return sft_main(args)
+    return train_sft(settings)
 
 
-def run_dpo(args: list[str]) -> dict:
-    """`distill dpo`: DPO with TRL; `args` as for `run_sft` (distill.train.dpo)."""
-    from distill.train.dpo import main as dpo_main
+def run_dpo(settings) -> dict:
+    """`distill dpo`: DPO with TRL on accepted-vs-rejected rationales, from typed settings as for `run_sft`."""
+    from distill.train.dpo import train_dpo
 
-    return dpo_main(args)
+    return train_dpo(settings)
 
 
 def run_merge(adapter: str | Path, out: str | Path, base: str | None = None, overwrite: bool = False) -> Path:
@@ -368,20 +397,6 @@ def splits_of(tasks: dict[str, list]) -> dict[str, str]:
     return {task: "+".join(sorted({it.split or "test" for it in items})) for task, items in tasks.items()}
 
 
-def image_cap(model: str | Path, max_pixels: int | None) -> tuple[int, str]:
-    """The image cap for predicting with `model`, and where it came from: `max_pixels` when given, else the cap
-    recorded with the trained model (distill_prompt.json), else LLaMA-Factory's default."""
-    from distill.data.images import DEFAULT_MAX_PIXELS
-    from distill.data.student import LAYOUT_FILE, recorded_max_pixels
-
-    if max_pixels:
-        return max_pixels, "--max-pixels"
-    recorded = recorded_max_pixels(model)
-    if recorded:
-        return recorded, f"recorded with the model in {Path(model) / LAYOUT_FILE}"
-    return DEFAULT_MAX_PIXELS, "the default (LLaMA-Factory's image_max_pixels): the model records no cap"
-
-
 def run_predict(
     model: str,
     data_files: list[str | Path],
@@ -400,9 +415,9 @@ def run_predict(
     answer files (validated), each written atomically, the answers last.
 
     The held-out items come from `data_files` or from the store `db`. `split`: which held-out split (default test;
-    `load_tests`). `max_pixels`: the image cap, by default the one recorded with the trained model (`image_cap`);
-    `cfg.layout` likewise. `used`, when given, receives what was used: `split` (per task) and `max_pixels` (the cap
-    and where it came from).
+    `load_tests`). `max_pixels`: the image cap, by default the one on the trained model's card
+    (`distill.data.student_card`); `cfg.layout` and `cfg.captions` likewise. `used`, when given, receives what was
+    used: `split` (per task) and `max_pixels` (the cap and where it came from).
 
     `devices`: one worker process per device (data-parallel): each takes every n-th item, sees only its own device
     (CUDA_VISIBLE_DEVICES) and writes a shard of details; the shards are merged here. `backend_options`: more
@@ -410,17 +425,18 @@ def run_predict(
     from distill.backends.config import BackendConfig
     from distill.data.answers import write_answers
     from distill.data.fileio import atomic_write_text, refuse_existing, require_writable_dir
-    from distill.data.student import DEFAULT_LAYOUT, recorded_captions, recorded_layout
+    from distill.data.student_card import StudentCard, image_cap, read_card
     from distill.predict import PredictConfig
 
     cfg = cfg or PredictConfig()
+    card = read_card(model) or StudentCard()
     if cfg.layout is None:
-        cfg = cfg.model_copy(update={"layout": recorded_layout(model) or DEFAULT_LAYOUT})
+        cfg = cfg.model_copy(update={"layout": card.layout})
     if cfg.captions is None:
-        cfg = cfg.model_copy(update={"captions": recorded_captions(model)})
+        cfg = cfg.model_copy(update={"captions": card.captions})
     out = Path(out_dir)
     tasks = store_tests(db, split) if db else load_tests(data_files, split)
-    cap, cap_source = image_cap(model, max_pixels)
+    cap, cap_source = image_cap(model, max_pixels, given="--max-pixels")
     log.info("image cap: %d pixels (%s)", cap, cap_source)
     for task, s in splits_of(tasks).items():
         log.info("%s: %d %s item(s)", task, len(tasks[task]), s)
@@ -431,8 +447,10 @@ def run_predict(
     options = backend_options or {}
     if options.get("backend", "transformers") != "openai":
         from distill.backends.base import require_local_model
+        from distill.predict import check_context
 
         require_local_model(model)
+        check_context(model, [it for items in tasks.values() for it in items], cfg, cap)
     be_cfg = BackendConfig(model=str(model), max_pixels=cap, **options)
     t0 = time.perf_counter()
     if devices and len(devices) > 1:

@@ -11,28 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.settings import TeacherConfig
 from distill.augment import AugmentConfig
-from distill.errors import UserError
+from distill.errors import UserError, problems
 from distill.ingest import DataConfig
 
 
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workdir: str = "runs/demo"
+    workdir: str = Field("runs", description="The folder every `{workdir}` path of the recipe hangs off.")
     db: str = "{workdir}/traces.db"
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    kit: dict | None = None  # the embedded default's own settings (distill.kit reads them; the product does not)
+    # The embedded default's own settings: the demo reads them with their model (distill.kit.demo.KitRecipe); the
+    # pipeline's stages take a demo recipe too and leave them alone.
+    kit: dict | None = None
 
 
 class ConfigError(UserError, ValueError):
     """A recipe or a setting that cannot be used."""
-
-
-def problems(exc: ValidationError) -> str:
-    """A settings model's validation errors on one line: `field.path: what is wrong; ...`."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -42,6 +39,10 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file not found: {p}")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:  # a binary file (an image, a model) given as the recipe
+        raise ConfigError(f"{p}: not a YAML recipe (byte {exc.start} is not UTF-8 text)") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not a YAML recipe (nested too deeply to read)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)
@@ -53,19 +54,20 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def _expand(node, workdir: str):
+def expand(node, workdir: str):
+    """`{workdir}` in every string of `node` replaced by `workdir`."""
     if isinstance(node, dict):
-        return {k: _expand(v, workdir) for k, v in node.items()}
+        return {k: expand(v, workdir) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, workdir) for v in node]
+        return [expand(v, workdir) for v in node]
     if isinstance(node, str):
         return node.replace("{workdir}", workdir)
     return node
 
 
-def load_recipe(path: str | Path | None, overrides: dict | None = None) -> Recipe:
+def load_recipe(path: str | Path | None, overrides: dict | None = None, model: type[Recipe] = Recipe) -> Recipe:
     """The recipe at `path` (defaults without one), with `overrides` ({"teacher.limit": 4, ...}; None values are
-    ignored) applied before validation."""
+    ignored) applied before validation, as a `model` (Recipe, or a recipe model that types more of it)."""
     raw = read_yaml(path) if path else {}
     for dotted, value in (overrides or {}).items():
         if value is None:
@@ -76,10 +78,46 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None) -> Recip
             node = node.setdefault(key, {})
         node[last] = value
     workdir = str(raw.get("workdir", Recipe.model_fields["workdir"].default))
-    raw = _expand(raw, workdir)
+    raw = expand(raw, workdir)
     raw.setdefault("db", Recipe.model_fields["db"].default.replace("{workdir}", workdir))
     try:
-        return Recipe(**raw)
+        return model(**raw)
     except ValidationError as exc:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid recipe{where}: {problems(exc)}") from None
+
+
+def training_settings(
+    kind: str,
+    recipe: str | Path | None = None,
+    values: dict | None = None,
+    flags: list[str] = (),
+    pipeline: Recipe | None = None,
+):
+    """A training run's typed settings (`distill.train.settings.TrainingSettings`): the training `recipe` (YAML)
+    over the pipeline recipe it names with `pipeline:` (its `db`, and its workdir for `{workdir}`) — or over
+    `pipeline`, a loaded recipe, which wins (the demo's, with its own workdir) — then `values` (the caller's), then
+    `flags` (`--field value` pairs, as on the command line)."""
+    from distill.train.settings import build_settings
+
+    raw = (read_yaml(recipe) if recipe else {}) | (values or {})
+    named = raw.pop("pipeline", None)
+    if named and pipeline is None:
+        path = Path(named) if Path(named).is_absolute() or not recipe else Path(recipe).parent / named
+        pipeline = load_recipe(path)
+    if pipeline is not None:
+        raw = {"db": pipeline.db} | expand(raw, pipeline.workdir)
+    return build_settings(kind, raw, flags, str(recipe) if recipe else "flags")
+
+
+def training_from_argv(kind: str, argv: list[str]):
+    """`distill sft|dpo [--config RECIPE] [--field value ...]`: the recipe, then the flags over it."""
+    argv = list(argv)
+    recipe = None
+    if "--config" in argv:
+        at = argv.index("--config")
+        if at + 1 >= len(argv):
+            raise ConfigError(f"distill {kind}: --config needs a recipe file")
+        recipe = argv[at + 1]
+        del argv[at : at + 2]
+    return training_settings(kind, recipe, flags=argv)

@@ -13,12 +13,20 @@ from distill.train.examples import ExampleOptions
 class DistillArguments(ExampleOptions):
     """cover-distill's own training fields: what the student trains on (ExampleOptions) and how."""
 
-    db: str = field(metadata={"help": "The store with items and teacher traces (required)."})
+    db: str = field(
+        metadata={"help": "The store with items and teacher traces (default: the `db` of the recipe's `pipeline:`)."}
+    )
     augmented: bool = field(
         default=True,
         metadata={"help": "Items `distill augment` made train too (answer task only: they have no teacher traces)."},
     )
-    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "Image cap; use the same everywhere."})
+    max_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Image cap of training and validation, recorded with the model for DPO and predict (default: the "
+            f"cap the starting model was trained at, else {DEFAULT_MAX_PIXELS:,}, LLaMA-Factory's)."
+        },
+    )
     val_max_items: int = field(default=256, metadata={"help": "Validation items scored at each evaluation."})
     early_stopping_patience: int = field(
         default=0, metadata={"help": "Evaluations without gain before stopping (0: off)."}
@@ -34,8 +42,8 @@ class DistillArguments(ExampleOptions):
     varlen_vision: bool = field(
         default=True,
         metadata={
-            "help": "On CUDA, run the vision tower's windowed attention as one varlen flash call per layer "
-            "(false: transformers' one SDPA call per window)."
+            "help": "On CUDA, run the vision tower's windowed attention as one varlen flash call per layer, in the "
+            "run's half precision (false: transformers' one SDPA call per window)."
         },
     )
     train_projector: bool = field(default=False, metadata={"help": "Train the vision-language merger too."})
@@ -54,14 +62,3 @@ class DistillArguments(ExampleOptions):
         super().__post_init__()
         if self.resume and self.overwrite:
             raise UserError("--resume and --overwrite exclude each other")
-
-
-def training_parser(config_cls):
-    """TRL's parser over cover-distill's arguments, the trainer's config and TRL's ModelConfig. ModelConfig loads
-    weights in float32 unless told otherwise; here `dtype` defaults to "auto" (`distill.train.model.load_dtype`:
-    bf16 for a bf16 LoRA run's frozen base). A recipe's `dtype` still wins."""
-    from trl import ModelConfig, TrlParser
-
-    parser = TrlParser((DistillArguments, config_cls, ModelConfig))
-    parser.set_defaults(dtype="auto")
-    return parser

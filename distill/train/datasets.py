@@ -74,7 +74,8 @@ def portable_images(paths: list[str], out: Path, copy: bool = True) -> list[str]
 
 
 def export_trl(examples: list[dict], out_dir: str | Path, name: str, copy_images: bool = True) -> Path:
-    """JSONL that `datasets.load_dataset("json", data_files=...)` reads; image paths relative to the folder."""
+    """JSONL that `datasets.load_dataset("json", data_files=...)` reads; image paths relative to the folder, which
+    TRL (reading a path from its working directory) gets resolved by the README's loading snippet."""
     out = Path(out_dir)
     lines = [
         json.dumps(trl_record(ex | {"images": portable_images(ex["images"], out, copy_images)}), ensure_ascii=False)

@@ -1,29 +1,33 @@
 """`distill dpo`: TRL's DPOTrainer on accepted-vs-rejected rationales of the same prompt.
 
     distill dpo --config configs/dpo-demo.yaml [--beta 0.1 ...]
+    accelerate launch -m distill.cli dpo --config configs/dpo-7b.yaml
 
-Start from the SFT model (model_name_or_path: OUTPUT_DIR/final of `distill sft`, merged if LoRA). With LoRA,
-the reference model is the same weights with the adapter disabled; with full fine-tuning TRL copies it."""
+Start from the SFT model (model_name_or_path: OUTPUT_DIR/final of `distill sft`, merged if LoRA); its image cap
+comes with it. With LoRA, the reference model is the same weights with the adapter disabled; with full
+fine-tuning TRL copies it."""
 
 from __future__ import annotations
 
-import sys
+import logging
 
 from distill.errors import UserError
+from distill.train.settings import TrainingSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_parser():
-    from trl import DPOConfig
+    from distill.train.settings import make_parser
 
-    from distill.train.arguments import training_parser
-
-    return training_parser(DPOConfig)
+    return make_parser("dpo")
 
 
-def build(store, train_items, val_items, dargs, training_args):
+def build_examples(store, train_items, val_items, settings: TrainingSettings):
     from distill.train.examples import ExampleOptions, dpo_pairs
 
-    built = dpo_pairs(store, train_items, ExampleOptions.of(dargs), seed=training_args.seed)
+    dargs = settings.distill
+    built = dpo_pairs(store, train_items, ExampleOptions.of(dargs), seed=settings.trainer.seed)
     if not built.examples:
         raise UserError(
             f"no DPO pairs in {dargs.db}: items need both an accepted and a wrong-answer rationale "
@@ -64,21 +68,12 @@ def letter_pairs(items, layout):
     return pairs or None
 
 
-def train_dpo(dargs, training_args, margs) -> dict:
+def train_dpo(settings: TrainingSettings) -> dict:
     from trl import DPOTrainer
 
     from distill.train.run import run_training
 
-    training_args.precompute_ref_log_probs = False  # not supported with images
-    return run_training("dpo", DPOTrainer, build, dargs, training_args, margs)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    from distill.train.run import device_flags
-
-    argv = device_flags(argv if argv is not None else sys.argv[1:])
-    return train_dpo(*make_parser().parse_args_and_config(argv))
-
-
-if __name__ == "__main__":
-    main()
+    if settings.trainer.precompute_ref_log_probs:
+        log.info("precompute_ref_log_probs: True -> False (not supported with images)")
+        settings.trainer.precompute_ref_log_probs = False
+    return run_training(settings, DPOTrainer, build_examples)

@@ -21,9 +21,10 @@ def load_dtype(requested: str | None, bf16: bool, use_peft: bool, train_projecto
     return "bfloat16" if bf16 and use_peft and not train_projector else "float32"
 
 
-def load_model(margs, dargs: DistillArguments, training_args):
+def load_model(margs, dargs: DistillArguments, training_args, max_pixels: int):
     """Loaded here rather than through TRL's `model_init_kwargs`: the frozen vision tower's gradient hook
-    (`distill.train.checkpointing`) must be in place before TRL wraps the model for PEFT."""
+    (`distill.patches.text_only_input_grads`) must be in place before TRL wraps the model for PEFT. `max_pixels`:
+    the run's image cap, set on the processor (the one image policy)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -35,9 +36,10 @@ def load_model(margs, dargs: DistillArguments, training_args):
     model = AutoModelForImageTextToText.from_pretrained(margs.model_name_or_path, **kw)
     if dargs.varlen_vision:
         on_gpu = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
-        use_varlen_vision_attention(model, "cuda" if on_gpu else "cpu")
+        autocast = torch.bfloat16 if bf16 else torch.float16 if getattr(training_args, "fp16", False) else None
+        use_varlen_vision_attention(model, "cuda" if on_gpu else "cpu", autocast_dtype=autocast)
     processor = AutoProcessor.from_pretrained(margs.model_name_or_path)
-    cap_processor(processor, dargs.max_pixels)  # the one image policy
+    cap_processor(processor, max_pixels)
     if not margs.use_peft:
         for name, p in model.named_parameters():
             if dargs.freeze_vision and ".visual." in f".{name}" and not (dargs.train_projector and "merger" in name):

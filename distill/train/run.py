@@ -1,166 +1,206 @@
-"""One training run, as a script reads: examples from the store (audited), a TRL trainer with letter-scored
-validation, OUTPUT_DIR/final, the run recorded in the store."""
+"""One training run, as a script reads: the inputs checked, examples from the store (audited), the model, a TRL
+trainer with letter-scored validation, OUTPUT_DIR/final with the student's card, the run recorded in the store.
+
+    run_training(settings, SFTTrainer, build_examples)   # distill.train.sft and distill.train.dpo call this
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.train.arguments import DistillArguments
+from distill.train.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
 
-def device_flags(argv: list[str]) -> list[str]:
-    """Without a GPU, TRL's bf16 default fails at parse time: train in fp32 on the CPU instead."""
-    import torch
+@dataclass
+class Inputs:
+    """What a run reads, checked before any weights load."""
 
-    if torch.cuda.is_available() or "--use_cpu" in argv:
-        return argv
-    return list(argv) + ["--bf16", "False", "--use_cpu", "True"]
-
-
-def adjust(training_args) -> None:
-    """Settings a VLM run must have, whatever the recipe says."""
-    import torch
-
-    training_args.max_length = None  # truncation would cut image tokens ("features and tokens do not match")
-    training_args.remove_unused_columns = False  # rows are decoded lazily from one JSON column
-    if not torch.cuda.is_available():
-        training_args.bf16 = False
-        training_args.use_cpu = True
-    if training_args.eval_strategy != "no":
-        training_args.metric_for_best_model = training_args.metric_for_best_model or "accuracy"
-        if training_args.metric_for_best_model in ("accuracy", "eval_accuracy"):
-            training_args.greater_is_better = True
-    training_args.load_best_model_at_end = False  # `write_final` takes the best checkpoint instead
-    if training_args.report_to in (None, "all", ["all"]):
-        training_args.report_to = ["tensorboard"]
+    store: object  # store.db.Store
+    audit: object  # distill.audit.AuditReport
+    resume: str | None  # the checkpoint to continue from
+    max_pixels: int
 
 
-def run_training(kind: str, trainer_cls, build, dargs: DistillArguments, training_args, margs) -> dict:
-    from peft.helpers import disable_input_dtype_casting
-    from transformers import EarlyStoppingCallback
-
+def check_inputs(settings: TrainingSettings) -> Inputs:
+    """The model folder, the store, the leakage audit, the output folder (writable, resumed or replaced) and the
+    image cap: every way a run can fail on its inputs fails here, before a weight is loaded."""
     from distill.audit import audit_store, require_clean
     from distill.backends.base import require_local_model
-    from distill.data.student import recorded_captions, write_layout
+    from distill.data.fileio import require_writable_dir
+    from distill.data.student_card import image_cap, read_card
     from distill.errors import UserError
-    from distill.patches import ResumeFullWeights, ScoredValidationOnly, check_trainer_internals
-    from distill.train.datasets import to_dataset
-    from distill.train.examples import KINDS
-    from distill.train.metrics import MetricsFile, console_callbacks, plot_metrics
-    from distill.train.model import load_model, peft_config
-    from distill.train.outputs import prepare_output_dir, write_final
-    from distill.train.validation import ScoredEvaluation
-    from store.db import Store, now
+    from distill.train.outputs import prepare_output_dir
+    from store.db import Store
 
-    check_trainer_internals()
-    started = now()
-    t0 = time.perf_counter()
-    adjust(training_args)
-    require_local_model(margs.model_name_or_path)
-    if recorded_captions(margs.model_name_or_path) and not dargs.captions:
+    d, model_path = settings.distill, settings.model.model_name_or_path
+    require_local_model(model_path)
+    card = read_card(model_path)
+    if card is not None and card.captions and not d.captions:
         raise UserError(
-            f"{margs.model_name_or_path} was trained to answer with its covers' captions in the prompt "
+            f"{model_path} was trained to answer with its covers' captions in the prompt "
             "(captions: true): train on from it with captions: true too"
         )
-    if not Path(dargs.db).is_file():
-        raise FileNotFoundError(f"no store at {dargs.db}: load data and run the teacher first")
-    store = Store(dargs.db)
+    if not Path(d.db).is_file():
+        raise FileNotFoundError(f"no store at {d.db}: load data and run the teacher first")
+    store = Store(d.db)
     audit = audit_store(store)
-    require_clean(audit, dargs.allow_leakage, kind)
-    with training_args.main_process_first(desc="output folder"):  # rank 0 replaces it before the others look
-        resume = prepare_output_dir(training_args.output_dir, dargs)
-    if training_args.use_cpu:
-        from distill.patches import compact_logprobs_on_cpu
+    require_clean(audit, d.allow_leakage, settings.kind)
+    out = Path(settings.trainer.output_dir)
+    require_writable_dir(out)
+    with settings.trainer.main_process_first(desc="output folder"):  # rank 0 replaces it before the others look
+        resume = prepare_output_dir(str(out), d)
+    cap, source = image_cap(model_path, d.max_pixels, given="the recipe's max_pixels")
+    log.info("image cap: %d pixels (%s)", cap, source)
+    return Inputs(store, audit, resume, cap)
 
-        compact_logprobs_on_cpu()
-    train_items, val_items = store.items(split="train"), store.items(split="val")[: dargs.val_max_items]
-    if not dargs.augmented:
-        train_items = [it for it in train_items if not it.transform]
-    examples, val_examples, counts = build(store, train_items, val_items, dargs, training_args)
-    counts["val_items"] = len(val_items)
-    log.info("%s: %s", kind, counts)
-    model, processor = load_model(margs, dargs, training_args)
 
-    mixins = [ResumeFullWeights, ScoredValidationOnly, ScoredEvaluation]
-    if kind == "sft":
-        from distill.train.tasks import TaskWeightedLoss
+def training_items(store, settings: TrainingSettings) -> tuple[list, list]:
+    """The store's training items (those augmentation made only with `augmented`) and its validation items."""
+    train = store.items(split="train")
+    if not settings.distill.augmented:
+        train = [it for it in train if not it.transform]
+    return train, store.items(split="val")[: settings.distill.val_max_items]
 
-        mixins.append(TaskWeightedLoss)
-    Trainer = type("Trainer", (*mixins, trainer_cls), {})
-    if kind == "sft":
-        Trainer.task_weights = tuple(dargs.weights()[k] for k in KINDS)
-        Trainer.task_loss = dargs.task_loss
-    Trainer.val_items, Trainer.val_max_pixels, Trainer.val_layout = val_items, dargs.max_pixels, dargs.layout
-    Trainer.val_captions = dargs.captions
-    out = Path(training_args.output_dir)
-    callbacks = [MetricsFile(out / "metrics.jsonl")]
-    if dargs.early_stopping_patience and training_args.eval_strategy != "no":
-        callbacks.append(EarlyStoppingCallback(dargs.early_stopping_patience))
-    if dargs.curriculum != "none":  # the examples are already in curriculum order: keep it
-        training_args.train_sampling_strategy = "sequential"
-    trainer = Trainer(
+
+def trainer_class(kind: str, trl_trainer):
+    """TRL's trainer with cover-distill's mixins: resumable full fine-tuning, letter-scored validation (alone when
+    there are no loss examples), and for SFT the per-task loss."""
+    from distill.patches import ResumeFullWeights, ScoredValidationOnly
+    from distill.train.tasks import TaskWeightedLoss
+    from distill.train.validation import ScoredEvaluation
+
+    mixins = [ResumeFullWeights, ScoredValidationOnly, ScoredEvaluation] + ([TaskWeightedLoss] if kind == "sft" else [])
+    return type(f"Distill{trl_trainer.__name__}", (*mixins, trl_trainer), {})
+
+
+def build_trainer(settings: TrainingSettings, trl_trainer, model, processor, examples, val_examples, val_items, cap):
+    from transformers import EarlyStoppingCallback
+
+    from distill.train.datasets import to_dataset
+    from distill.train.examples import KINDS
+    from distill.train.metrics import MetricsFile, console_callbacks
+    from distill.train.model import peft_config
+    from distill.train.validation import Validation
+
+    d, args = settings.distill, settings.trainer
+    callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl")]
+    if d.early_stopping_patience and args.eval_strategy != "no":
+        callbacks.append(EarlyStoppingCallback(d.early_stopping_patience))
+    if d.curriculum != "none" and args.train_sampling_strategy != "sequential":  # examples come in curriculum order
+        log.info("curriculum %s: train_sampling_strategy -> sequential (keep the examples' order)", d.curriculum)
+        args.train_sampling_strategy = "sequential"
+    extra = {}
+    if settings.kind == "sft":
+        extra = {"task_weights": tuple(d.weights()[k] for k in KINDS), "task_loss": d.task_loss}
+    trainer = trainer_class(settings.kind, trl_trainer)(
         model=model,
-        args=training_args,
-        train_dataset=to_dataset(examples, dargs.max_pixels),
-        eval_dataset=to_dataset(val_examples, dargs.max_pixels) if val_examples else None,
+        args=args,
+        train_dataset=to_dataset(examples, cap),
+        eval_dataset=to_dataset(val_examples, cap) if val_examples else None,
         processing_class=processor,
-        peft_config=peft_config(margs, dargs),
+        peft_config=peft_config(settings.model, d),
         callbacks=callbacks,
+        validation=Validation(val_items, cap, d.layout, d.captions),
+        **extra,
     )
     console_callbacks(trainer)
+    return trainer
+
+
+def train(trainer, settings: TrainingSettings, resume: str | None) -> None:
     # PEFT keeps LoRA weights in float32 and casts each adapted layer's input to them, which bf16 autocast casts
     # straight back for the product: two copies of the whole activation per adapted linear per pass, for a
     # product computed in bf16 either way. Only under autocast: without it a bf16 input would meet float32 weights.
-    skip_casts = bool(margs.use_peft and training_args.bf16 and dargs.skip_adapter_casts)
+    from peft.helpers import disable_input_dtype_casting
+
+    skip_casts = bool(settings.model.use_peft and settings.trainer.bf16 and settings.distill.skip_adapter_casts)
     if skip_casts:
         log.info("LoRA: PEFT's input casts to the float32 adapters skipped under bf16 autocast")
     if resume:
         log.info("resuming from %s", resume)
     with disable_input_dtype_casting(trainer.model, active=skip_casts):
         trainer.train(resume_from_checkpoint=resume)
-    if not trainer.is_world_process_zero():  # under accelerate: rank 0 writes, the others wait for it
-        trainer.accelerator.wait_for_everyone()
-        return {"final": str(out / "final"), "rank": trainer.args.process_index}
+
+
+def finish(trainer, settings: TrainingSettings, processor, inputs: Inputs, counts: dict, started: str) -> dict:
+    """OUTPUT_DIR/final (the best checkpoint) with the student's card, the metrics plot, the merged model when
+    asked, and the run in the store's `train_runs`."""
+    from distill.data.student_card import StudentCard, write_card
+    from distill.train.metrics import plot_metrics
+    from distill.train.outputs import write_final
+
+    d, args = settings.distill, settings.trainer
+    out = Path(args.output_dir)
     final, best = write_final(trainer, processor, out)
-    write_layout(final, dargs.layout, max_pixels=dargs.max_pixels, captions=dargs.captions)
+    write_card(final, StudentCard(layout=d.layout, max_pixels=inputs.max_pixels, captions=d.captions))
     plot_metrics(out / "metrics.jsonl", out / "metrics.png")
+    state = trainer.state
     result = {
         "final": str(final),
         "best_checkpoint": best,
-        "best_step": getattr(trainer.state, "best_global_step", None),
-        "best_metric": trainer.state.best_metric,
-        "world_size": training_args.world_size,
+        "best_step": getattr(state, "best_global_step", None),
+        "best_metric": state.best_metric,
+        "world_size": args.world_size,
     }
-    if dargs.merge and margs.use_peft:
+    if d.merge and settings.model.use_peft:
         from distill.train.merge import merge_adapter
 
-        result["merged"] = str(merge_adapter(final, out / "merged", margs.model_name_or_path, overwrite=True))
-    metrics = {k: v for r in trainer.state.log_history for k, v in r.items() if isinstance(v, (int, float))}
-    result["run_id"] = store.record_train_run(
-        kind,
-        {"distill": asdict(dargs), "model": asdict(margs), "training": training_args.to_dict()},
-        counts | {"world_size": training_args.world_size},
-        training_args.output_dir,
+        base = settings.model.model_name_or_path
+        result["merged"] = str(merge_adapter(final, out / "merged", base, overwrite=True))
+    metrics = {k: v for r in state.log_history for k, v in r.items() if isinstance(v, (int, float))}
+    result["run_id"] = inputs.store.record_train_run(
+        settings.kind,
+        {"distill": asdict(d), "model": asdict(settings.model), "training": args.to_dict()},
+        counts | {"world_size": args.world_size},
+        args.output_dir,
         result["best_step"],
-        metrics | {"best_metric": trainer.state.best_metric},
+        metrics | {"best_metric": state.best_metric},
         started,
         "done",
-        dargs.allow_leakage,
-        audit.as_dict(),
+        d.allow_leakage,
+        inputs.audit.as_dict(),
     )
+    return result
+
+
+def run_training(settings: TrainingSettings, trl_trainer, build_examples) -> dict:
+    """`build_examples(store, train_items, val_items, settings)` -> (examples, validation examples, counts)."""
+    from distill.patches import check_trainer_internals
+    from distill.train.model import load_model
+    from store.db import now
+
+    check_trainer_internals()
+    started, t0 = now(), time.perf_counter()
+    inputs = check_inputs(settings)
+    if settings.trainer.use_cpu:
+        from distill.patches import compact_logprobs_on_cpu
+
+        compact_logprobs_on_cpu()
+    train_items, val_items = training_items(inputs.store, settings)
+    examples, val_examples, counts = build_examples(inputs.store, train_items, val_items, settings)
+    counts["val_items"] = len(val_items)
+    log.info("%s: %s", settings.kind, counts)
+    model, processor = load_model(settings.model, settings.distill, settings.trainer, inputs.max_pixels)
+    trainer = build_trainer(
+        settings, trl_trainer, model, processor, examples, val_examples, val_items, inputs.max_pixels
+    )
+    train(trainer, settings, inputs.resume)
+    if not trainer.is_world_process_zero():  # under accelerate: rank 0 writes, the others wait for it
+        trainer.accelerator.wait_for_everyone()
+        return {"final": str(Path(settings.trainer.output_dir) / "final"), "rank": trainer.args.process_index}
+    result = finish(trainer, settings, processor, inputs, counts, started)
+    best = result["best_metric"]
     log.info(
         "%s done in %.0fs: final model %s%s",
-        kind,
+        settings.kind,
         time.perf_counter() - t0,
-        final,
-        f" (best step {result['best_step']}, accuracy {result['best_metric']:.3f})"
-        if result["best_metric"] is not None
-        else "",
+        result["final"],
+        f" (best step {result['best_step']}, accuracy {best:.3f})" if best is not None else "",
     )
     trainer.accelerator.wait_for_everyone()
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from distill.patches import count_tokens, log_metric, per_micro_batch
 from distill.train.examples import KINDS
 
 
@@ -59,11 +60,11 @@ def label_log_probs(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
 class TaskWeightedLoss:
     """Mixed into TRL's SFTTrainer: the loss weighs each task's mean loss by the recipe's weights (`task_loss:
     task`) or is one mean over every completion token (`token`, TRL's own rule, per micro-batch), and the log shows
-    each task's loss. `task_weights` (one per KINDS entry) and `task_loss` are set on the class before it is
-    built."""
+    each task's loss. `task_weights`: one per KINDS entry."""
 
-    task_weights: tuple[float, ...] = (1.0,) * len(KINDS)
-    task_loss: str = "token"
+    def __init__(self, *args, task_weights: tuple[float, ...] = (1.0,) * len(KINDS), task_loss: str = "token", **kw):
+        self.task_weights, self.task_loss = tuple(task_weights), task_loss
+        super().__init__(*args, **kw)
 
     def _wrap_collator(self) -> None:
         if not isinstance(self.data_collator, TaskCollator):
@@ -90,15 +91,7 @@ class TaskWeightedLoss:
             loss = -log_probs.sum() / mask.sum().clamp(min=1)
         for k, name in enumerate(KINDS):
             if counts[k] > 0:
-                self._metrics[mode][f"loss_{name}"].append(float(means[k]))
+                log_metric(self, mode, f"loss_{name}", float(means[k]))
         if mode == "train":
-            self._total_train_tokens += int(inputs["attention_mask"].sum())
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-        # The Trainer leaves gradient accumulation to a loss it passed the batch's token count to (it takes that loss
-        # for a sum over the accumulated batch); this one is a per-micro-batch mean, so it is averaged here.
-        scaled = getattr(self, "loss_is_scaled_for_ga", None)
-        if scaled is None:
-            scaled = self.model_accepts_loss_kwargs and num_items_in_batch is not None
-        if scaled and model.training:
-            loss = loss / self.current_gradient_accumulation_steps
-        return loss
+            count_tokens(self, int(inputs["attention_mask"].sum()))
+        return per_micro_batch(self, loss, num_items_in_batch, model.training)

@@ -6,18 +6,19 @@ logits for `compute_metrics` (it recomputes them in an extra pass, deprecated si
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from distill.backends.base import ChatRequest
+from distill.backends.captions import caption_requests
 from distill.backends.config import BackendConfig
 from distill.backends.transformers_backend import Model
-from distill.data.images import DEFAULT_MAX_PIXELS
 from distill.data.items import Item
-from distill.data.student import CAPTION_TOKENS, describe_messages, prompt_messages
+from distill.data.student import prompt_messages
 
 
 def own_captions(scorer: Model, items: list[Item], batch_size: int) -> dict[str, str]:
     """Every cover of `items` -> the model's own caption of it (greedy), for a describe-then-answer student."""
-    covers = list(dict.fromkeys(p for it in items for p in it.cover_images()))
-    requests = [ChatRequest(describe_messages(p), max_tokens=CAPTION_TOKENS) for p in covers]
+    covers, requests = caption_requests(items)
     texts = [r.text for k in range(0, len(requests), batch_size) for r in scorer.generate(requests[k : k + batch_size])]
     return dict(zip(covers, texts))
 
@@ -54,24 +55,39 @@ def letter_accuracy(
     return {"accuracy": hits / len(items), "gold_prob": sum(p[it.gold] for it, p in zip(items, probs)) / len(items)}
 
 
+@dataclass
+class Validation:
+    """What every evaluation scores: the held-out items, at the run's image cap, in its prompt layout, with the
+    student's own captions first for a describe-then-answer run."""
+
+    items: list[Item] = field(default_factory=list)
+    max_pixels: int | None = None
+    layout: str = "llamafactory"
+    captions: bool = False
+
+
 class ScoredEvaluation:
     """Mixed into a TRL trainer: every evaluation also scores the validation items by letter probability,
     so `metric_for_best_model="accuracy"` keeps the best checkpoint and early stopping can watch it."""
 
-    val_items: list = []
-    val_max_pixels: int = DEFAULT_MAX_PIXELS
-    val_layout: str = "system"
-    val_captions: bool = False
+    def __init__(self, *args, validation: Validation | None = None, **kwargs):
+        self.validation = validation or Validation()  # before the Trainer's own checks, which read it
+        super().__init__(*args, **kwargs)
+
+    @property
+    def val_items(self) -> list[Item]:
+        return self.validation.items
 
     def scored_metrics(self, prefix: str = "eval") -> dict:
+        v = self.validation
         scores = letter_accuracy(
             self.model,
             self.processing_class,
-            self.val_items,
-            self.val_max_pixels,
+            v.items,
+            v.max_pixels,
             self.args.per_device_eval_batch_size,
-            self.val_layout,
-            self.val_captions,
+            v.layout,
+            v.captions,
         )
         return {f"{prefix}_accuracy": scores["accuracy"], f"{prefix}_gold_prob": scores["gold_prob"]}
 

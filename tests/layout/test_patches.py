@@ -94,3 +94,20 @@ def test_the_trainer_refuses_evaluation_without_a_dataset_in_validate_args():
     assert list(inspect.signature(Trainer._validate_args).parameters) == ["self"]
     source = inspect.getsource(Trainer._validate_args)
     assert "args.eval_strategy" in source and "self.eval_dataset is None" in source
+
+
+def test_the_declared_dependency_ranges_are_the_ones_the_patches_were_tested_with():
+    """pyproject.toml admits exactly the versions distill/patches.py accepts: a user's install never lands on a
+    version that the patches then refuse."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from distill.patches import TESTED
+
+    deps = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
+    for package, (low, high) in TESTED.items():
+        [spec] = [d for d in deps if re.match(rf"{package}\b", d)]
+        assert spec.replace(" ", "") == f"{package}>={low},<{high}", spec

@@ -19,7 +19,6 @@ def train_store(sample_dir, tmp_path_factory):
         DataConfig(
             train=[str(sample_dir / "image2text_train.json"), str(sample_dir / "text2image_train.json")],
             validation_fraction=0.25,
-            max_pixels=3136,
         ),
     )
     for k, item in enumerate(s.items(split="train")):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,40 @@ def test_exports_copy_their_images_unless_told_by_reference(tmp_path, sample_dir
     assert all((moved / p).is_file() for p in paths)
     ref = export(examples, tmp_path / "ref", "sft", copy_images=False)
     assert not (tmp_path / "ref" / "images").exists() and "../" in ref.read_text()
+
+
+def _readme_snippet(marker: str) -> str:
+    """The README's code block between `<!-- marker -->` and `<!-- /marker -->`."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = readme.split(f"<!-- {marker} -->", 1)[1].split(f"<!-- /{marker} -->", 1)[0]
+    return block.split("```python\n", 1)[1].rsplit("```", 1)[0]
+
+
+def test_a_moved_trl_export_loads_with_the_readme_snippet_from_any_working_directory(
+    train_store, tmp_path, monkeypatch
+):
+    """`distill export sft|dpo --format trl` into one folder, the folder moved, TRL's data loaded the README's way
+    from another working directory: every row's images are PIL images, read wherever the process is afterwards."""
+    from PIL.Image import Image
+
+    from distill.pipeline import run_export
+    from distill.train.examples import ExampleOptions
+
+    written = tmp_path / "written" / "export"
+    for kind in ("sft", "dpo"):
+        run_export(kind, train_store, written, "trl", ExampleOptions())
+    work = tmp_path / "work"
+    shutil.move(written, work / "runs" / "export")
+    monkeypatch.chdir(work)
+    first = json.loads((work / "runs/export/cover_distill_answer_train.jsonl").read_text().splitlines()[0])
+    assert not Path(first["images"][0]).exists()  # as written, the path resolves only from the export folder
+    names: dict = {}
+    exec(_readme_snippet("trl-loading"), names)
+    monkeypatch.chdir(tmp_path)  # images decode when read: from anywhere
+    sft, dpo = names["sft"], names["dpo"]
+    assert {r["kind"] for r in sft} == {"answer", "reason"} and set(dpo.column_names) >= {"chosen", "rejected"}
+    for ds in (sft, dpo):
+        for row in ds:
+            blocks = [b for m in row["prompt"] for b in m["content"] if b["type"] == "image"]
+            assert row["images"] and len(blocks) == len(row["images"])
+            assert all(isinstance(im, Image) and im.load() is not None for im in row["images"])

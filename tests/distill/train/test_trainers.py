@@ -7,8 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distill.train.dpo import main as dpo_main
-from distill.train.sft import main as sft_main
+from tests.helpers import dpo_main, sft_main
 
 pytestmark = pytest.mark.slow
 
@@ -273,7 +272,7 @@ def test_a_describe_then_answer_student_validates_and_predicts_with_its_own_capt
 ):
     """`captions: true`: training prompts carry the describer's captions; validation (SFT with loss examples for
     the one captioned validation item, DPO with none) and `distill predict` have the student caption first."""
-    from distill.data.student import recorded_captions
+    from distill.data.student_card import read_card
     from distill.errors import UserError
     from distill.pipeline import run_predict
 
@@ -297,7 +296,7 @@ def test_a_describe_then_answer_student_validates_and_predicts_with_its_own_capt
         assert [r["step"] for r in _log(run) if "eval_accuracy" in r] == [2]
     assert any("eval_loss" in r for r in _log(tmp_path / "sft"))  # the captioned validation item's loss
     assert not any("eval_loss" in r for r in _log(tmp_path / "dpo"))  # no loss examples: the score alone
-    assert recorded_captions(sft["final"]) and recorded_captions(dpo["final"])
+    assert read_card(sft["final"]).captions and read_card(dpo["final"]).captions
     tests = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
     answers = run_predict(dpo["final"], tests, tmp_path / "answers", show_progress=False)
     for task, path in answers.items():
