@@ -1,13 +1,19 @@
-"""Does distilling the teacher's agents beat training on gold letters? The ablation table, on the sample covers.
+"""Does the teacher's work make the student better, and does every stage after SFT pay? The ablation on the
+sample covers, in shards that fit one device session each.
 
-    python -m bench.ablation prepare --work W                     # sample data, the sample teacher's graph, augment
-    python -m bench.ablation train --work W --rows A,B,F,G,H --out W/ablation.json   # every row x seed, the table
-    python -m bench.ablation train --work W --rows G+dpo,G+aug,G:debias,G:cot --out W/ablation.json   # follow-ups
+    python -m bench.ablation prepare --work W --data-seed 1     # a data draw, the sample teacher's graph, augment
+    python -m bench.ablation train --work W --rows A,B,B+dpo,B:debias,B:cot --seeds 0,1,2 --steps 3000 --patience 2
+    python -m bench.ablation results --work W --out-dir bench/results --card "NVIDIA H200"   # a file per seed
+    python -m bench.ablation table bench/results/ablation-plateau-*.json                    # the tables
 
-Rows (every row: the same optimizer steps and batch size; `distill sft`, the user's command, on the same store):
+A data draw (`--data-seed`) is its own motif pools and covers: the rows compare on draws the formulation was
+not chosen on. `data` rebuilds a draw's covers beside a store carried from elsewhere (the generator is
+byte-stable for a seed) and checks them against the store's hashes.
+
+Rows (`distill sft`, the user's command, on the same store; every row of a seed starts from the same weights):
   A  gold letters only (the answer task)
   B  accepted rationales then the answer in one sequence, plus an answer per item, one mean over all tokens
-     (the defaults of `distill sft` and the shipped recipes: the best row measured)
+     (the defaults of `distill sft` and the shipped recipes)
   F  describe + answer (each task's loss averaged over its own tokens, then weighted; so are G, H, J, C, K)
   G  describe + reason + answer (distilling step by step: every agent's output a task)
   H  answer-first rationales (the letter, then the rationale) + describe
@@ -15,14 +21,13 @@ Rows (every row: the same optimizer steps and batch size; `distill sft`, the use
   C  describe, then answer: the answer prompt carries the describer's captions of the covers (at validation and
      test the student's own), beside the describe task (MAC's describe-and-deduce, distilled)
   K  G with the captions in the prompt (C plus the reason task)
-  R+dpo  row R for (steps - dpo_steps), then DPO on accepted vs rejected rationales
   R+aug  row R with the augmented items (permutations, recombination) in the answer task
-  R:M    row R's model predicted with method M (debias, prior, cot, adaptive) instead of letter scoring
-Validation items are on motifs of their own (neither training's nor test's): each run's validation accuracy
-every --eval-steps is its learning curve, and the best checkpoint by it is the one tested. Test accuracy is per
-task and overall, mean and sd over seeds. Grounding: how often the student's own caption of a test cover names the
-cover's colour and shape (the generator's truth scores it), and how often its own rationale ends on the letter
-its letter scoring picks.
+  R+dpo  `distill dpo` with the shipped recipe (configs/dpo-demo.yaml: LoRA, accepted vs wrong-answer rationales,
+         hinted ones included) from row R's best checkpoint, for --dpo-epochs epochs
+  R:M    row R's model predicted with method M (score, debias, prior, cot, adaptive; default score)
+Training runs until validation accuracy has not improved for --patience evaluations, or --steps (the cap); the
+best checkpoint by validation accuracy (held-out motifs, neither training's nor test's) is the one tested. Each
+run's validation accuracy every --eval-steps is its learning curve.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 TASKS = {
@@ -64,56 +71,75 @@ TASKS = {
         ["--reason_weight", "{w}", "--describe_weight", "{w}", "--captions", "true", "--task_loss", "task"],
     ),
 }
-METHODS = ("debias", "prior", "cot", "adaptive")
+METHODS = ("score", "debias", "prior", "cot", "adaptive")
+TEST_TASKS = ("image2text", "text2image")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["prepare", "train", "table"])
-    p.add_argument("--work", required=True)
+    p.add_argument("stage", choices=["prepare", "data", "train", "results", "table"])
+    p.add_argument("files", nargs="*", help="table: the results files to aggregate")
+    p.add_argument("--work", help="the draw's folder (data, store, runs)")
+    p.add_argument("--data-seed", type=int, default=0, help="the data draw: motif pools and covers")
     p.add_argument("--n-train", type=int, default=1000, help="sample training items per task")
     p.add_argument("--n-val", type=int, default=100, help="validation items per task (motifs of their own)")
     p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--error-rate", type=float, default=0.2)
-    p.add_argument("--rows", default="A,B,F,G,H")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--student", default="tiny", help="a student size of `distill tiny-model --size`")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--dpo-steps", type=int, default=100)
+    p.add_argument("--error-rate", type=float, default=0.2, help="the sample teacher's colour misreadings")
+    p.add_argument("--rows", default="A,B")
+    p.add_argument("--seeds", default="0,1,2", help="student seeds (initial weights and data order)")
+    p.add_argument("--student", default="small", help="a student size of `distill tiny-model --size`")
+    p.add_argument("--steps", type=int, default=3000, help="the cap on optimizer steps")
+    p.add_argument("--patience", type=int, default=2, help="evaluations without gain before stopping (0: --steps)")
+    p.add_argument("--eval-steps", type=int, default=250)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--dpo-lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--dpo-config", default=str(ROOT / "configs" / "dpo-demo.yaml"), help="the DPO recipe")
+    p.add_argument("--dpo-epochs", type=float, default=1.0, help="epochs over the DPO pairs")
+    p.add_argument("--dpo-eval-steps", type=int, default=100)
     p.add_argument("--weight", type=float, default=1.0, help="{w}: the reason and describe tasks' loss weight")
     p.add_argument("--repeats", type=int, default=4, help="{r}: row J's examples of each item's letter")
-    p.add_argument("--eval-steps", type=int, default=100)
+    p.add_argument("--samples", type=int, default=5, help="cot / adaptive: self-consistency samples")
+    p.add_argument("--max-new-tokens", type=int, default=160, help="cot / adaptive: longest rationale")
     p.add_argument("--max-pixels", type=int, default=12544)
-    p.add_argument("--parallel", type=int, default=2, help="runs at once")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads a run")
+    p.add_argument("--parallel", type=int, default=2, help="jobs at once")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads a job")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes a training run")
-    p.add_argument("--devices", default="", help="GPUs to spread the runs over, e.g. 0,1 (default: as visible)")
+    p.add_argument("--devices", default="", help="GPUs to spread the jobs over, e.g. 0,1 (default: as visible)")
+    p.add_argument("--train-flags", default="", help="more flags for every sft and dpo run, e.g. '--bf16 false'")
     p.add_argument("--grounding-items", type=int, default=48, help="test items whose covers and rationales are read")
-    p.add_argument("--out", default=None)
+    p.add_argument("--card", default="", help="results: the machine the runs ran on")
+    p.add_argument("--out-dir", default=None, help="results: the folder of the per-seed files")
+    p.add_argument("--out", default=None, help="table: also write the aggregate as JSON here")
     return p
+
+
+# --- the data draw ------------------------------------------------------------------------------------------
+def draw(args, work: Path) -> Path:
+    from distill.kit.sample_data import generate
+
+    return generate(
+        work / "data", n_train=args.n_train, n_dev=10, n_test=args.n_test, n_val=args.n_val, seed=args.data_seed
+    )
 
 
 def prepare(args, work: Path) -> None:
     from distill.augment import AugmentConfig
     from distill.ingest import DataConfig
-    from distill.kit.sample_data import generate
     from distill.kit.sample_teacher.serving import SampleTeacherConfig, serving
     from distill.pipeline import run_augment, run_teacher
     from distill.recipe import load_recipe
 
-    data = generate(work / "data", n_train=args.n_train, n_dev=10, n_test=args.n_test, n_val=args.n_val, seed=0)
-    files = {s: [str(data / f"{t}_{s}.json") for t in ("image2text", "text2image")] for s in ("train", "val", "test")}
+    data = draw(args, work)
+    files = {s: [str(data / f"{t}_{s}.json") for t in TEST_TASKS] for s in ("train", "val", "test")}
     teacher = {"backend": "openai", "model": "sample-teacher", "max_pixels": 62720, "concurrency": 16}
-    with serving(SampleTeacherConfig(port=0, error_rate=args.error_rate)) as url:
+    with serving(SampleTeacherConfig(port=0, error_rate=args.error_rate, seed=args.data_seed)) as url:
         recipe = load_recipe(
             None,
             {
                 "workdir": str(work),
                 "db": str(work / "traces.db"),
-                "data": DataConfig(**files, max_pixels=args.max_pixels).model_dump(),
+                "data": DataConfig(**files).model_dump(),
                 "teacher": {
                     "describer": teacher | {"base_url": url},
                     "reasoner": teacher | {"base_url": url, "structured": "choice"},
@@ -121,7 +147,7 @@ def prepare(args, work: Path) -> None:
                     "rationalize": True,
                     "samples": 2,
                     "temperature": 0.7,
-                    "seed": 0,
+                    "seed": args.data_seed,
                     "max_new_tokens": 256,
                     "describe_tokens": 64,
                     "min_words": 10,
@@ -130,13 +156,40 @@ def prepare(args, work: Path) -> None:
             },
         )
         summary = run_teacher(recipe, run_id="teacher")
+    require_teacher(summary)
     aug = run_augment(
         recipe.db, work / "augment", AugmentConfig(permutations=1, option_counts=[4]), show_progress=False
     )
-    (work / "prepared.json").write_text(
-        json.dumps({"teacher": summary.as_dict(), "augment": aug, "teacher_stats": teacher_stats(recipe.db)}, indent=1)
-    )
-    print(json.dumps({"teacher": summary.as_dict(), "augment": aug["counts"]}, indent=1))
+    prepared = {
+        "data_seed": args.data_seed,
+        "sizes": {"train": args.n_train, "val": args.n_val, "test": args.n_test},
+        "teacher": summary.as_dict(),
+        "augment": aug,
+        "teacher_stats": teacher_stats(recipe.db),
+    }
+    (work / "prepared.json").write_text(json.dumps(prepared, indent=1))
+    print(json.dumps({"teacher": prepared["teacher_stats"], "augment": aug["counts"]}, indent=1))
+
+
+def require_teacher(summary) -> None:
+    """A draw whose teacher failed items would train its rows on less (or, with every item failed, on letters
+    alone under every row's name): stop with the teacher's own error instead."""
+    if summary.failed:
+        errors = "; ".join(str(e) for e in (summary.errors or [])[:3]) or "no error recorded"
+        raise SystemExit(f"the teacher failed {summary.failed} of {summary.items} item(s): {errors}")
+
+
+def rebuild_covers(args, work: Path) -> None:
+    """The draw's data files and covers for a store prepared elsewhere, checked against the store's hashes."""
+    from distill.data.images import sha256_file
+    from store.db import Store
+
+    draw(args, work)
+    hashes = Store(work / "traces.db").image_hashes()
+    wrong = [p for p, sha in hashes.items() if not Path(p).is_file() or sha256_file(p) != sha]
+    if wrong:
+        raise SystemExit(f"{len(wrong)} of {len(hashes)} covers differ from the store's, e.g. {wrong[:2]}")
+    print(f"{len(hashes)} covers match the store")
 
 
 def teacher_stats(db) -> dict:
@@ -160,168 +213,207 @@ def teacher_stats(db) -> dict:
     }
 
 
-def parse_row(row: str) -> tuple[str, str | None, str]:
-    """'G+dpo' -> (G, dpo, score); 'G:cot' -> (G, None, cot); 'A' -> (A, None, score)."""
-    base, _, method = row.partition(":")
-    base, _, extra = base.partition("+")
+# --- rows and jobs ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    base: str  # A, B, ...
+    extra: str | None  # None, "dpo" or "aug"
+    method: str  # a prediction method
+
+    @property
+    def model(self) -> str:
+        """The trained model's name: `B`, `B+dpo`, `B+aug`."""
+        return self.base + (f"+{self.extra}" if self.extra else "")
+
+    @property
+    def sft(self) -> str:  # the SFT run a DPO row starts from is the plain row's
+        return self.base + ("+aug" if self.extra == "aug" else "")
+
+    def __str__(self) -> str:
+        return self.model + (f":{self.method}" if self.method != "score" else "")
+
+
+def parse_row(row: str) -> Row:
+    """'B+dpo' -> (B, dpo, score); 'B:cot' -> (B, None, cot); 'B+dpo:debias'; 'A' -> (A, None, score)."""
+    name, _, method = row.partition(":")
+    base, _, extra = name.partition("+")
     if base not in TASKS or extra not in ("", "dpo", "aug") or (method and method not in METHODS):
-        raise SystemExit(f"unknown row {row!r}: rows are {', '.join(TASKS)}, optionally +dpo or +aug, or :METHOD")
-    return base, extra or None, method or "score"
+        raise SystemExit(
+            f"unknown row {row!r}: rows are {', '.join(TASKS)}, optionally +dpo or +aug, then optionally :METHOD "
+            f"({', '.join(METHODS)})"
+        )
+    return Row(base, extra or None, method or "score")
 
 
-def _runs(cmds: list[tuple[str, list[str]]], args, work: Path) -> None:
-    """Run the commands, `parallel` at a time, each logging to its own file and timed; a failure stops the table."""
+@dataclass
+class Job:
+    name: str
+    cmd: list[str]
+    after: list[str] = field(default_factory=list)
+    done: Path | None = None  # exists once the job has finished before
+
+
+def folders(work: Path, student: str, seed: int) -> dict[str, Path]:
+    return {
+        "sft": work / "runs" / f"{student}-s{seed}" / "sft",
+        "dpo": work / "runs" / f"{student}-s{seed}" / "dpo",
+        "answers": work / "runs" / f"{student}-s{seed}" / "answers",
+    }
+
+
+def model_dir(work: Path, student: str, seed: int, row: Row) -> Path:
+    f = folders(work, student, seed)
+    if row.extra == "dpo":
+        return f["dpo"] / row.base / "merged"
+    return f["sft"] / row.sft / "final"
+
+
+def answers_dir(work: Path, student: str, seed: int, row: Row) -> Path:
+    return folders(work, student, seed)["answers"] / f"{row.model}-{row.method}"
+
+
+def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
+    common = [
+        "--db", str(work / "traces.db"), "--max_pixels", str(args.max_pixels), "--report_to", "none",
+        "--disable_tqdm", "true", "--templates", "true", "--val_max_items", "1000",
+        "--dataloader_num_workers", str(args.workers), *args.train_flags.split(),
+    ]  # fmt: skip
+
+    def again(out: Path) -> list[str]:  # a run cut short (a call's time limit) continues from its checkpoint
+        return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
+
+    jobs: list[Job] = []
+    for s in seeds:
+        f, student = folders(work, args.student, s), work / "students" / f"{args.student}-{s}"
+        for sft in dict.fromkeys(r.sft for r in rows):
+            base, aug = sft.partition("+")[0], sft.endswith("+aug")
+            out = f["sft"] / sft
+            flags = [x.format(w=args.weight, r=args.repeats) for x in TASKS[base][1]]
+            jobs.append(Job(
+                f"sft-{sft}-s{s}",
+                ["sft", *common, *again(out), *flags, "--augmented", str(aug).lower(),
+                 "--model_name_or_path", str(student), "--output_dir", str(out), "--seed", str(s),
+                 "--use_peft", "false", "--freeze_vision", "false", "--learning_rate", str(args.lr),
+                 "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20", "--max_steps", str(args.steps),
+                 "--per_device_train_batch_size", str(args.batch), "--per_device_eval_batch_size", "64",
+                 "--eval_strategy", "steps", "--eval_steps", str(args.eval_steps), "--save_strategy", "steps",
+                 "--save_steps", str(args.eval_steps), "--save_total_limit", "1",
+                 "--logging_steps", str(min(50, args.eval_steps)),
+                 "--early_stopping_patience", str(args.patience)],
+                done=out / "final" / "config.json",
+            ))  # fmt: skip
+        for base in dict.fromkeys(r.base for r in rows if r.extra == "dpo"):
+            out = f["dpo"] / base
+            jobs.append(Job(
+                f"dpo-{base}-s{s}",
+                ["dpo", "--config", args.dpo_config, *common, *again(out),
+                 "--model_name_or_path", str(f["sft"] / base / "final"), "--output_dir", str(out), "--seed", str(s),
+                 "--max_steps", "-1", "--num_train_epochs", str(args.dpo_epochs),
+                 "--eval_steps", str(args.dpo_eval_steps), "--save_steps", str(args.dpo_eval_steps),
+                 "--logging_steps", str(min(50, args.dpo_eval_steps)), "--per_device_eval_batch_size", "64"],
+                after=[f"sft-{base}-s{s}"],
+                done=out / "merged" / "config.json",
+            ))  # fmt: skip
+        tests = [x for t in TEST_TASKS for x in ("--data", str(work / "data" / f"{t}_test.json"))]
+        for row in rows:
+            out = answers_dir(work, args.student, s, row)
+            trained = f"dpo-{row.base}-s{s}" if row.extra == "dpo" else f"sft-{row.sft}-s{s}"
+            jobs.append(Job(
+                f"predict-{row.model}-{row.method}-s{s}",
+                ["predict", "--model", str(model_dir(work, args.student, s, row)), *tests,
+                 "--out", str(out), "--method", row.method, "--max-pixels", str(args.max_pixels),
+                 "--samples", str(args.samples), "--max-new-tokens", str(args.max_new_tokens),
+                 "--concurrency", "64", "--overwrite"],
+                after=[trained],
+                done=out / "text2image_answer.json",
+            ))  # fmt: skip
+    return jobs
+
+
+def run_jobs(jobs: list[Job], args, work: Path) -> None:
+    """Every job whose inputs are ready, `parallel` at a time, in the order given (training first), each logging
+    to its own file and timed; a job whose input failed is skipped, and any failure ends the stage with an error."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads))
     times_path = work / "times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
     devices = [d for d in args.devices.split(",") if d]
-    pending, running, failed, launched = list(cmds), [], [], 0
+    finished = {j.name for j in jobs if j.done and j.done.exists()}
+    pending = [j for j in jobs if j.name not in finished]
+    running: list[tuple[Job, subprocess.Popen, object, float]] = []
+    failed: list[str] = []
+    launched = 0
+    (work / "logs").mkdir(exist_ok=True)
     while pending or running:
-        while pending and len(running) < args.parallel:
-            name, cmd = pending.pop(0)
-            log = open(work / "logs" / f"{name}.log", "w")  # noqa: SIM115 (closed when the run ends)
-            if devices:  # one GPU a run, round robin
+        for job in [j for j in pending if any(a in failed for a in j.after)]:
+            pending.remove(job)
+            failed.append(job.name)
+            print(f"{time.strftime('%X')} {job.name}: skipped (an input failed)", flush=True)
+        ready = [j for j in pending if all(a in finished for a in j.after)]
+        while ready and len(running) < args.parallel:
+            job = ready.pop(0)
+            pending.remove(job)
+            log = open(work / "logs" / f"{job.name}.log", "a")  # noqa: SIM115 (closed when the job ends)
+            if devices:  # one GPU a job, round robin
                 env["CUDA_VISIBLE_DEVICES"] = devices[launched % len(devices)]
             launched += 1
             proc = subprocess.Popen(
-                [sys.executable, "-m", "distill.cli", *cmd], stdout=log, stderr=subprocess.STDOUT, env=env
+                [sys.executable, "-m", "distill.cli", *job.cmd], stdout=log, stderr=subprocess.STDOUT, env=env
             )
-            running.append((name, proc, log, time.time()))
+            running.append((job, proc, log, time.time()))
+            print(f"{time.strftime('%X')} {job.name}: started", flush=True)
         time.sleep(1)
         for entry in list(running):
-            name, proc, log, started = entry
+            job, proc, log, started = entry
             if proc.poll() is None:
                 continue
             running.remove(entry)
             log.close()
-            times[name] = round(time.time() - started, 1)
+            times[job.name] = round(times.get(job.name, 0) + time.time() - started, 1)
             times_path.write_text(json.dumps(times, indent=1))
-            failed += [name] if proc.returncode else []
-            print(f"{time.strftime('%X')} {name}: exit {proc.returncode} ({times[name]:.0f} s)", flush=True)
+            if proc.returncode == 0:
+                finished.add(job.name)
+            else:
+                failed.append(job.name)
+            print(f"{time.strftime('%X')} {job.name}: exit {proc.returncode} ({times[job.name]:.0f} s)", flush=True)
     if failed:
-        raise SystemExit(f"runs failed: {failed} (logs in {work / 'logs'})")
+        raise SystemExit(f"jobs failed: {failed} (logs in {work / 'logs'})")
 
 
 def train(args, work: Path) -> None:
     from distill.kit.tiny_model import build_tiny_model
 
-    (work / "logs").mkdir(exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = [parse_row(r) for r in args.rows.split(",")]
-    models = {s: work / f"student-{args.student}-{s}" for s in seeds}
-    for s, path in models.items():
+    for s in seeds:
+        path = work / "students" / f"{args.student}-{s}"
         if not (path / "config.json").exists():
             build_tiny_model(path, seed=s, size=args.student, max_pixels=args.max_pixels)
-    common = [
-        "--db", str(work / "traces.db"), "--max_pixels", str(args.max_pixels), "--report_to", "none",
-        "--per_device_train_batch_size", str(args.batch), "--per_device_eval_batch_size", "64",
-        "--use_peft", "false", "--freeze_vision", "false", "--templates", "true", "--disable_tqdm", "true",
-        "--eval_strategy", "steps", "--eval_steps", str(args.eval_steps), "--val_max_items", "1000",
-        "--save_strategy", "steps", "--save_steps", str(args.eval_steps), "--save_total_limit", "1",
-        "--logging_steps", str(args.eval_steps), "--dataloader_num_workers", str(args.workers),
-    ]  # fmt: skip
-
-    def name(base: str, extra: str | None, seed: int) -> str:
-        return f"{args.student}-{base}{'+' + extra if extra else ''}-{seed}"
-
-    def again(out: Path) -> list[str]:  # a run cut short (a call's time limit) continues from its checkpoint
-        return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
-
-    sft_runs = list(dict.fromkeys((b, e) for b, e, _ in rows))
-    cmds = []
-    for base, extra in sft_runs:
-        flags = [f.format(w=args.weight, r=args.repeats) for f in TASKS[base][1]]
-        steps = args.steps - (args.dpo_steps if extra == "dpo" else 0)
+    run_jobs(jobs_for(args, work, seeds, rows), args, work)
+    if args.grounding_items:
         for s in seeds:
-            out = work / f"sft-{name(base, extra, s)}"
-            if (out / "final").exists():
-                continue
-            cmds.append((
-                f"sft-{name(base, extra, s)}",
-                ["sft", *common, *again(out), *flags, "--augmented", "true" if extra == "aug" else "false",
-                 "--model_name_or_path", str(models[s]), "--output_dir", str(out), "--learning_rate", str(args.lr),
-                 "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20", "--max_steps", str(steps),
-                 "--seed", str(s)],
-            ))  # fmt: skip
-    _runs(cmds, args, work)
-    cmds = [
-        (
-            f"dpo-{name(base, extra, s)}",
-            [
-                "dpo",
-                *common,
-                *again(work / f"dpo-{name(base, extra, s)}"),
-                "--include_hinted",
-                "true",
-                "--augmented",
-                "false",
-                "--model_name_or_path",
-                str(work / f"sft-{name(base, extra, s)}" / "final"),
-                "--output_dir",
-                str(work / f"dpo-{name(base, extra, s)}"),
-                "--learning_rate",
-                str(args.dpo_lr),
-                "--beta",
-                "0.1",
-                "--max_steps",
-                str(args.dpo_steps),
-                "--seed",
-                str(s),
-                "--per_device_train_batch_size",
-                str(max(1, args.batch // 4)),
-            ],
-        )  # fmt: skip
-        for base, extra in sft_runs
-        if extra == "dpo"
-        for s in seeds
-        if not (work / f"dpo-{name(base, extra, s)}" / "final").exists()
-    ]
-    _runs(cmds, args, work)
-    tests = [
-        "--data",
-        str(work / "data" / "image2text_test.json"),
-        "--data",
-        str(work / "data" / "text2image_test.json"),
-    ]
-    cmds = []
-    for base, extra, method in rows:
-        for s in seeds:
-            model = work / f"{'dpo' if extra == 'dpo' else 'sft'}-{name(base, extra, s)}" / "final"
-            out = work / f"answers-{name(base, extra, s)}-{method}"
-            if (out / "text2image_answer.json").exists():
-                continue
-            cmds.append((
-                f"predict-{name(base, extra, s)}-{method}",
-                ["predict", "--model", str(model), *tests, "--out", str(out), "--method", method,
-                 "--max-pixels", str(args.max_pixels), "--samples", "5", "--max-new-tokens", "96",
-                 "--concurrency", "64", "--overwrite"],
-            ))  # fmt: skip
-    _runs(cmds, args, work)
-    for base, extra, method in rows:
-        if method != "score":
-            continue
-        for s in seeds:
-            target = work / f"grounding-{name(base, extra, s)}.json"
-            if not target.exists():
-                model = work / f"{'dpo' if extra == 'dpo' else 'sft'}-{name(base, extra, s)}" / "final"
-                scored = work / f"answers-{name(base, extra, s)}-score"
-                target.write_text(json.dumps(grounding(model, work / "data", scored, args), indent=1))
+            for row in rows:
+                target = answers_dir(work, args.student, s, row) / "grounding.json"
+                if row.method == "score" and not target.exists():
+                    model = model_dir(work, args.student, s, row)
+                    found = grounding(model, work / "data", answers_dir(work, args.student, s, row), args)
+                    target.write_text(json.dumps(found, indent=1))
 
 
-def grounding(model_dir: Path, data_dir: Path, scored: Path, args) -> dict:
+def grounding(model: Path, data_dir: Path, scored: Path, args) -> dict:
     """The student's own captions of test covers and rationales for test items (distill.kit.grounding)."""
     from distill.data.records import load_json
     from distill.kit.grounding import grounding as read_student
     from distill.kit.grounding import scored_letters
 
     items = []
-    for task in ("image2text", "text2image"):
+    for task in TEST_TASKS:
         gold = {r["id"]: r["output"] for r in json.loads((data_dir / f"{task}_test_gold.json").read_text())}
         items += [it.model_copy(update={"gold": gold[it.id]}) for it in load_json(data_dir / f"{task}_test.json").items]
     items = items[:: max(1, len(items) // args.grounding_items)][: args.grounding_items]
-    return read_student(model_dir, data_dir, scored_letters(scored), items, args.max_pixels)
+    return read_student(model, data_dir, scored_letters(scored), items, args.max_pixels)
 
 
+# --- results: one file per (draw, seed) ---------------------------------------------------------------------
 def curve(run_dir: Path) -> list[tuple[int, float]]:
     """(step, validation accuracy) at every evaluation of a run."""
     path = run_dir / "metrics.jsonl"
@@ -329,74 +421,211 @@ def curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
 
 
-def table(args, work: Path) -> dict:
+def last_step(run_dir: Path) -> int | None:
+    path = run_dir / "metrics.jsonl"
+    steps = [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
+    return max(steps) if steps else None
+
+
+def prediction_cost(answers: Path, model: Path, log: Path) -> dict:
+    """What a method cost an item: wall-clock seconds of the prediction over its items (what `distill predict`
+    logs, the model's load left out), prompt passes (prefills) and generated tokens (rationales, read with the
+    model's tokenizer)."""
+    import re
+
+    rows = [json.loads(line) for t in TEST_TASKS for line in (answers / f"{t}_details.jsonl").read_text().splitlines()]
+    # a prompt pass per rotation; a cot sample is a generation and the scoring of its final letter
+    passes = {"score": 1, "debias": 4, "prior-estimate": 4, "prior": 1, "cot": 0, "adaptive-cot": 1}
+    prefills = sum(passes.get(r["method"], 1) + 2 * len(r.get("rationales", [])) for r in rows)
+    texts = [t for r in rows for t in r.get("rationales", [])]
+    tokens = 0
+    if texts:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model)
+        tokens = sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
+    n = max(1, len(rows))
+    timed = re.findall(r"(\d+) items in ([\d.]+)s", log.read_text()) if log.exists() else []
+    seconds = float(timed[-1][1]) / int(timed[-1][0]) if timed else None
+    return {
+        "seconds_per_item": seconds,
+        "prefills_per_item": prefills / n,
+        "generated_tokens_per_item": tokens / n,
+        "reasoned_items": sum(1 for r in rows if "rationales" in r),
+    }
+
+
+def results(args, work: Path) -> list[Path]:
+    """Each seed's runs as one JSON file: curves, best and last steps, test accuracy per row, costs."""
     from distill.evaluate import evaluate
 
-    gold = [work / "data" / f"{t}_test_gold.json" for t in ("image2text", "text2image")]
+    prepared = json.loads((work / "prepared.json").read_text())
+    data_seed = prepared.get("data_seed", args.data_seed)
     times = json.loads((work / "times.json").read_text()) if (work / "times.json").exists() else {}
-    out: dict = {"args": vars(args), "rows": {}}
-    if (work / "prepared.json").exists():
-        out["teacher"] = json.loads((work / "prepared.json").read_text())["teacher_stats"]
-
-    def stat(values: list[float]) -> str:
-        if not values:
-            return "-"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
-
-    for folder in sorted(work.glob("answers-*")):
-        student, row, seed, method = folder.name.removeprefix("answers-").rsplit("-", 3)
-        if not (folder / "text2image_answer.json").exists():
-            continue
-        report = evaluate(folder, gold)
-        key = f"{student} {row}" + (f":{method}" if method != "score" else "")
-        r = out["rows"].setdefault(key, {"seeds": []})
-        r["seeds"].append(int(seed))
-        for task, t in report["tasks"].items():
-            r.setdefault(task, []).append(t["accuracy"])
-        r.setdefault("overall", []).append(report["overall"]["accuracy"])
-        sft = work / f"sft-{student}-{row}-{seed}"
-        r.setdefault("curve", []).append(curve(sft))
-        r.setdefault("train_s", []).append(
-            times.get(f"sft-{student}-{row}-{seed}", 0) + times.get(f"dpo-{student}-{row}-{seed}", 0)
+    gold = [work / "data" / f"{t}_test_gold.json" for t in TEST_TASKS]
+    out_dir = Path(args.out_dir or work)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for s in [int(x) for x in args.seeds.split(",")]:
+        f = folders(work, args.student, s)
+        runs: dict[str, dict] = {}
+        for answers in sorted(f["answers"].glob("*-*")):
+            if not (answers / "text2image_answer.json").exists():
+                continue
+            name, _, method = answers.name.rpartition("-")
+            row = parse_row(name + (f":{method}" if method != "score" else ""))
+            trained = f["dpo"] / row.base if row.extra == "dpo" else f["sft"] / row.sft
+            report = evaluate(answers, gold)
+            test = {t: report["tasks"][t]["accuracy"] for t in TEST_TASKS}
+            entry = {
+                "test": test | {"overall": report["overall"]["accuracy"]},
+                "cost": prediction_cost(
+                    answers,
+                    model_dir(work, args.student, s, row),
+                    work / "logs" / f"predict-{row.model}-{row.method}-s{s}.log",
+                ),
+            }
+            if row.method == "score":
+                c = curve(trained)
+                best = max(c, key=lambda p: (p[1], -p[0])) if c else (None, None)
+                job = f"dpo-{row.base}-s{s}" if row.extra == "dpo" else f"sft-{row.sft}-s{s}"
+                entry |= {
+                    "curve": c,
+                    "best_step": best[0],
+                    "best_val": best[1],
+                    "last_step": last_step(trained),
+                    "train_s": times.get(job),
+                }
+                g = answers / "grounding.json"
+                if g.exists():
+                    entry["grounding"] = {k: v for k, v in json.loads(g.read_text()).items() if k != "examples"}
+            runs[str(row)] = entry
+        path = out_dir / f"ablation-plateau-d{data_seed}-s{s}-{args.student}.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "card": args.card,
+                    "date": date.today().isoformat(),
+                    "data_seed": data_seed,
+                    "student_seed": s,
+                    "student": args.student,
+                    "settings": {k: getattr(args, k) for k in ("steps", "patience", "eval_steps", "batch", "lr")}
+                    | {"dpo_epochs": args.dpo_epochs, "samples": args.samples, "max_pixels": args.max_pixels},
+                    "sizes": prepared.get("sizes"),
+                    "teacher": prepared.get("teacher_stats"),
+                    "runs": runs,
+                },
+                indent=1,
+            )
         )
-        g = work / f"grounding-{student}-{row}-{seed}.json"
-        if g.exists() and method == "score":
-            for k, v in json.loads(g.read_text()).items():
-                if k != "examples":
-                    r.setdefault(k, []).append(v)
+        written.append(path)
+        print(path)
+    return written
+
+
+# --- the tables, over every shard ---------------------------------------------------------------------------
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
+
+
+def reach(curve_b: list, target: float | None) -> int | None:
+    """The first evaluated step at which a run's validation accuracy reached `target`."""
+    if target is None:
+        return None
+    return next((step for step, acc in curve_b if acc >= target), None)
+
+
+def table(files: list[str]) -> dict:
+    shards = [json.loads(Path(f).read_text()) for f in files]
+    by_draw: dict[int, list[dict]] = {}
+    for sh in shards:
+        by_draw.setdefault(sh["data_seed"], []).append(sh)
     lines = [
-        "| student | row | what trains | image2text | text2image | overall | caption colour | caption shape | "
-        "rationale right | rationale = letter | train s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| draw | row | overall (test) | image2text | text2image | per seed | best val | best step | stopped at |",
+        "|---:|---|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for key, r in sorted(out["rows"].items()):
-        student, row = key.split(" ")
-        base = parse_row(row)[0]
-        cells = [stat(r.get(c, [])) for c in ("image2text", "text2image", "overall")]
-        cells += [
-            stat(r.get(c, [])) for c in ("caption_colour", "caption_shape", "rationale_correct", "rationale_agrees")
-        ]
-        cells.append(f"{statistics.mean(r['train_s']):.0f}" if r.get("train_s") else "-")
-        lines.append(f"| {student} | {row} | {TASKS[base][0]} | " + " | ".join(cells) + " |")
-    out["markdown"] = "\n".join(lines)
-    print(out["markdown"])
-    return out
+    pairs = ["| draw | seed | A test | B test | B − A | A plateau (val, step) | B reaches it at | B / A steps |",
+             "|---:|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+    stages: dict[str, list[dict]] = {}
+    summary: dict = {"draws": {}}
+    for d, group in sorted(by_draw.items()):
+        group.sort(key=lambda sh: sh["student_seed"])
+        for row in ("A", "B"):
+            got = [sh["runs"][row] for sh in group if row in sh["runs"]]
+            if not got:
+                continue
+            o = [g["test"]["overall"] for g in got]
+            lines.append(
+                f"| {d} | {row} | **{mean_sd(o)}** | {mean_sd([g['test']['image2text'] for g in got])} | "
+                f"{mean_sd([g['test']['text2image'] for g in got])} | {' / '.join(f'{100 * x:.1f}' for x in o)} | "
+                f"{mean_sd([g['best_val'] for g in got if g.get('best_val') is not None])} | "
+                f"{' / '.join(str(g.get('best_step')) for g in got)} | "
+                f"{' / '.join(str(g.get('last_step')) for g in got)} |"
+            )
+            summary["draws"].setdefault(d, {})[row] = o
+        for sh in group:
+            a, b = sh["runs"].get("A"), sh["runs"].get("B")
+            if not (a and b):
+                continue
+            hit = reach(b.get("curve", []), a.get("best_val"))
+            ratio = f"{hit / a['best_step']:.2f}" if hit and a.get("best_step") else "–"
+            pairs.append(
+                f"| {d} | {sh['student_seed']} | {100 * a['test']['overall']:.1f} | {100 * b['test']['overall']:.1f} | "
+                f"{100 * (b['test']['overall'] - a['test']['overall']):+.1f} | "
+                f"{100 * (a.get('best_val') or 0):.1f} % at {a.get('best_step')} | {hit or 'never'} | {ratio} |"
+            )
+        for sh in group:
+            for name, run in sh["runs"].items():
+                if name != "A":
+                    stages.setdefault(f"{d}|{name}", []).append(run)
+    stage_lines = [
+        "| draw | stage | overall | image2text | text2image | s / item | prefills / item | generated tokens / item |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, runs in sorted(stages.items(), key=lambda kv: (kv[0].split("|")[0], stage_order(kv[0].split("|")[1]))):
+        d, name = key.split("|")
+        c = [r["cost"] for r in runs]
+        stage_lines.append(
+            f"| {d} | {name} | {mean_sd([r['test']['overall'] for r in runs])} | "
+            f"{mean_sd([r['test']['image2text'] for r in runs])} | "
+            f"{mean_sd([r['test']['text2image'] for r in runs])} | "
+            f"{statistics.mean(x['seconds_per_item'] or 0 for x in c):.4f} | "
+            f"{statistics.mean(x['prefills_per_item'] for x in c):.2f} | "
+            f"{statistics.mean(x['generated_tokens_per_item'] for x in c):.0f} |"
+        )
+    summary["markdown"] = "\n\n".join(["\n".join(lines), "\n".join(pairs), "\n".join(stage_lines)])
+    print(summary["markdown"])
+    return summary
+
+
+def stage_order(name: str) -> tuple:
+    row = parse_row(name)
+    return (row.base, row.extra or "", METHODS.index(row.method))
 
 
 def main(argv=None) -> dict | None:
     args = make_parser().parse_args(argv)
+    if args.stage == "table":
+        res = table(args.files)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+        return res
+    if not args.work:
+        raise SystemExit(f"{args.stage}: --work is required")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.stage == "prepare":
         prepare(args, work)
-        return None
-    if args.stage == "train":
+    elif args.stage == "data":
+        rebuild_covers(args, work)
+    elif args.stage == "train":
         train(args, work)
-    res = table(args, work)
-    if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1))
-    return res
+    else:
+        results(args, work)
+    return None
 
 
 if __name__ == "__main__":

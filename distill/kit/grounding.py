@@ -14,27 +14,23 @@ def grounding(
     """`items`: held-out items whose covers are captioned and which are reasoned about; `letters`: item id ->
     the letter the student's letter scoring chose (a details file's `letter`)."""
     from distill.backends.base import ChatRequest
+    from distill.backends.captions import caption_requests
     from distill.backends.config import BackendConfig
     from distill.backends.transformers_backend import Model
-    from distill.data.student import (
-        CAPTION_TOKENS,
-        describe_messages,
-        parse_completion,
-        prompt_messages,
-        recorded_captions,
-        recorded_layout,
-    )
+    from distill.data.student import CAPTION_TOKENS, parse_completion, prompt_messages
+    from distill.data.student_card import StudentCard, read_card
     from distill.kit.sample_teacher.reasoning import motif_in_text
 
     data_dir = Path(data_dir)
     truth = json.loads((data_dir / "covers.json").read_text())
-    layout = recorded_layout(model_dir) or "llamafactory"
-    captioned = recorded_captions(model_dir)  # then its rationales too are written with its own captions in view
+    card = read_card(model_dir) or StudentCard()
+    layout, captioned = card.layout, card.captions  # a captioned student reasons with its own captions in view
     model = Model(BackendConfig(model=str(model_dir), max_pixels=max_pixels, dtype="float32"))
-    every_cover = list(dict.fromkeys(p for it in items for p in it.images))
-    covers = every_cover if captioned else every_cover[: len(items)]
-    length = CAPTION_TOKENS if captioned else 32  # a captioned student's prompts get what predict would give them
-    captions = [r.text for r in model.generate([ChatRequest(describe_messages(p), max_tokens=length) for p in covers])]
+    # a captioned student's prompts get what predict would give them; otherwise the first covers, briefly
+    covers, requests = caption_requests(items, CAPTION_TOKENS if captioned else 32)
+    if not captioned:
+        covers, requests = covers[: len(items)], requests[: len(items)]
+    captions = [r.text for r in model.generate(requests)]
     caps = dict(zip(covers, captions)) if captioned else None
     covers, captions = covers[: len(items)], captions[: len(items)]  # the covers scored
     named = [motif_in_text(c) for c in captions]

@@ -1,0 +1,96 @@
+"""The ablation harness: rows, the jobs each row needs and their order, the guard on a failed teacher, and the
+tables over per-(draw, seed) results files."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from bench import ablation
+
+
+def test_rows_name_a_model_and_a_method():
+    row = ablation.parse_row("B+dpo:debias")
+    assert (row.base, row.extra, row.method, row.model, row.sft, str(row)) == (
+        "B",
+        "dpo",
+        "debias",
+        "B+dpo",
+        "B",
+        "B+dpo:debias",
+    )
+    assert str(ablation.parse_row("A")) == "A" and ablation.parse_row("B+aug").sft == "B+aug"
+    with pytest.raises(SystemExit, match="unknown row"):
+        ablation.parse_row("B:vote")
+
+
+def test_each_model_trains_once_and_predictions_wait_for_their_model(tmp_path):
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path)])
+    rows = [ablation.parse_row(r) for r in ["A", "B", "B+dpo", "B:cot", "B+dpo:debias"]]
+    jobs = {j.name: j for j in ablation.jobs_for(args, tmp_path, [0, 1], rows)}
+    for s in (0, 1):
+        assert {f"sft-A-s{s}", f"sft-B-s{s}", f"dpo-B-s{s}"} <= set(jobs)
+        assert jobs[f"dpo-B-s{s}"].after == [f"sft-B-s{s}"]  # DPO from the plain row's best checkpoint
+        assert jobs[f"predict-B+dpo-debias-s{s}"].after == [f"dpo-B-s{s}"]
+        assert jobs[f"predict-B-cot-s{s}"].after == [f"sft-B-s{s}"]
+    sft = jobs["sft-B-s1"].cmd
+    assert sft[sft.index("--early_stopping_patience") + 1] == "2" and sft[sft.index("--max_steps") + 1] == "3000"
+    assert sft[sft.index("--seed") + 1] == "1" and "--reason_weight" in sft
+    dpo = jobs["dpo-B-s0"].cmd
+    assert dpo[dpo.index("--config") + 1].endswith("configs/dpo-demo.yaml")  # the shipped recipe
+    assert len([j for j in jobs if j.startswith("sft-")]) == 4
+
+
+def test_a_job_whose_input_failed_is_skipped_and_the_stage_fails(tmp_path, monkeypatch):
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--parallel", "2"])
+    jobs = [
+        ablation.Job("bad", ["--no-such-command"]),
+        ablation.Job("after-bad", ["--version"], after=["bad"]),
+    ]
+    with pytest.raises(SystemExit, match=r"jobs failed: \['after-bad', 'bad'\]|jobs failed: \['bad', 'after-bad'\]"):
+        ablation.run_jobs(jobs, args, tmp_path)
+    assert (tmp_path / "logs" / "bad.log").exists() and not (tmp_path / "logs" / "after-bad.log").exists()
+
+
+def test_a_draw_whose_teacher_failed_stops_with_the_teachers_error():
+    failed = SimpleNamespace(
+        failed=2000, items=2000, errors=["APIConnectionError: Connection refused (127.0.0.1:8765)"]
+    )
+    with pytest.raises(SystemExit, match="failed 2000 of 2000 item.*Connection refused"):
+        ablation.require_teacher(failed)
+    ablation.require_teacher(SimpleNamespace(failed=0, items=2000, errors=[]))
+
+
+def shard(tmp_path, draw, seed, a, b, curve_a, curve_b, stages=None):
+    runs = {
+        "A": {"test": {"image2text": a, "text2image": a, "overall": a}, "curve": curve_a, "cost": cost()},
+        "B": {"test": {"image2text": b, "text2image": b, "overall": b}, "curve": curve_b, "cost": cost()},
+    }
+    for run in runs.values():
+        best = max(run["curve"], key=lambda p: (p[1], -p[0]))
+        run |= {"best_step": best[0], "best_val": best[1], "last_step": run["curve"][-1][0]}
+    for name, acc in (stages or {}).items():
+        runs[name] = {"test": {"image2text": acc, "text2image": acc, "overall": acc}, "cost": cost(4)}
+    path = tmp_path / f"ablation-plateau-d{draw}-s{seed}-small.json"
+    path.write_text(json.dumps({"data_seed": draw, "student_seed": seed, "runs": runs}))
+    return str(path)
+
+
+def cost(prefills=1):
+    return {"seconds_per_item": 0.01, "prefills_per_item": prefills, "generated_tokens_per_item": 0}
+
+
+def test_the_tables_pair_seeds_and_say_when_b_reaches_as_plateau(tmp_path):
+    files = [
+        shard(tmp_path, 1, 0, 0.60, 0.90, [(250, 0.3), (500, 0.5), (750, 0.62), (1000, 0.6)], [(250, 0.4), (500, 0.7)]),
+        shard(tmp_path, 1, 1, 0.70, 0.65, [(250, 0.5), (500, 0.7)], [(250, 0.3), (500, 0.6)], {"B:debias": 0.7}),
+    ]
+    out = ablation.table(files)
+    plateau, pairs, stages = out["markdown"].split("\n\n")
+    assert "| 1 | A | **65.0 ± 7.1** |" in plateau and "| 1 | B | **77.5 ± 17.7** |" in plateau
+    assert "| 1 | 0 | 60.0 | 90.0 | +30.0 | 62.0 % at 750 | 500 | 0.67 |" in pairs  # B at A's best val, 2/3 the steps
+    assert "| 1 | 1 | 70.0 | 65.0 | -5.0 | 70.0 % at 500 | never | – |" in pairs
+    assert "| 1 | B:debias | 70.0 ± 0.0 |" in stages and "4.00" in stages
+    assert out["draws"][1]["B"] == [0.9, 0.65]

@@ -1,0 +1,49 @@
+"""The demo's GPU plan, run small on the CPU: a letters-only twin trained beside the student with the same seed
+and steps, all three answered and compared, with both learning curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def small_plan(tmp_path: Path) -> Path:
+    """configs/demo-gpu.yaml and its training recipes, shrunk to a few items and steps."""
+    plan = yaml.safe_load((CONFIGS / "demo-gpu.yaml").read_text())
+    plan["kit"] |= {"sample_data": {"n_train": 8, "n_val": 4, "n_dev": 2, "n_test": 4, "seed": 0}, "student": "tiny"}
+    plan["augment"]["recombine"] = False
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    for name in ("sft-demo-gpu.yaml", "dpo-demo-gpu.yaml"):
+        recipe = yaml.safe_load((CONFIGS / name).read_text()) | {"pipeline": "plan.yaml", "report_to": "none"}
+        recipe |= {"max_steps": 2, "eval_steps": 1, "save_steps": 1, "logging_steps": 1}
+        recipe |= {"per_device_train_batch_size": 4, "per_device_eval_batch_size": 8}
+        recipe |= {"dataloader_num_workers": 0} if name.startswith("sft") else {}
+        (tmp_path / name).write_text(yaml.safe_dump(recipe))
+    return tmp_path / "plan.yaml"
+
+
+def test_the_gpu_plan_trains_a_letters_only_twin_and_compares(tmp_path, capsys):
+    from distill.kit.demo import run_demo
+
+    artefacts = run_demo(small_plan(tmp_path), tmp_path / "work", device="cpu")
+    out = capsys.readouterr().out
+    assert "(untrained -> letters only -> trained)" in out
+    assert "validation accuracy, letters only" in out and "validation accuracy, trained" in out
+    twin = json.loads((tmp_path / "work" / "sft-letters" / "final" / "distill_student.json").read_text())
+    assert twin["max_pixels"] == 12544  # the SFT recipe's cap, on both students' cards
+    for folder in ("answers", "answers-letters", "answers-untrained"):
+        assert (tmp_path / "work" / folder / "eval.md").is_file()
+    [twin_run, run] = [
+        [json.loads(line) for line in (tmp_path / "work" / d / "metrics.jsonl").read_text().splitlines()]
+        for d in ("sft-letters", "sft")
+    ]
+    assert {"loss_reason"} & set().union(*run) and not {"loss_reason"} & set().union(*twin_run)  # letters only
+    assert max(r["step"] for r in twin_run) == max(r["step"] for r in run) == 2  # the same steps
+    assert Path(artefacts["letters-only model"]).is_dir()
