@@ -14,7 +14,10 @@ of three kinds:
   together.
 
 (a) and (b) are refused (by `distill audit`, and before augment, export, sft and dpo, unless told
-`--allow-leakage`); (c) is reported and counted, and refused only under `strict` (`distill audit --strict`)."""
+`--allow-leakage`); (c) is reported and counted, and refused only under `strict` (`distill audit --strict`).
+
+Items that show the same story or the same cover (by sha256) under two letters are counted too: not a leak, but
+an item whose options repeat teaches nothing (augmentation leaves them out)."""
 
 from __future__ import annotations
 
@@ -55,7 +58,9 @@ class AuditReport:
     # kind -> {held-out item key: ["training item (how)", ...]}; each held-out item under its worst kind only
     found: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {k: {} for k in KINDS})
     unchecked: list[str] = field(default_factory=list)  # held-out items whose story could not be read
+    repeated: dict[str, str] = field(default_factory=dict)  # item key -> its repeated options ("A=C"), every split
     label: str = "training items"
+    traces: int | None = None  # the teacher's traces in the store (None: not a store's audit)
 
     def count(self, kind: str) -> int:
         """Distinct held-out items of this kind."""
@@ -105,11 +110,16 @@ class AuditReport:
             f"\nchecked {c['items']} {self.label} ({c['parents']} parents, {c['covers']} covers by sha256, "
             f"{c['stories']} stories by text) against {self.held_out} held-out item(s)"
         )
+        if self.repeated:
+            shown = ", ".join(f"{key} ({letters})" for key, letters in list(self.repeated.items())[:5])
+            lines.append(f"{len(self.repeated)} item(s) show the same story or cover under two letters: {shown}")
         if self.unchecked:
             lines.append(
                 f"{len(self.unchecked)} held-out item(s) with no readable story, not checked by text: "
                 f"{', '.join(self.unchecked[:5])}"
             )
+        if self.traces == 0:  # clean of leakage, but nothing to train on beyond the letters
+            lines.append("the store holds no teacher traces: the graph has not run here, or every item it ran failed")
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -121,6 +131,8 @@ class AuditReport:
             "examples": {k: self.examples(k, 10) for k in KINDS},
             "checked": dict(self.checked),
             "unchecked": self.unchecked,
+            "repeated_options": len(self.repeated),
+            "repeated_examples": dict(list(self.repeated.items())[:10]),
         }
 
 
@@ -201,7 +213,9 @@ def audit_items(held_out: list[Item], training: list[Item], label: str = "traini
                 how = f"the {what} of its gold pair" if kind == "pair" else f"a distractor {what}"
                 for held in owners:
                     hit(kind, held, f"{it.key} ({how})")
-    report = AuditReport(len(held_out), checked, unchecked=unchecked, label=label)
+    report = AuditReport(
+        len(held_out), checked, unchecked=unchecked, label=label, repeated=repeats(held_out + training, sha)
+    )
     counted: set[str] = set()
     for kind in KINDS:  # each held-out item under its worst kind
         for held, where in hits[kind].items():
@@ -211,12 +225,24 @@ def audit_items(held_out: list[Item], training: list[Item], label: str = "traini
     return report
 
 
+def repeats(items: list[Item], identity) -> dict[str, str]:
+    """Item key -> its options that show the same story or cover (`identity` of a cover's path), e.g. "A=C"."""
+    out = {}
+    for it in items:
+        groups = it.repeated_options(identity)
+        if groups:
+            out[it.key] = ", ".join("=".join(g) for g in groups)
+    return out
+
+
 def audit_store(store: Store, extra: list[Item] | None = None, label: str = "training items") -> AuditReport:
     """The store's training and validation items (and `extra`, e.g. examples about to be exported) against its
     dev and test items."""
     held_out = [it for s in HELD_OUT_SPLITS for it in store.items(split=s)]
     training = [it for s in TRAINING_SPLITS for it in store.items(split=s)] + list(extra or [])
-    return audit_items(held_out, training, label)
+    report = audit_items(held_out, training, label)
+    report.traces = len(store.training_traces())
+    return report
 
 
 def require_clean(report: AuditReport, allow_leakage: bool, what: str, strict: bool = False) -> None:

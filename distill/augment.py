@@ -5,7 +5,8 @@
 - recombine: every known (cover, story) pair becomes an item of the other task, with hard negatives mined by
              story-embedding similarity from the training pool (same journal first; never the gold's own pair,
              never a duplicate), with a configurable number of options.
-Only training items are parents or distractor sources: validation, dev and test items never are."""
+Only training items are parents or distractor sources: validation, dev and test items never are; nor are items whose
+options repeat a story or a cover (they teach nothing, and copies would multiply them)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from distill.audit import normalise
+from distill.data.images import inspect_image
 from distill.data.items import IMAGE_TOKEN, LETTERS, Item, Option
 from distill.data.options import parse_options, render_options
 from distill.data.permute import permute
@@ -58,12 +61,20 @@ class AugmentConfig(BaseModel):
 
 @dataclass
 class Pair:
-    """A cover and its own story, from a training item of either task."""
+    """A cover and its own story, from a training item of either task. The same cover is the same bytes, the same
+    story the same words (case, punctuation, spacing and a leading label aside, as the audit compares them): MAC's
+    two tasks hold the same issues, so one story comes from both, written apart."""
 
     cover: str
     story: str
     journal: str | None
     source: Item
+    cover_id: str = field(default="", init=False)
+    story_id: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.cover_id = _cover_identity(self.cover)
+        self.story_id = normalise(self.story)
 
 
 @dataclass
@@ -73,6 +84,7 @@ class Report:
     similarities: list[float] = field(default_factory=list)
     dropped_duplicates: int = 0
     skipped: list[str] = field(default_factory=list)  # items whose story could not be taken apart
+    repeated: list[str] = field(default_factory=list)  # items left out: two of their options show the same thing
 
     def as_dict(self) -> dict:
         return {
@@ -83,6 +95,7 @@ class Report:
             ),
             "dropped_duplicates": self.dropped_duplicates,
             "skipped_items": self.skipped,
+            "left_out_repeated_options": self.repeated,
         }
 
 
@@ -133,8 +146,8 @@ def pairs_of(items: list[Item], report: Report | None = None, skip_invalid: bool
             except StoryError as exc:
                 errors.append(RecordError(it.source or "?", -1, it.id, "input", str(exc)))
                 continue
-        if (p.cover, p.story) not in seen:
-            seen.add((p.cover, p.story))
+        if (p.cover_id, p.story_id) not in seen:
+            seen.add((p.cover_id, p.story_id))
             pairs.append(p)
     if errors and not skip_invalid:
         raise DataError(errors, hint="pass --skip-invalid to recombine the other pairs")
@@ -159,13 +172,13 @@ def nearest(hits: list[dict], i: int, pairs: list[Pair], k: int) -> list[int]:
     me = pairs[i]
     order = [h["corpus_id"] for h in hits if h["corpus_id"] != i]
     same = [j for j in order if me.journal and pairs[j].journal == me.journal]
-    picked, covers, stories = [], {me.cover}, {me.story}
+    picked, covers, stories = [], {me.cover_id}, {me.story_id}
     for j in same + [j for j in order if j not in set(same)]:
-        if pairs[j].cover in covers or pairs[j].story in stories:
+        if pairs[j].cover_id in covers or pairs[j].story_id in stories:
             continue
         picked.append(j)
-        covers.add(pairs[j].cover)
-        stories.add(pairs[j].story)
+        covers.add(pairs[j].cover_id)
+        stories.add(pairs[j].story_id)
         if len(picked) == k:
             break
     return picked
@@ -241,11 +254,19 @@ def recombine(
     return out
 
 
+def _cover_identity(path: str) -> str:
+    """A cover's bytes (its sha256, read once per file), so a cover copied under another name is the same cover."""
+    return inspect_image(path).sha256 or path
+
+
 def augment(
     items: list[Item], cfg: AugmentConfig, progress: bool = True, skip_invalid: bool = False
 ) -> tuple[list[Item], Report]:
     train = [it for it in items if it.split == "train" and it.gold and not it.transform]
     report = Report()
+    report.repeated = [it.key for it in train if it.repeated_options(_cover_identity)]
+    left_out = set(report.repeated)
+    train = [it for it in train if it.key not in left_out]
     new = balanced_permutations(train, cfg.permutations, cfg.seed, report)
     if cfg.recombine:
         new += recombine(train, cfg, report, progress, skip_invalid)

@@ -159,7 +159,7 @@ def audit(
 
 
 @app.command("graph")
-@with_settings(TeacherConfig, "over", include=("limit", "concurrency"), overrides=True)
+@with_settings(TeacherConfig, "over", include=("limit", "concurrency", "workers"), overrides=True)
 def graph(
     config: Path = typer.Option(..., "--config", "-c", help="Pipeline recipe (YAML)."),
     data: list[Path] | None = typer.Option(
@@ -174,7 +174,7 @@ def graph(
 ) -> None:
     """Run the teacher graph (describer -> reasoner -> critic, retries, rationalization) over the store's training
     items. The recipe's data files are loaded first when the store has none (or with --data). Exits 1 when items
-    failed."""
+    failed, loudly when every item did (the run is then recorded as failed)."""
     from distill.pipeline import run_teacher
     from distill.recipe import load_recipe
 
@@ -187,41 +187,58 @@ def graph(
         },
     )
     summary = run_teacher(recipe, resume=resume, run_id=run_id, load=True if data else None)
-    _print_summary(summary.as_dict())
+    _print_summary(summary)
     if summary.failed:
-        typer.echo(
-            f"{summary.failed} item(s) failed; finish them with: distill graph -c {config} --resume {summary.run_id}",
-            err=True,
-        )
+        again = f"distill graph -c {config}" + (f" --db {db}" if db else "") + f" --resume {summary.run_id}"
+        if summary.all_failed:
+            typer.echo(
+                f"error: {summary.failed} item(s) failed, every item of run {summary.run_id}: it holds no trace, so "
+                f"nothing can train on it. Fix the cause (first failure above), then: {again}",
+                err=True,
+            )
+        else:
+            typer.echo(f"{summary.failed} item(s) failed; finish them with: {again}", err=True)
         raise typer.Exit(1)
 
 
-def _print_summary(d: dict) -> None:
+def _print_summary(summary) -> None:
+    """The run's counts, items and traces (an item's attempts and samples) each named as such."""
     from rich.table import Table
 
-    t = Table(title=f"run {d['run_id']}")
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    for k, v in d.items():
-        if k not in ("run_id", "errors"):
-            t.add_row(k, f"{v:.1f}" if isinstance(v, float) else str(v))
-    out.print(t)
     from distill.secrets import redact
 
-    for e in d.get("errors", []):
+    t = Table(title=f"run {summary.run_id}")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    for label, v in summary.rows():
+        t.add_row(label, f"{v:.1f}" if isinstance(v, float) else str(v))
+    out.print(t)
+    for e in summary.errors:
         typer.echo(f"failed: {redact(e)}", err=True)
 
 
 @app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("runs/demo"), help="Where every artefact goes."),
-    config: Path = typer.Option(Path("configs/demo.yaml"), "--config", "-c", help="Pipeline recipe (YAML)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Pipeline recipe (YAML; its `kit:` section is the plan). Default: configs/demo.yaml, or on a GPU "
+        "configs/demo-gpu.yaml.",
+    ),
+    gpu: bool | None = typer.Option(
+        None,
+        "--gpu/--cpu",
+        help="Where the students train (default: the GPU when there is one). On a GPU the default plan trains a "
+        "4-layer student to the measured budget beside a letters-only twin.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a workdir a demo already used."),
 ) -> None:
-    """The main job on the embedded default: sample covers, tiny model, SQLite, the whole pipeline on CPU."""
+    """The main job on the embedded default: sample covers, a random student, SQLite, the whole pipeline."""
     from distill.kit.demo import run_demo
 
-    run_demo(config, workdir, overwrite=overwrite)
+    run_demo(config, workdir, overwrite=overwrite, device={None: "auto", True: "cuda", False: "cpu"}[gpu])
 
 
 @app.command("predict")
@@ -263,7 +280,8 @@ def predict(
     backend_opts: dict = None,
     cap: dict = None,
 ) -> None:
-    """Answer files in the strict format (every test id once, one letter A-D), plus details JSONL, written
+    """Answer files in the strict format (every test id once, one capital letter: A-D, or on to Z for items with
+    more options), plus details JSONL, written
     atomically: details first, answers last."""
     from distill.pipeline import convert_llamafactory, run_predict
 
@@ -357,16 +375,18 @@ def sft(ctx: typer.Context) -> None:
     (fields of DistillArguments, trl.SFTConfig and trl.ModelConfig; `distill sft --help` lists them all).
     An existing output folder is continued only with --resume, replaced only with --overwrite."""
     from distill.pipeline import run_sft
+    from distill.recipe import training_from_argv
 
-    out.print_json(json.dumps(run_sft(ctx.args), default=str))
+    out.print_json(json.dumps(run_sft(training_from_argv("sft", ctx.args)), default=str))
 
 
 @app.command("dpo", context_settings=TRAIN_CTX)
 def dpo(ctx: typer.Context) -> None:
     """DPO with TRL on accepted-vs-rejected rationales (flags as for sft; `distill dpo --help` lists them)."""
     from distill.pipeline import run_dpo
+    from distill.recipe import training_from_argv
 
-    out.print_json(json.dumps(run_dpo(ctx.args), default=str))
+    out.print_json(json.dumps(run_dpo(training_from_argv("dpo", ctx.args)), default=str))
 
 
 @app.command("export")
@@ -492,6 +512,8 @@ def traces_list(
 
     if fts and query is None:
         raise typer.BadParameter("--fts reads the -q query: give -q QUERY", param_hint="--fts")
+    if task is not None and task not in ("image2text", "text2image"):
+        raise typer.BadParameter(f"{task!r} is not a task: image2text or text2image", param_hint="--task")
     verdict = "accepted" if accepted else "rejected" if rejected else None
     rows = open_store(_db(db, config)).traces(
         run_id=run, task=task, verdict=verdict, query=query, limit=n or None, history=history, fts=fts
@@ -579,8 +601,7 @@ def main() -> None:
     it; a bug keeps its traceback. `-v` shows the traceback of a user's error too."""
     from pydantic import ValidationError
 
-    from distill.errors import UserError
-    from distill.recipe import problems
+    from distill.errors import UserError, problems
     from distill.secrets import redact
 
     try:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from distill.data.answers import AnswerError, read_answers
 from distill.data.fileio import atomic_write_json, atomic_write_text
 from distill.data.filenames import task_of
+from distill.data.items import LETTERS
 
-LETTERS4 = "ABCD"
+MAC_LETTERS = "ABCD"  # always shown in the letter tables
 
 
 GOLD_FORMS = (
@@ -58,6 +60,8 @@ def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnswerError(f"--gold {path}: not valid JSON ({exc}); expected {GOLD_FORMS}") from None
+    except RecursionError:
+        raise AnswerError(f"--gold {path}: not valid JSON (nested too deeply to read); expected {GOLD_FORMS}") from None
     if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
         raise AnswerError(f"--gold {path}: found {_what(data)}; expected {GOLD_FORMS}")
     if "input" in data[0]:
@@ -67,9 +71,11 @@ def load_gold(path: str | Path) -> tuple[str, dict[str, str], dict[str, str]]:
     bad = next((k for k, r in enumerate(data) if not {"id", "output"} <= set(r)), None)
     if bad is not None:
         raise AnswerError(f"--gold {path}: record #{bad} has keys {sorted(data[bad])[:6]}; expected {GOLD_FORMS}")
-    letters = next((r for r in data if not isinstance(r["output"], str) or r["output"] not in LETTERS4), None)
+    letters = next((r for r in data if not isinstance(r["output"], str) or r["output"] not in LETTERS), None)
     if letters is not None:
-        raise AnswerError(f"--gold {path}: id {letters['id']!r} has output {letters['output']!r}, not a letter A-D")
+        raise AnswerError(
+            f"--gold {path}: id {letters['id']!r} has output {letters['output']!r}, not a capital letter A-Z"
+        )
     if task is None:
         raise AnswerError(
             f"--gold {path}: cannot tell the task from the file name (give it the word image2text or text2image, e.g. "
@@ -110,6 +116,12 @@ def ece(confidences: list[float], correct: list[bool], bins: int = 10) -> tuple[
     return err, table
 
 
+def letters_of(*used: Iterable[str]) -> str:
+    """The letters a report shows: A to D, or on to the last letter the gold or the answers use."""
+    last = max((LETTERS.index(L) for L in set().union(*used) if L in LETTERS), default=0)
+    return LETTERS[: max(last + 1, len(MAC_LETTERS))]
+
+
 def evaluate_task(
     answers: dict[str, str], gold: dict[str, str], journals: dict[str, str], details: dict[str, dict] | None = None
 ) -> dict:
@@ -121,7 +133,8 @@ def evaluate_task(
             f"{len(extra)} extra ids {extra[:5]}"
         )
     correct = {i: answers[i] == g for i, g in gold.items()}
-    confusion = {g: dict(Counter(answers[i] for i in gold if gold[i] == g)) for g in LETTERS4}
+    letters = letters_of(gold.values(), answers.values())
+    confusion = {g: dict(Counter(answers[i] for i in gold if gold[i] == g)) for g in letters}
     per_journal = defaultdict(list)
     for i, j in journals.items():
         per_journal[j].append(correct[i])
@@ -171,16 +184,17 @@ def markdown(report: dict) -> str:
     o = report["overall"]
     lines.append(f"| **overall** | {o['n']} | **{o['accuracy']:.1%}** | |")
     for task, t in report["tasks"].items():
+        letters = letters_of(t["gold_letters"], t["predicted_letters"])
         lines += [
             "",
             f"{task}: gold letter (rows) vs predicted (columns)",
             "",
-            "| gold | A | B | C | D |",
-            "|---|---:|---:|---:|---:|",
+            "| gold | " + " | ".join(letters) + " |",
+            "|---|" + "---:|" * len(letters),
         ]
-        for g in LETTERS4:
+        for g in letters:
             row = t["confusion"].get(g, {})
-            lines.append(f"| {g} | " + " | ".join(str(row.get(p, 0)) for p in LETTERS4) + " |")
+            lines.append(f"| {g} | " + " | ".join(str(row.get(p, 0)) for p in letters) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -213,10 +227,11 @@ def plot(report: dict, path: Path) -> None:
             ylim=(0, 1),
         )
         ax = axes[1][col]
-        xs = range(4)
-        ax.bar([x - 0.2 for x in xs], [t["gold_letters"].get(L, 0) for L in LETTERS4], 0.4, label="gold")
-        ax.bar([x + 0.2 for x in xs], [t["predicted_letters"].get(L, 0) for L in LETTERS4], 0.4, label="predicted")
-        ax.set_xticks(list(xs), list(LETTERS4))
+        letters = letters_of(t["gold_letters"], t["predicted_letters"])
+        xs = range(len(letters))
+        ax.bar([x - 0.2 for x in xs], [t["gold_letters"].get(L, 0) for L in letters], 0.4, label="gold")
+        ax.bar([x + 0.2 for x in xs], [t["predicted_letters"].get(L, 0) for L in letters], 0.4, label="predicted")
+        ax.set_xticks(list(xs), list(letters))
         ax.set(title=f"{task}: letter bias (accuracy {t['accuracy']:.1%})")
         ax.legend()
     fig.tight_layout()

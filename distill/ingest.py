@@ -9,12 +9,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import track
 
 from distill.data.filenames import split_of
-from distill.data.images import DEFAULT_MAX_PIXELS, sha256_file
+from distill.data.images import inspect_image
 from distill.data.items import Item
 from distill.data.loaders import load_any
 from distill.data.records import DataError, RecordError
@@ -36,13 +35,15 @@ class DataConfig(BaseModel):
     dev: list[str] = Field(default_factory=list)
     test: list[str] = Field(default_factory=list)
     validation_fraction: float = Field(
-        0.1, ge=0, lt=1, description="Share of train carved out for validation (when no val files are given)."
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of train carved out for validation (when no val files are given); 0 carves none.",
     )
     seed: int = Field(0, description="Seed of the validation split.")
     skip_invalid: bool = Field(
         False, description="Report bad records, unreadable files and ids given twice, and load the valid rest."
     )
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=3136)
 
 
 @dataclass
@@ -133,24 +134,33 @@ def check_unique(items: list[Item]) -> None:
 
 
 def image_rows(items: list[Item]) -> list[dict]:
+    """One row per distinct image (by sha256); each file is read once however many items name it (and not again
+    where loading already checked it)."""
     rows, seen = [], set()
     paths = sorted({p for it in items for p in it.images})
     for path in track(paths, description="hashing images", transient=True, disable=len(paths) < 200):
-        sha = sha256_file(path)
-        if sha in seen:
+        image = inspect_image(path)
+        if image.problem:
+            raise DataError([RecordError(str(path), -1, None, "images", image.problem)])
+        if image.sha256 in seen:
             continue
-        seen.add(sha)
-        with Image.open(path) as im:
-            w, h = im.size
-        rows.append({"sha256": sha, "path": str(path), "width": w, "height": h, "bytes": Path(path).stat().st_size})
+        seen.add(image.sha256)
+        rows.append(
+            {
+                "sha256": image.sha256,
+                "path": str(path),
+                "width": image.width,
+                "height": image.height,
+                "bytes": image.n_bytes,
+            }
+        )
     return rows
 
 
 def store_data(store: Store, data: Ingested) -> None:
     """Loaded items and their images into the store."""
     all_items = [it for items in data.splits.values() for it in items]
-    store.add_items(all_items)
-    store.add_images(image_rows(all_items))
+    store.add_items(all_items, image_rows(all_items))  # one transaction: items and their images, or neither
 
 
 def report_data(data: Ingested) -> None:

@@ -14,28 +14,33 @@ method's prompts carry those captions after the question.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
 import time
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.backends.base import Backend, ChatRequest
+from distill.backends.captions import caption_requests
+from distill.data.images import image_tokens, inspect_image
 from distill.data.items import Item
 from distill.data.permute import permute, rotation
 from distill.data.student import (
     CAPTION_TOKENS,
     DEFAULT_LAYOUT,
     Layout,
-    describe_messages,
     parse_completion,
     prompt_messages,
 )
+from distill.errors import UserError
 
 Method = Literal["score", "debias", "prior", "cot", "adaptive"]
 log = logging.getLogger(__name__)
+TEMPLATE_TOKENS = 64  # what the chat template adds around the prompt's own text (roles, markers, default system)
 
 
 class PredictConfig(BaseModel):
@@ -62,6 +67,77 @@ class PredictConfig(BaseModel):
     )
 
 
+class ContextError(UserError, ValueError):
+    """Held-out items whose prompt does not fit the model's context."""
+
+
+def model_context(model: str | Path) -> int | None:
+    """The longest sequence the model folder's config.json allows (`max_position_embeddings`, at its top level or in
+    its `text_config`), or None where it says none."""
+    try:
+        config = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = config.get("max_position_embeddings") or (config.get("text_config") or {}).get("max_position_embeddings")
+    return int(found) if isinstance(found, int) and found > 0 else None
+
+
+def prompt_tokens(item: Item, cfg: PredictConfig, max_pixels: int, count_text) -> int:
+    """Tokens of `item`'s prompt under `cfg` (the layout, the method's wording, captions), its images at the cap,
+    and what the reply needs; `count_text(text)` counts a text's tokens."""
+    mode = "cot" if cfg.method in ("cot", "adaptive") else "direct"
+    texts = []
+    for m in prompt_messages(item, mode, layout=cfg.layout or DEFAULT_LAYOUT):
+        parts = [m["content"]] if isinstance(m["content"], str) else m["content"]
+        texts += [p if isinstance(p, str) else p.get("text", "") for p in parts]
+    images = sum(image_tokens(*_size(path), max_pixels) for path in item.images)
+    reply = cfg.max_new_tokens if mode == "cot" else 1
+    captions = CAPTION_TOKENS * len(item.cover_images()) if cfg.captions else 0
+    return count_text("".join(texts)) + images + captions + reply + TEMPLATE_TOKENS
+
+
+def _size(path: str) -> tuple[int, int]:
+    image = inspect_image(path)
+    return (image.width, image.height) if not image.problem else (1, 1)
+
+
+def _token_counter(model: str | Path):
+    """text -> its number of tokens under the model folder's tokenizer (its tokenizer.json read directly where there
+    is one: no transformers import, no warning about long inputs)."""
+    path = Path(model) / "tokenizer.json"
+    if path.is_file():
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_file(str(path))
+        return lambda text: len(fast.encode(text, add_special_tokens=False).ids)
+    from transformers import AutoTokenizer
+
+    slow = AutoTokenizer.from_pretrained(str(model))
+    slow.model_max_length = 1 << 62
+    return lambda text: len(slow(text, add_special_tokens=False)["input_ids"])
+
+
+def check_context(model: str | Path, items: list[Item], cfg: PredictConfig, max_pixels: int) -> None:
+    """Refuse, before the model loads, held-out items whose prompt cannot fit the model's context (a story of a
+    megabyte would be cut, or run out of memory, after minutes): one line naming each such record. A text's UTF-8
+    bytes bound its tokens, so the tokenizer reads only the items that bound leaves in doubt."""
+    context = model_context(model)
+    if context is None:
+        return
+    doubtful = [it for it in items if prompt_tokens(it, cfg, max_pixels, lambda t: len(t.encode())) > context]
+    if not doubtful:
+        return
+    count = _token_counter(model)
+    over = [(it, n) for it in doubtful if (n := prompt_tokens(it, cfg, max_pixels, count)) > context]
+    if over:
+        shown = "; ".join(f"{it.source or it.task} id={it.id}: {n:,} tokens" for it, n in over[:3])
+        more = f" and {len(over) - 3} more" if len(over) > 3 else ""
+        raise ContextError(
+            f"{len(over)} held-out item(s) do not fit the model's context of {context:,} tokens "
+            f"({Path(model) / 'config.json'}): {shown}{more}; shorten their text (nothing was predicted)"
+        )
+
+
 def entropy(probs: dict[str, float]) -> float:
     return -sum(p * math.log(p) for p in probs.values() if p > 0)
 
@@ -75,9 +151,8 @@ def _request(item: Item, layout: Layout, mode: str = "direct", captions: Caption
 
 async def caption_covers(backend: Backend, items: list[Item]) -> dict[str, str]:
     """Every distinct cover of `items` -> the student's greedy caption of it (the describe task)."""
-    covers = list(dict.fromkeys(p for it in items for p in it.cover_images()))
+    covers, requests = caption_requests(items)
     log.info("describe, then answer: captioning %d cover(s) of %d item(s) first", len(covers), len(items))
-    requests = [ChatRequest(describe_messages(p), max_tokens=CAPTION_TOKENS) for p in covers]
     results = await asyncio.gather(*(backend.chat(r) for r in requests))
     return {p: r.text for p, r in zip(covers, results)}
 
@@ -254,7 +329,7 @@ async def _prior(backend: Backend, items: list[Item], cfg: PredictConfig, record
     dt = (time.perf_counter() - t0) / max(1, len(items))
     for task, task_items in by_task.items():
         rotated = [(it, o, p) for (t, it, o), p in zip(jobs, probs) if t == task and o is not None]
-        letters = task_items[0].letters
+        letters = list(dict.fromkeys(L for it in task_items for L in it.letters))  # items may differ in options
         prior = {L: sum(p.get(L, 0.0) for _, _, p in rotated) / len(rotated) for L in letters}
         per_item: dict[str, list] = {}
         for it, o, p in rotated:

@@ -9,6 +9,8 @@ import os
 import re
 import threading
 
+from distill.errors import UserError
+
 REDACTED = "<redacted>"
 MIN_LENGTH = 4  # shorter values are not secrets worth cutting out of every message (and would mangle them)
 _lock = threading.Lock()
@@ -37,6 +39,25 @@ def register_env(name: str | None) -> str | None:
     """The value of environment variable `name`, registered as a secret; None where it is unset."""
     value = os.environ.get(name) if name else None
     register(value)
+    return value
+
+
+class ApiKeyError(UserError, ValueError):
+    """An API key that cannot be used as it is set."""
+
+
+def api_key(name: str | None) -> str | None:
+    """`register_env(name)`, refusing a value no HTTP header can carry (a character that is not printable ASCII,
+    such as a curly quote pasted with the key or a trailing newline) with one line naming the variable and the
+    position, never the key."""
+    value = register_env(name)
+    bad = next((k for k, ch in enumerate(value or "") if not " " <= ch <= "~"), None)
+    if bad is not None:
+        what = "not ASCII" if not value[bad].isascii() else "a control character"
+        raise ApiKeyError(
+            f"the API key in ${name} cannot be sent in an HTTP header: its character {bad + 1} of {len(value)} is "
+            f"{what}; set the variable to the key alone"
+        )
     return value
 
 

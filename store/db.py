@@ -51,6 +51,10 @@ class RunInProgress(StoreError):
     """Another live process is working on this run."""
 
 
+class ReadOnlyStore(StoreError):
+    """The store file (or its folder, or its file system) cannot be written."""
+
+
 class QueryError(UserError, ValueError):
     """A full-text query that FTS5 cannot parse."""
 
@@ -161,7 +165,9 @@ class Store:
                 # Switching a new file to WAL, or upgrading a read lock, can meet another process's first open
                 # with SQLITE_BUSY at once (SQLite skips the busy handler where waiting could deadlock). Opening
                 # is idempotent (migrations are transactions), so it is tried again from the start.
-                if "readonly" in str(exc) or "unable to open" in str(exc) or "disk I/O" in str(exc):
+                if self._read_only(exc) is not None:
+                    raise self._read_only(exc) from None
+                if "unable to open" in str(exc) or "disk I/O" in str(exc):
                     raise StoreError(f"{self.path} cannot be written ({exc})") from None
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise StoreError(f"{self.path} is not a cover-distill store ({exc})") from None
@@ -207,14 +213,41 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """All or nothing. `BEGIN IMMEDIATE` takes the write lock up front, so two writers queue instead of
-        failing on a lock upgrade; sqlite-utils' own writes inside become savepoints of this transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
+        failing on a lock upgrade; sqlite-utils' own writes inside become savepoints of this transaction. A store
+        that cannot be written is a ReadOnlyStore naming the file, with nothing of the block kept."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._read_only(exc) or exc from None
         try:
             yield self.db
-        except BaseException:
-            self.db.rollback()
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.conn.in_transaction:
+                self.db.rollback()
+            read_only = self._read_only(exc) if isinstance(exc, sqlite3.OperationalError) else None
+            if read_only is not None:
+                raise read_only from None
             raise
-        self.db.execute("COMMIT")
+
+    def _read_only(self, exc: sqlite3.OperationalError) -> ReadOnlyStore | None:
+        if "readonly" not in str(exc) and "read-only" not in str(exc):
+            return None
+        return ReadOnlyStore(
+            f"{self.path}: the store is read-only ({exc}); nothing was written: make the file and its folder "
+            "writable, or work on a copy"
+        )
+
+    def require_writable(self) -> None:
+        """Fail now, with one line naming the file, where the store cannot be written (a read-only file, folder or
+        file system), before any work that would end in a write; nothing is left of the probe."""
+
+        class _Probe(Exception):
+            pass
+
+        with contextlib.suppress(_Probe), self.transaction():
+            self.db.execute("create table _write_probe (x integer)")
+            raise _Probe
 
     def close(self) -> None:
         self.db.close()
@@ -371,9 +404,10 @@ class Store:
         }
 
     # --- items and images -------------------------------------------------------------------------------
-    def add_items(self, items: Iterable[Item]) -> int:
-        """Insert items, or update ones already stored. An item may not move between a held-out split (dev,
-        test) and one that trains (train, val): that would leak it, so it is an error."""
+    def add_items(self, items: Iterable[Item], images: list[dict] | None = None) -> int:
+        """Insert items, or update ones already stored, with the rows of their `images`, in one transaction. An item
+        may not move between a held-out split (dev, test) and one that trains (train, val): that would leak it, so
+        it is an error."""
         rows = [item_row(it) for it in items]
         with self.transaction():
             known = {r["key"]: r["split"] for r in self.db.query("select key, split from items")}
@@ -389,6 +423,8 @@ class Store:
                     f"never move to training ({len(moved)} such item(s))"
                 )
             self.db["items"].upsert_all(rows, pk="key")
+            if images:
+                self.db["images"].upsert_all(images, pk="sha256")
         return len(rows)
 
     def get_item(self, key: str) -> Item:
@@ -420,6 +456,11 @@ class Store:
         with self.transaction():
             self.db["calls"].insert(call | {"error": redact(call.get("error"))})
 
+    def record_calls(self, calls: list[dict]) -> None:
+        """Calls that returned together (a rationale and its forced letter), in one transaction."""
+        with self.transaction():
+            self.db["calls"].insert_all([call | {"error": redact(call.get("error"))} for call in calls])
+
     def description(self, sha: str, model: str, prompt_version: str) -> str | None:
         row = self.db.execute(
             "select text from descriptions where image_sha256 = ? and model = ? and prompt_version = ?",
@@ -429,9 +470,11 @@ class Store:
 
     def save_description(self, sha: str, model: str, prompt_version: str, text: str, call: dict) -> str:
         """Keep the first description of a cover: a second writer's call is recorded, its text is not stored.
-        Returns the stored text."""
+        Returns the stored text. A cover the store has not recorded (its items were added without their images)
+        gets an `images` row with its sha256 alone, which the caption references."""
         with self.transaction():
             self.db["calls"].insert(call | {"error": redact(call.get("error"))})
+            self.db.execute("insert or ignore into images (sha256) values (?)", [sha])
             self.db.execute(
                 "insert or ignore into descriptions values (?, ?, ?, ?, ?, ?)",
                 [sha, model, prompt_version, text, call["id"], now()],

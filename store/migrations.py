@@ -225,3 +225,19 @@ def m006_system_turn(db: sqlite_utils.Database) -> None:
 def m007_no_letter_probs(db: sqlite_utils.Database) -> None:
     """traces.letter_probs was never written: letter probabilities live in the answer files' details."""
     db.execute("alter table traces drop column letter_probs")
+
+
+@migration
+def m008_descriptions_link_their_covers(db: sqlite_utils.Database) -> None:
+    """`descriptions.image_sha256` references `images(sha256)`, so a caption links to its cover (in datasette too).
+    A caption whose cover the store never recorded keeps its text: its cover gets an `images` row with the sha256
+    alone (path and size unknown). The table is rebuilt, its rows carried over."""
+    db.execute("""insert or ignore into images (sha256) select distinct image_sha256 from descriptions
+        where image_sha256 is not null""")
+    db.execute("""create table descriptions_new (
+        image_sha256 TEXT references images(sha256), model TEXT, prompt_version TEXT, text TEXT,
+        call_id TEXT references calls(id), created_at TEXT, primary key (image_sha256, model, prompt_version))""")
+    db.execute("""insert into descriptions_new select image_sha256, model, prompt_version, text, call_id, created_at
+        from descriptions""")
+    db.execute("drop table descriptions")
+    db.execute("alter table descriptions_new rename to descriptions")

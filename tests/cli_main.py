@@ -1,10 +1,16 @@
 """`distill` in this process through its real entry point (`distill.cli.main`, with its error handling), as a user
-runs it, without a subprocess: exit code, stdout and stderr."""
+runs it, without a subprocess: exit code, stdout and stderr. `run_process` runs it in a child process instead, for
+the few checks where the process boundary is the point (a warning the interpreter prints to stderr, a signal)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -36,3 +42,16 @@ def run_main(monkeypatch, capsys, *args) -> Ran:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return Ran(code, captured.out, captured.err)
+
+
+def run_process(*args, cwd=None, env: dict | None = None, timeout: float = 300) -> Ran:
+    """`python -m distill.cli ARGS` in a child process (this checkout on its PYTHONPATH), as a user's shell runs it."""
+    res = subprocess.run(
+        [sys.executable, "-m", "distill.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})),
+        timeout=timeout,
+    )
+    return Ran(res.returncode, res.stdout, res.stderr)

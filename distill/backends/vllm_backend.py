@@ -9,12 +9,19 @@
   engine reports log-probabilities after that restriction (`logprobs_mode="processed_logprobs"`), so every letter
   comes back with its probability. A letter missing from the reply is an error, never a uniform stand-in.
 - Prefix caching is on: an item's rotations go into the same call one after another and share the prompt up to
-  the first option (image2text: the cover and the question)."""
+  the first option (image2text: the cover and the question).
+- The weights' dtype is always given: `auto` is bfloat16 on a GPU and float32 on a CPU, as in process (vLLM's own
+  `auto` runs float32 weights in bfloat16 on a CPU).
+- The engine's processes print their logs and tracebacks themselves: their output is held while the engine starts,
+  and a failed start is one line (for lack of memory on a CPU, naming VLLM_CPU_KVCACHE_SPACE) with the held output
+  saved to a file."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import tempfile
 import threading
 
 from distill.backends.base import (
@@ -28,6 +35,7 @@ from distill.backends.base import (
 )
 from distill.backends.batching import Batcher, Job
 from distill.backends.config import BackendConfig
+from distill.backends.held_output import held_output
 from distill.data.images import cap_processor, load_image
 
 log = logging.getLogger(__name__)
@@ -35,12 +43,26 @@ _engines: dict[tuple, tuple[object, threading.Lock]] = {}
 _engines_lock = threading.Lock()
 
 
-def engine_kwargs(config: BackendConfig) -> dict:
+# vLLM's CPU worker refusing to start: "Available memory on node 0 (9.97/13.21 GiB) on startup is less than desired
+# CPU memory utilization (0.92, 12.16 GiB). ..." (or "... on kv cache allocation is less than requested ...")
+_CPU_MEMORY = re.compile(r"Available memory on node .+?\)(?=\.(?:\s|$))", re.MULTILINE)
+# The first exception a process reports: "ValueError: ...", "(EngineCore pid=7) ERROR ... [core.py:1] KeyError: ..."
+_CAUSE = re.compile(r"(?:^|\] )(\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
+
+
+def engine_on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def engine_kwargs(config: BackendConfig, on_cpu: bool | None = None) -> dict:
     """Arguments of `vllm.LLM(...)`; `extra` adds or overrides any (gpu_memory_utilization, max_model_len,
-    load_format, ...)."""
+    load_format, ...). `on_cpu`: where the engine runs (None: ask vLLM)."""
+    on_cpu = engine_on_cpu() if on_cpu is None else on_cpu
     return {
         "model": config.model,
-        "dtype": config.dtype,
+        "dtype": config.weights_dtype(on_gpu=not on_cpu),
         "max_model_len": 8192,
         "limit_mm_per_prompt": {"image": 4, "video": 0},
         "enable_prefix_caching": True,
@@ -49,6 +71,35 @@ def engine_kwargs(config: BackendConfig) -> dict:
         "seed": 0,
         **config.extra,
     }
+
+
+def start_failure(output: str, log_file: str) -> BackendError:
+    """A failed engine start, from what its processes printed, as one line: the first exception they report, or,
+    for a CPU engine short of memory, the setting that bounds what it takes."""
+    memory = _CPU_MEMORY.search(output)
+    if memory:
+        return BackendError(
+            f"the vLLM engine did not start for lack of memory ({memory.group(0)}): set VLLM_CPU_KVCACHE_SPACE to the "
+            f"GiB its KV cache may take, within the free memory (e.g. VLLM_CPU_KVCACHE_SPACE=1 for a small model); "
+            f"vLLM's output is in {log_file}"
+        )
+    cause = _CAUSE.search(output)
+    what = f": {cause.group(1)}: {cause.group(2).strip().rstrip('.')}" if cause else ""
+    return BackendError(f"the vLLM engine did not start{what}; vLLM's output is in {log_file}")
+
+
+def start_engine(kwargs: dict):
+    """`vllm.LLM(**kwargs)`, its processes' output held until it is up."""
+    from vllm import LLM
+
+    with held_output() as held:
+        try:
+            return LLM(**kwargs)
+        except Exception as exc:
+            output = held.release(write_held=False)
+            with tempfile.NamedTemporaryFile("w", prefix="vllm-engine-", suffix=".log", delete=False) as f:
+                f.write(output)
+            raise start_failure(output, f.name) from exc
 
 
 class VLLMBackend(Backend):
@@ -71,10 +122,8 @@ class VLLMBackend(Backend):
         key = tuple(sorted((k, repr(v)) for k, v in kw.items()))
         with _engines_lock:
             if key not in _engines:
-                from vllm import LLM
-
-                log.info("starting the vLLM engine for %s", self.config.model)
-                _engines[key] = (LLM(**kw), threading.Lock())
+                log.info("starting the vLLM engine for %s (dtype %s)", self.config.model, kw["dtype"])
+                _engines[key] = (start_engine(kw), threading.Lock())
             return _engines[key]
 
     @property

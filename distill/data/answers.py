@@ -1,5 +1,6 @@
 """Answer files in the strict format: `[{"id": ..., "output": "B"}, ...]`, every test id exactly once.
-A malformed file scores nothing, so every write is validated first and atomic."""
+A malformed file scores nothing, so every write is validated first and atomic. `output` is one capital letter: A-D
+for MAC's four-option items (the task's rule), up to Z for items with more options (one rule with the loaders)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from collections import Counter
 from pathlib import Path
 
 from distill.data.fileio import atomic_write_json
-from distill.data.items import Item
+from distill.data.items import LETTERS, Item
 from distill.data.letters import parse_reply
 from distill.errors import UserError
 
 log = logging.getLogger(__name__)
-VALID = set("ABCD")
+VALID = set(LETTERS)
 
 
 class AnswerError(UserError, ValueError):
@@ -29,8 +30,11 @@ def validate(answers: list[dict], expected_ids: list[str], where: str = "answers
         if not isinstance(a, dict) or set(a) != {"id", "output"}:
             problems.append(f"entry #{k}: must be an object with exactly 'id' and 'output'")
             continue
-        if a["output"] not in VALID:
-            problems.append(f"entry #{k} id={a['id']}: output {a['output']!r} is not a single letter A-D")
+        if not isinstance(a["id"], str):
+            problems.append(f"entry #{k}: id {a['id']!r} is not a string")
+            continue
+        if not isinstance(a["output"], str) or a["output"] not in VALID:
+            problems.append(f"entry #{k} id={a['id']}: output {a['output']!r} is not a single capital letter A-Z")
         seen[a["id"]] = seen.get(a["id"], 0) + 1
     dup = [i for i, n in seen.items() if n > 1]
     missing = [i for i in expected_ids if i not in seen]
@@ -54,9 +58,11 @@ def write_answers(path: str | Path, letters: dict[str, str], expected_ids: list[
 def read_answers(path: str | Path) -> dict[str, str]:
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnswerError(f"{path}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise AnswerError(f"{path}: not valid JSON: nested too deeply to read") from None
     if not isinstance(data, list):
         raise AnswerError(f"{path}: expected a JSON array")
     validate(data, [a.get("id") for a in data if isinstance(a, dict)], str(path))
@@ -110,7 +116,8 @@ def from_llamafactory(
 
     Replies are parsed strictly (`distill.data.letters.parse_reply`): a final `Answer: X`, "the answer is X", a
     reply (or last line) that is only the letter, "(X)", ...; a lone letter counts in either case, as the
-    parenthesised and `Answer:` forms do ("b", "(b)", "Answer: b" are B). A line with no letter named as the
+    parenthesised and `Answer:` forms do ("b", "(b)", "Answer: b" are B); a JSON object's `answer` value is read
+    by the same rule (`{"answer": "(C)"}` is C, in a code fence or after words too). A line with no letter named as the
     answer (or no `predict` field) is filled by `fallback` (a letter) or, by default, by FILL_RULE, and its row
     says why."""
     physical = Path(jsonl).read_text(encoding="utf-8").splitlines()

@@ -6,10 +6,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def refuse_existing(paths: list[Path], overwrite: bool) -> None:
@@ -65,11 +70,13 @@ def atomic_write_json(path: str | Path, obj, indent: int | None = 1) -> Path:
 
 @contextlib.contextmanager
 def staged_writes(files: dict[Path, str]) -> Iterator[None]:
-    """Every file written to a temporary name first; the block runs (e.g. the store's write); only then are they
-    renamed into place. A failure while writing, or in the block, leaves none of them behind, and nothing of the
-    block's work is kept where the files cannot be written."""
+    """Every file written to a temporary name first, then all of them put in place (each file they replace kept
+    aside), then the block runs (e.g. the store's write). A failure while writing, while putting them in place or in
+    the block puts back what was there before: the folder holds all the new files or all the old ones, never a mix,
+    and a block that commits last keeps nothing where the files could not be put in place."""
     staged: list[tuple[str, Path]] = []
     made: list[Path] = []  # folders made here: removed again (when empty) after a failure
+    placed: list[tuple[Path, Path | None]] = []  # (file put in place, the previous version set aside, if any)
     done = False
     try:
         for path, text in files.items():
@@ -83,14 +90,51 @@ def staged_writes(files: dict[Path, str]) -> Iterator[None]:
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
-        yield
         for tmp, path in staged:
-            os.replace(tmp, path)
+            placed.append(_put_in_place(tmp, path))
+        yield
         done = True
     finally:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
-        if not done:
+        if done:
+            for _, previous in placed:
+                if previous is not None:
+                    with contextlib.suppress(OSError):  # the new files are in place: a leftover copy harms nothing
+                        previous.unlink(missing_ok=True)
+        else:
+            _put_back(placed)
             for q in reversed(made):
                 with contextlib.suppress(OSError):
                     q.rmdir()
+
+
+def _put_in_place(tmp: str, path: Path) -> tuple[Path, Path | None]:
+    """Rename `tmp` over `path`, a hard link (else a copy) of the file it replaces kept aside first."""
+    previous = None
+    if os.path.lexists(path):
+        previous = path.parent / f".{path.name}.{secrets.token_hex(6)}.previous"
+        try:
+            os.link(path, previous)
+        except OSError:  # no hard links here (or the file refuses them): a copy
+            shutil.copy2(path, previous)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if previous is not None:
+            previous.unlink(missing_ok=True)
+        raise
+    return path, previous
+
+
+def _put_back(placed: list[tuple[Path, Path | None]]) -> None:
+    """Undo `_put_in_place`, last file first: each previous version back, each new file that replaced none removed.
+    A previous version that cannot be put back stays where it was set aside, and the log says where."""
+    for path, previous in reversed(placed):
+        try:
+            if previous is None:
+                path.unlink(missing_ok=True)
+            else:
+                os.replace(previous, path)
+        except OSError as exc:
+            log.error("could not put back %s (%s): its previous version is %s", path, exc, previous)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 Task = Literal["image2text", "text2image"]
 TASKS: tuple[Task, ...] = ("image2text", "text2image")
-LETTERS = "ABCDEFGH"
+LETTERS = string.ascii_uppercase  # option letters: A-D in MAC; items with more options go on to Z
 IMAGE_TOKEN = "<image>"
 
 
@@ -57,6 +59,18 @@ class Item(BaseModel):
     @property
     def gold_option(self) -> Option | None:
         return self.option(self.gold) if self.gold else None
+
+    def repeated_options(self, identity: Callable[[str], str | None] | None = None) -> list[list[str]]:
+        """Groups of letters whose options show the same thing: the same story (spacing and case aside) or the same
+        cover (the same `identity(path)`, e.g. its sha256; where that is None or not given, the same path)."""
+        groups: dict[str, list[str]] = {}
+        for o in self.options:
+            if self.task == "text2image" and o.image:
+                shown = "cover:" + ((identity(o.image) if identity else None) or o.image)
+            else:
+                shown = "story:" + " ".join(o.text.split()).lower()
+            groups.setdefault(shown, []).append(o.letter)
+        return [letters for letters in groups.values() if len(letters) > 1]
 
     def cover_images(self) -> list[str]:
         """The images a describer has to caption (all images of the item)."""

@@ -1,6 +1,8 @@
 """Finding the letter a model committed to, in free text. Strict: a letter must be named as an answer (an
-`Answer: X` line, "the answer is X", a JSON `answer`, `(X)`, `**X**`, a reply that is only the letter, a reply
-that opens with a labelled letter such as "D." or "D)"), never taken from an article ("A cover with ...").
+`Answer: X` line, "the answer is X", `(X)`, `**X**`, a reply that is only the letter, a reply that opens with a
+labelled letter such as "D." or "D)"), never taken from an article ("A cover with ..."). A JSON object's `answer`
+(the key in any case; the object alone, in a ```json fence or after other words) is read by these same rules, as
+a reply of its own: `{"answer": "(C)"}` is C as "(C)" is, `{"answer": "a cover ..."}` names no letter.
 
 One case rule: a capital letter counts wherever one of these forms names it; a lower-case letter counts where it
 cannot be the article "a", which is in parentheses ("(b)", "the answer is (c).") or with nothing but punctuation
@@ -13,40 +15,55 @@ import json
 import re
 
 # A lower-case letter that cannot be the article: in parentheses, or last on its line (punctuation apart)
-_LOWER = r"\(([a-h])\)|([a-h])(?=[*\])\]]*[.!]?[ \t]*$)"
+_LOWER = r"\(([a-z])\)|([a-z])(?=[*\])\]]*[.!]?[ \t]*$)"
 _ANSWER_PATTERNS = [
-    re.compile(rf"(?i:answer\s*(?:is)?\s*[:：])\s*\**\s*(?:\(?([A-H])\)?\b|{_LOWER})", re.MULTILINE),
+    re.compile(rf"(?i:answer\s*(?:is)?\s*[:：])\s*\**\s*(?:\(?([A-Z])\)?\b|{_LOWER})", re.MULTILINE),
     # "the answer is B" / "answer is (c)": a lone letter, so that "the answer is a cover ..." is not A
-    re.compile(rf"(?i:answer\s+is)\s+\**(?:\(([A-H])\)|([A-H])\**(?=[.,;:!)\s]|$)|{_LOWER})", re.MULTILINE),
+    re.compile(rf"(?i:answer\s+is)\s+\**(?:\(([A-Z])\)|([A-Z])\**(?=[.,;:!)\s]|$)|{_LOWER})", re.MULTILINE),
     re.compile(
         r"(?i:\b(?:the\s+)?(?:correct|best|matching|final)\s+(?:answer|option|choice)\s+is)\s+\**"
-        rf"(?:\(?([A-H])\)?\b|{_LOWER})",
+        rf"(?:\(?([A-Z])\)?\b|{_LOWER})",
         re.MULTILINE,
     ),
     re.compile(
-        r"(?i:\b(?:option|choice))\s+(?:\(?([A-H])\)?|\(([a-h])\))"
+        r"(?i:\b(?:option|choice))\s+(?:\(?([A-Z])\)?|\(([a-z])\))"
         r"\s+(?i:(?:is\s+)?(?:the\s+)?(?:correct|best|right|matching))\b"
     ),
 ]
 # The whole reply (or its last line) is the letter, in either case: "C", "c", "(C)", "**C**", "C.", "[C]"
-_LONE = re.compile(r"\W*\(?\[?\**([A-Ha-h])\**\]?\)?[.:!]?\W*")
+_LONE = re.compile(r"\W*\(?\[?\**([A-Za-z])\**\]?\)?[.:!]?\W*")
 # The reply opens with a labelled letter: "D. The cover ...", "(B) because ...", "(b) because", "**C**: ..."
-_OPENING = re.compile(r"^\s*(?:\(([A-Ha-h])\)|\[([A-H])\]|\*\*([A-H])\*\*|([A-H])[.):])(?:\s|$)")
+_OPENING = re.compile(r"^\s*(?:\(([A-Za-z])\)|\[([A-Z])\]|\*\*([A-Z])\*\*|([A-Z])[.):])(?:\s|$)")
 # It ends by naming its choice: "... matches story D." / "... so cover (B)." / "... story d."
-_CLOSING = re.compile(r"\b(?:story|option|cover|image|choice|letter|picture)\s+\(?([A-Ha-h])\)?[.!]?\s*$")
+_CLOSING = re.compile(r"\b(?:story|option|cover|image|choice|letter|picture)\s+\(?([A-Za-z])\)?[.!]?\s*$")
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def _json_answers(text: str) -> list[str]:
+    """The string values of the `answer` keys (in any case) of the JSON objects in `text`, in order: a reply that
+    is an object, one in a ```json fence, one after some words."""
+    decoder = json.JSONDecoder()
+    values, at = [], text.find("{")
+    while at >= 0:
+        try:
+            obj, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            at = text.find("{", at + 1)
+            continue
+        if isinstance(obj, dict):
+            values += [v for k, v in obj.items() if isinstance(v, str) and k.strip().lower() == "answer"]
+        at = text.find("{", end)
+    return values
 
 
 def parse_answer(text: str, letters: list[str]) -> str | None:
     """The committed letter, or None when nothing names one of `letters`."""
     stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            ans = str(json.loads(stripped).get("answer", "")).strip().upper()
-            if ans in letters:
-                return ans
-        except (json.JSONDecodeError, AttributeError):
-            pass
+    values = _json_answers(stripped)
+    if values:
+        letter = parse_answer(values[-1], letters)  # the last JSON answer, read as a reply of its own
+        if letter:
+            return letter
     for pat in _ANSWER_PATTERNS:
         found = [next(g for g in m.groups() if g).upper() for m in pat.finditer(text)]
         found = [f for f in found if f in letters]

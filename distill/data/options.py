@@ -9,7 +9,7 @@ from distill.data.items import IMAGE_TOKEN, LETTERS
 
 # "A. text", "A) text", "(A) text", "A: text", "[A] text", optionally "Option A." / "**A.**"
 _LABEL = re.compile(
-    r"^[ \t]*(?:\*\*)?(?:Option[ \t]+)?(?:\((?P<p>[A-H])\)|\[(?P<b>[A-H])\]|(?P<l>[A-H])[.):])(?:\*\*)?[ \t]*",
+    r"^[ \t]*(?:\*\*)?(?:Option[ \t]+)?(?:\((?P<p>[A-Z])\)|\[(?P<b>[A-Z])\]|(?P<l>[A-Z])[.):])(?:\*\*)?[ \t]*",
     re.MULTILINE,
 )
 

@@ -27,7 +27,8 @@ def permute(item: Item, order: list[int], new_id: str | None = None) -> Item:
         images = list(item.images)
     else:
         text = item.input
-        positions = [item.images.index(o.image) for o in old]  # placeholder index of each option
+        # each option holds one placeholder, in order (a cover shown twice is still two placeholders)
+        positions = list(range(n)) if len(item.images) == n else [item.images.index(o.image) for o in old]
         images = list(item.images)
         for k, pos in enumerate(positions):
             images[pos] = old[order[k]].image

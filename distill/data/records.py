@@ -13,9 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from distill.data.filenames import split_of, task_of
+from distill.data.images import ImageFile, inspect_image
 from distill.data.items import IMAGE_TOKEN, LETTERS, Item, Option, Task, content_id
 from distill.data.options import OptionParseError, image_indices, parse_options
 from distill.errors import UserError
@@ -29,6 +28,7 @@ DEFAULT_SYSTEM = {
     "that matches the cover story. Answer with the letter of the option.",
 }
 TRAINING_SPLITS = ("train", "val")
+LONG_LOAD = 200  # records from which checking a file shows a progress bar
 
 
 @dataclass
@@ -76,26 +76,31 @@ class Bad(Exception):
         self.message = message
 
 
+_FOUND: dict[tuple[str, tuple[Path, ...]], Path] = {}  # (image, roots) -> the existing file it names
+
+
 def _resolve(image: str, roots: list[Path]) -> Path:
+    """The file an image path names: as it is when absolute, else under the first root that holds it (else the
+    first root). Found files are remembered: covers recur across records, and resolving costs system calls."""
+    key = (image, tuple(roots))
+    if key in _FOUND:
+        return _FOUND[key]
     p = Path(image).expanduser()
     if p.is_absolute():
         return p
     for root in roots:
         if (root / p).exists():
-            return (root / p).resolve()
+            _FOUND[key] = (root / p).resolve()
+            return _FOUND[key]
     return (roots[0] / p).resolve()
 
 
-def check_image(path: Path) -> None:
-    if not path.exists():
-        raise Bad("images", f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:  # verify() leaves the file unusable; load() catches truncation
-            im.load()
-    except Exception as exc:  # PIL raises many types for broken files
-        raise Bad("images", f"image does not decode: {path} ({type(exc).__name__}: {exc})") from None
+def check_image(path: Path) -> ImageFile:
+    """The image read once (`inspect_image`), or Bad naming why it cannot be used."""
+    image = inspect_image(path)
+    if image.problem:
+        raise Bad("images", image.problem)
+    return image
 
 
 def build_item(
@@ -126,9 +131,7 @@ def build_item(
     if n_placeholders != len(images):
         raise Bad(names["images"], f"{n_placeholders} {IMAGE_TOKEN} placeholder(s) but {len(images)} image(s)")
     resolved = [_resolve(i, roots) for i in images]
-    if check_images:
-        for p in resolved:
-            check_image(p)
+    shas = {str(p): check_image(p).sha256 for p in resolved} if check_images else {}
     options = _options(text, task, [str(p) for p in resolved])
     letters = [o.letter for o in options]
     norm = gold.strip().strip(".").upper() if isinstance(gold, str) and gold.strip() else None
@@ -139,7 +142,7 @@ def build_item(
     if norm is None and split in TRAINING_SPLITS:
         raise Bad(names["output"], f"a {split} record needs a gold letter (got {gold!r})")
     rid = str(rid) if rid not in (None, "") else content_id(task, system or "", text, images)
-    return Item(
+    item = Item(
         id=rid,
         task=task,
         system=system or "",
@@ -153,13 +156,23 @@ def build_item(
         source=source,
         meta=meta or {},
     )
+    warn_repeats(item, shas.get)
+    return item
+
+
+def warn_repeats(item: Item, identity=None) -> None:
+    """A warning naming the record when two of its options show the same story or cover (accepted: the data may
+    mean it, but it teaches nothing and augmentation leaves such items out)."""
+    for letters in item.repeated_options(identity):
+        what = "cover" if item.task == "text2image" else "story"
+        log.warning("%s id=%s: options %s show the same %s", item.source, item.id, " and ".join(letters), what)
 
 
 def _options(text: str, task: Task, images: list[str]) -> list[Option]:
     try:
         parsed = parse_options(text)
     except OptionParseError as exc:
-        if task == "text2image" and len(images) >= 2:
+        if task == "text2image" and 2 <= len(images) <= len(LETTERS):
             # Bare placeholders with no labels: the images are options A, B, C, ... in order.
             return [Option(letter=LETTERS[i], text=IMAGE_TOKEN, image=p) for i, p in enumerate(images)]
         raise Bad("input", f"cannot parse the options: {exc}") from None
@@ -187,6 +200,8 @@ def read_records(path: Path) -> list:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError([RecordError(str(path), -1, None, "file", f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise DataError([RecordError(str(path), -1, None, "file", "JSON nested too deeply to read")]) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -196,9 +211,12 @@ def read_records(path: Path) -> list:
 
 def collect(records: list, path: Path, build) -> Loaded:
     """Build every record with `build(record, index) -> Item`; errors name their record, ids must be unique."""
+    from rich.progress import track
+
     out = Loaded()
     seen: Counter = Counter()
-    for index, rec in enumerate(records):
+    checking = track(records, f"checking {path.name}", transient=True, disable=len(records) < LONG_LOAD)
+    for index, rec in enumerate(checking):
         rid = rec.get("id") if isinstance(rec, dict) else None
         try:
             if not isinstance(rec, dict):

@@ -49,8 +49,10 @@ def read_registry(path: Path) -> dict:
         raise DataError([RecordError(str(path), -1, None, "file", "file not found")])
     try:
         reg = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError([RecordError(str(path), -1, None, "file", f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise DataError([RecordError(str(path), -1, None, "file", "JSON nested too deeply to read")]) from None
     if not isinstance(reg, dict):
         raise DataError([RecordError(str(path), -1, None, "file", "expected an object of named datasets")])
     return reg

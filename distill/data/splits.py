@@ -20,9 +20,12 @@ def carve_validation(
 
     Each (task, gold letter) stratum gives round(fraction * its size) items to validation: those first in the
     order of sha256(seed:id), topped up so each task has at least `min_per_task` (and keeps one for training).
-    The same items and seed always give the same split, whatever their order; adding items can move earlier ones,
-    as a stratum's size and ranking change with them.
+    A `fraction` of 0 carves nothing: no validation split, no top-up. The same items and seed always give the
+    same split, whatever their order; adding items can move earlier ones, as a stratum's size and ranking change
+    with them.
     """
+    if fraction <= 0:
+        return [it.model_copy(update={"split": "train"}) for it in items], []
     groups: dict[tuple, list[Item]] = defaultdict(list)
     for it in items:
         groups[(it.task, it.gold)].append(it)

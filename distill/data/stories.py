@@ -48,7 +48,7 @@ def story_of(item: Item) -> str:
     # bare placeholders (no option labels): the whole text but the images
     cut = min((o.span[0] for o in item.options if o.span), default=len(item.input))
     head = item.input[:cut]
-    head = re.sub(r"(?:\(?[A-H][.):\]]|\[[A-H]\]|Option\s+[A-H][.):]?)\s*$", "", head.rstrip())  # first label
+    head = re.sub(r"(?:\(?[A-Z][.):\]]|\[[A-Z]\]|Option\s+[A-Z][.):]?)\s*$", "", head.rstrip())  # first label
     lines = []
     for line in head.replace(IMAGE_TOKEN, " ").splitlines():
         line = line.strip()

@@ -11,20 +11,16 @@ layout is an explicit setting, recorded with every trained model:
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Literal
 
 from distill.data.items import IMAGE_TOKEN, Item
 from distill.data.letters import parse_answer
 from distill.data.question import question_parts
-from distill.errors import UserError
 
 Layout = Literal["llamafactory", "system"]
 LAYOUTS: tuple[Layout, ...] = ("llamafactory", "system")
 DEFAULT_LAYOUT: Layout = "llamafactory"
-LAYOUT_FILE = "distill_prompt.json"  # written beside a trained model: the layout it was trained with
 
 COT_INSTRUCTION = (
     "Think step by step about what the cover's visual elements stand for, compare the options, "
@@ -34,7 +30,7 @@ DESCRIBE_INSTRUCTION = "Describe this journal cover: its figures, their colour a
 # Describe, then answer: the covers' captions follow the question, one line per cover.
 CAPTIONS_HEADER = "Cover descriptions:"
 CAPTION_TOKENS = 128  # the longest caption a student writes of a cover before it answers
-ANSWER_RE = re.compile(r"Answer:\s*\(?([A-H])\)?\s*$", re.IGNORECASE)
+ANSWER_RE = re.compile(r"Answer:\s*\(?([A-Z])\)?\s*$", re.IGNORECASE)
 
 
 def user_text(
@@ -125,52 +121,3 @@ def parse_completion(text: str, letters: list[str]) -> str | None:
     if m and m.group(1).upper() in letters:
         return m.group(1).upper()
     return parse_answer(text, letters)
-
-
-def write_layout(model_dir: str | Path, layout: Layout, max_pixels: int | None = None, captions: bool = False) -> None:
-    """Record beside a trained model how it was trained to see its prompts: the prompt layout, the image cap
-    (`max_pixels`, when given) and whether its prompts carry the covers' captions (describe, then answer), which
-    `distill predict` uses unless told otherwise."""
-    from distill.data.fileio import atomic_write_json
-
-    record: dict = {"layout": layout}
-    if max_pixels is not None:
-        record["max_pixels"] = int(max_pixels)
-    if captions:
-        record["captions"] = True
-    atomic_write_json(Path(model_dir) / LAYOUT_FILE, record)
-
-
-def recorded_prompt(model_dir: str | Path) -> dict:
-    """What a model folder records of its training (`layout`; `max_pixels` and `captions` when recorded; older
-    folders record only the layout), or {} for a folder cover-distill did not train."""
-    p = Path(model_dir) / LAYOUT_FILE
-    if not p.is_file():
-        return {}
-    try:
-        record = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{p}: not a readable record of the training prompt ({exc})") from None
-    if not isinstance(record, dict) or record.get("layout") not in LAYOUTS:
-        raise UserError(f'{p}: expected {{"layout": {" | ".join(LAYOUTS)}, "max_pixels": N}}')
-    cap = record.get("max_pixels")
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
-        raise UserError(f"{p}: max_pixels {cap!r} is not a positive whole number")
-    if not isinstance(record.get("captions", False), bool):
-        raise UserError(f"{p}: captions {record['captions']!r} is not true or false")
-    return record
-
-
-def recorded_layout(model_dir: str | Path) -> Layout | None:
-    """The layout a model folder was trained with, if cover-distill trained it."""
-    return recorded_prompt(model_dir).get("layout")
-
-
-def recorded_captions(model_dir: str | Path) -> bool:
-    """Whether a model folder was trained to answer with its covers' captions in the prompt."""
-    return recorded_prompt(model_dir).get("captions", False)
-
-
-def recorded_max_pixels(model_dir: str | Path) -> int | None:
-    """The image cap a model folder was trained with, if cover-distill trained it and recorded it."""
-    return recorded_prompt(model_dir).get("max_pixels")

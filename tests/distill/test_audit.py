@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from distill.audit import LeakageError, audit_store
 from distill.cli import app
-from distill.ingest import DataConfig, ingest
 from store import open_store
+from tests.helpers import ingested
 
 runner = CliRunner()
 
@@ -22,16 +22,7 @@ def data_dir(sample_dir, tmp_path):
 
 
 def _store(data_dir, db):
-    s = open_store(db)
-    ingest(
-        s,
-        DataConfig(
-            train=[str(data_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
-            test=[str(data_dir / f"{t}_test.json") for t in ("image2text", "text2image")],
-            validation_fraction=0.25,
-        ),
-    )
-    return s
+    return ingested(data_dir, db, ("train", "test"), validation_fraction=0.25)
 
 
 def test_the_sample_data_is_clean(data_dir, tmp_path):
@@ -72,7 +63,7 @@ def test_a_test_cover_in_training_data_is_found_and_blocks(data_dir, tmp_path, t
 
     with pytest.raises(LeakageError):
         run_augment(tmp_path / "s.db", tmp_path / "aug", AugmentConfig(recombine=False))
-    from distill.train.sft import main as sft_main
+    from tests.helpers import sft_main
 
     args = [
         "--model_name_or_path",
@@ -120,16 +111,7 @@ def _story(record: dict, letter: str) -> str:
 def _held_out_store(data_dir, db, i2t_train, t2i_train):
     (data_dir / "image2text_train.json").write_text(json.dumps(i2t_train))
     (data_dir / "text2image_train.json").write_text(json.dumps(t2i_train))
-    s = open_store(db)
-    ingest(
-        s,
-        DataConfig(
-            train=[str(data_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
-            dev=[str(data_dir / f"{t}_dev.json") for t in ("image2text", "text2image")],
-            validation_fraction=0.0,
-        ),
-    )
-    return s
+    return ingested(data_dir, db, ("train", "dev"), validation_fraction=0.0)
 
 
 def test_held_out_content_seen_only_as_distractors_is_reported_not_refused(data_dir, tmp_path):
@@ -191,3 +173,35 @@ def test_a_held_out_item_itself_in_training_counts_once_as_a(sample_dir):
     report = audit_items(held, [held[0], held[0].model_copy(update={"id": "copy", "parents": [held[0].key]})])
     assert (report.count("item"), report.count("pair"), report.count("distractor")) == (1, 0, 0)
     assert report.leaks == 1 and len(report.found["item"][held[0].key]) == 2
+
+
+def _repeat_options(data_dir):
+    """One image2text training record shows its story A again as C; one text2image record shows cover A again as D,
+    copied under another name (the same bytes)."""
+    i2t = json.loads((data_dir / "image2text_train.json").read_text())
+    from distill.data.records import load_json
+
+    first = load_json(data_dir / "image2text_train.json").items[0]
+    i2t[0]["input"] = i2t[0]["input"].replace(first.options[2].text, first.options[0].text)
+    i2t[0]["output"] = "B" if i2t[0]["output"] in ("A", "C") else i2t[0]["output"]
+    (data_dir / "image2text_train.json").write_text(json.dumps(i2t))
+    t2i = json.loads((data_dir / "text2image_train.json").read_text())
+    shutil.copy(data_dir / t2i[0]["images"][0], data_dir / "images" / "same_cover_again.jpg")
+    t2i[0]["images"][3] = "images/same_cover_again.jpg"
+    t2i[0]["output"] = "B" if t2i[0]["output"] in ("A", "D") else t2i[0]["output"]
+    (data_dir / "text2image_train.json").write_text(json.dumps(t2i))
+
+
+def test_items_whose_options_repeat_are_counted(data_dir, tmp_path):
+    _repeat_options(data_dir)
+    s = _store(data_dir, tmp_path / "s.db")
+    report = audit_store(s)
+    assert sorted(report.repeated.values()) == ["A=C", "A=D"]
+    assert report.as_dict()["repeated_options"] == 2 and report.leaks == 0
+    res = runner.invoke(app, ["audit", "--db", str(tmp_path / "s.db")])
+    assert res.exit_code == 0 and "2 item(s) show the same story or cover under two letters" in res.output
+    from distill.augment import AugmentConfig, augment
+
+    new, augmented = augment(s.items(), AugmentConfig(permutations=1, recombine=False))
+    assert sorted(augmented.repeated) == sorted(report.repeated)
+    assert not {p for it in new for p in it.parents} & set(report.repeated)  # never copied

@@ -103,3 +103,17 @@ def test_embedder_loads_offline(monkeypatch):
         normalize_embeddings=True,
     )
     assert emb[0] @ emb[1] > emb[0] @ emb[2]
+
+
+def test_items_from_macs_csvs_carry_each_story_once(sample_dir, tmp_path):
+    from tests.mac_layout import write_mac_csvs
+
+    paths = write_mac_csvs(sample_dir, tmp_path)
+    data = load_data(DataConfig(train=[str(p) for p in paths.values()], validation_fraction=0))
+    stories = [story_of(it) for it in data.splits["train"] if it.task == "text2image"]
+    new, _ = augment(data.splits["train"], AugmentConfig(permutations=1, seed=0), progress=False)
+    assert {it.transform.split(":")[0] for it in new} == {"permute", "recombine"}
+    for it in new:  # the question text holds the story (text2image) or the stories (image2text) as options
+        text = " ".join(it.input.split())
+        for story in stories:
+            assert text.count(" ".join(story.split())) <= 1, (it.transform, it.input)

@@ -3,23 +3,20 @@ nothing."""
 
 import errno
 import json
+import os
 
 import pytest
 
 from tests.cli_main import run_main
+from tests.helpers import ingested
 
 USERS = {"my_covers": {"file_name": "my_covers.json", "formatting": "alpaca"}}
 
 
 @pytest.fixture
 def db(tmp_path, sample_dir):
-    from distill.ingest import DataConfig, ingest
-    from store import open_store
-
     path = tmp_path / "s.db"
-    s = open_store(path)
-    ingest(s, DataConfig(train=[str(sample_dir / f"{t}_train.json") for t in ("image2text", "text2image")]))
-    s.close()
+    ingested(sample_dir, path).close()
     return path
 
 
@@ -89,3 +86,58 @@ def test_a_failed_file_write_adds_nothing_to_the_store(monkeypatch, capsys, tmp_
     ran.one_error_line(str(tmp_path / "aug"), "No space left on device")
     assert _items(db) == before
     assert not (tmp_path / "aug").exists()  # no temporary file, no folder made for the outputs
+
+
+def _replace_refused_for(monkeypatch, name):
+    """`os.replace` onto `name` fails as it does onto an immutable file (chattr +i)."""
+    import distill.data.fileio as fileio
+
+    real = fileio.os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(dst) == name:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(fileio.os, "replace", replace)
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_file_that_cannot_be_put_in_place_adds_nothing_and_mixes_nothing(monkeypatch, capsys, tmp_path, db):
+    out = tmp_path / "aug"
+    before = _items(db)
+    _replace_refused_for(monkeypatch, "augment_report.json")  # the last file put in place
+    ran = _augment(monkeypatch, capsys, db, out)
+    ran.one_error_line(str(out / "augment_report.json"), "Operation not permitted")
+    assert _items(db) == before
+    assert not out.exists()
+    monkeypatch.undo()
+
+    assert _augment(monkeypatch, capsys, db, out).code == 0  # a first run, whole
+    first_items, first_files = _items(db), _files(out)
+    assert first_items > before
+    _replace_refused_for(monkeypatch, "augment_report.json")
+    ran = _augment(monkeypatch, capsys, db, out, "--overwrite", "--seed", "1")
+    ran.one_error_line("augment_report.json", "Operation not permitted")
+    assert _items(db) == first_items
+    assert _files(out) == first_files  # the first run's files, byte for byte, and nothing of the second run
+
+
+def test_a_failed_store_write_puts_the_previous_files_back(monkeypatch, capsys, tmp_path, db):
+    import store.db
+    from distill.errors import UserError
+
+    out = tmp_path / "aug"
+    assert _augment(monkeypatch, capsys, db, out).code == 0
+    first = _files(out)
+
+    def refuse(self, items, images=None):
+        raise UserError("the store refused the items")
+
+    monkeypatch.setattr(store.db.Store, "add_items", refuse)
+    ran = _augment(monkeypatch, capsys, db, out, "--overwrite", "--seed", "1")
+    ran.one_error_line("refused")
+    assert _files(out) == first

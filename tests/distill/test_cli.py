@@ -1,13 +1,13 @@
 """The CLI is a thin face: these check its wiring and its error messages."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from distill.cli import app
+from tests.cli_main import run_main
+from tests.helpers import ingested
 
 runner = CliRunner()
 
@@ -110,32 +110,15 @@ def test_traces_commands(tmp_path, sample_dir):
     assert out.output.strip() == str(db.resolve())
 
 
-def test_errors_are_one_clear_line(tmp_path):
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "distill.cli",
-            "load",
-            str(tmp_path / "missing_train.json"),
-            "--db",
-            str(tmp_path / "x.db"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 1
-    assert "Traceback" not in res.stderr
-    assert "error:" in res.stderr and "missing_train.json" in res.stderr and "file not found" in res.stderr
-    res = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "traces", "show", "nope", "--db", str(tmp_path / "x.db")],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 1 and "Traceback" not in res.stderr
+def test_errors_are_one_clear_line(monkeypatch, capsys, tmp_path):
+    ran = run_main(monkeypatch, capsys, "load", tmp_path / "missing_train.json", "--db", tmp_path / "x.db")
+    ran.one_error_line("missing_train.json", "file not found")
+    ran = run_main(monkeypatch, capsys, "traces", "show", "nope", "--db", tmp_path / "x.db")
+    ran.one_error_line(str(tmp_path / "x.db"))  # no store there: named, not made
+    assert not (tmp_path / "x.db").exists()
 
 
-def test_recipe_typos_and_bad_model_paths_are_clear(tmp_path, sample_dir):
+def test_recipe_typos_and_bad_model_paths_are_clear(monkeypatch, capsys, tmp_path, sample_dir):
     import yaml
 
     cfg = {
@@ -144,42 +127,21 @@ def test_recipe_typos_and_bad_model_paths_are_clear(tmp_path, sample_dir):
         "teacher": {"reasoner": {"backend": "transformers", "model": str(tmp_path / "nowhere"), "temprature": 1}},
     }
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump(cfg))
-    res = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "typo.yaml")],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 1 and "temprature" in res.stderr and "Traceback" not in res.stderr
+    run_main(monkeypatch, capsys, "graph", "-c", tmp_path / "typo.yaml").one_error_line("temprature")
     del cfg["teacher"]["reasoner"]["temprature"]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    res = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "graph", "-c", str(tmp_path / "bad.yaml")], capture_output=True, text=True
-    )
-    assert res.returncode == 1 and "model folder not found" in res.stderr and "nowhere" in res.stderr
-    assert "Traceback" not in res.stderr
+    ran = run_main(monkeypatch, capsys, "graph", "-c", tmp_path / "bad.yaml")
+    ran.one_error_line("model folder not found", "nowhere")
 
 
-def test_usage_errors_have_no_traceback(tmp_path):
-    res = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "traces", "stats", "extra", "args"], capture_output=True, text=True
-    )
-    assert res.returncode == 2 and "Traceback" not in res.stderr and "unexpected extra argument" in res.stderr
+def test_usage_errors_have_no_traceback(monkeypatch, capsys):
+    ran = run_main(monkeypatch, capsys, "traces", "stats", "extra", "args")
+    assert ran.code == 2 and "Traceback" not in ran.err and "unexpected extra argument" in ran.err
 
 
 def test_augment_export_and_llamafactory_conversion(tmp_path, sample_dir):
-    from distill.ingest import DataConfig, ingest
-    from store import open_store
-
     db = tmp_path / "s.db"
-    s = open_store(db)
-    ingest(
-        s,
-        DataConfig(
-            train=[str(sample_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
-            test=[str(sample_dir / f"{t}_test.json") for t in ("image2text", "text2image")],
-        ),
-    )
-    s.close()
+    ingested(sample_dir, db, ("train", "test")).close()
     res = runner.invoke(
         app, ["augment", "--db", str(db), "--out", str(tmp_path / "aug"), "--permutations", "1", "--no-recombine"]
     )
@@ -335,29 +297,13 @@ def test_predict_on_a_registry_takes_its_test_split(tmp_path, sample_dir, monkey
 
 
 # --- export: self-contained by default, no gold letter unless asked -------------------------------------------
-def _held_out_store(tmp_path, sample_dir):
-    from distill.ingest import DataConfig, ingest
-    from store import open_store
-
-    db = tmp_path / "s.db"
-    s = open_store(db)
-    ingest(
-        s,
-        DataConfig(
-            train=[str(sample_dir / f"{t}_train.json") for t in ("image2text", "text2image")],
-            dev=[str(sample_dir / f"{t}_dev.json") for t in ("image2text", "text2image")],
-        ),
-    )
-    s.close()
-    return db
-
-
 def test_eval_exports_stand_alone_and_carry_no_gold_unless_asked(tmp_path, sample_dir):
     import shutil
 
     from distill.data.registry import load_registry
 
-    db = _held_out_store(tmp_path, sample_dir)
+    db = tmp_path / "s.db"
+    ingested(sample_dir, db, ("train", "dev")).close()
     golds = [r["output"] for r in json.loads((sample_dir / "image2text_dev.json").read_text())]
     res = runner.invoke(app, ["export", "eval", "--db", str(db), "--split", "dev", "--out", str(tmp_path / "lf")])
     assert res.exit_code == 0, res.output
@@ -383,3 +329,20 @@ def test_eval_exports_stand_alone_and_carry_no_gold_unless_asked(tmp_path, sampl
     assert all(r["images"][0].startswith("../") for r in records)
     res = runner.invoke(app, ["export", "sft", "--db", str(db), "--out", str(tmp_path / "x"), "--with-gold"])
     assert res.exit_code != 0 and "--with-gold is for eval exports" in res.output
+
+
+PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
+
+
+@pytest.mark.parametrize("command", [["graph"], ["audit"], ["augment", "--out", "aug"]])
+@pytest.mark.parametrize(
+    "content, reason",
+    [(PNG_HEADER, "byte 0 is not UTF-8 text"), (b"[" * 100_000, "nested too deeply to read")],
+    ids=["binary", "deep"],
+)
+def test_a_recipe_that_is_not_yaml_text_is_one_line(monkeypatch, capsys, tmp_path, command, content, reason):
+    recipe = tmp_path / "cover.png"
+    recipe.write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    ran = run_main(monkeypatch, capsys, *command, "--config", recipe)
+    ran.one_error_line(f"{recipe}: not a YAML recipe", reason)

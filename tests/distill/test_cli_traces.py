@@ -157,3 +157,10 @@ def test_a_100kb_id_lists_in_seconds(monkeypatch, capsys, tmp_path, sample_dir, 
     t0 = time.perf_counter()
     ran = run_main(monkeypatch, capsys, "traces", "show", "2" * 100_000, "--db", db)
     assert time.perf_counter() - t0 < 10 and ran.code == 0 and big in ran.out
+
+
+def test_an_unknown_task_is_an_error_naming_the_tasks(monkeypatch, capsys, db):
+    ran = run_main(monkeypatch, capsys, "traces", "list", "--db", db, "--task", "image3text")
+    assert ran.code == 2 and "Traceback" not in ran.err
+    assert "'image3text' is not a task: image2text or text2image" in ran.err
+    assert run_main(monkeypatch, capsys, "traces", "list", "--db", db, "--task", "image2text").code == 0

@@ -62,7 +62,8 @@ def test_ece_of_a_perfectly_calibrated_set_is_zero():
     [
         ({"a1": "A"}, "missing"),
         ({"a1": "A", "a2": "B", "zz": "C"}, "extra"),
-        ({"a1": "A", "a2": "Z"}, "not a single letter"),
+        ({"a1": "A", "a2": "b"}, "not a single capital letter"),
+        ({"a1": "A", "a2": "AB"}, "not a single capital letter"),
     ],
 )
 def test_clear_errors(tmp_path, answers, needle):
@@ -71,23 +72,12 @@ def test_clear_errors(tmp_path, answers, needle):
         evaluate(tmp_path, [tmp_path / "image2text_gold.json"])
 
 
-def _mac_csv(path, items):
-    import csv
-
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["journal", "id", "question", "cover_image", "answer", "option_A", "option_B", "option_C", "option_D"]
-        )
-        for it in items:
-            w.writerow([it.journal, it.id, "Which story?", it.images[0], it.gold] + [o.text for o in it.options])
-
-
 def test_a_mac_csv_is_a_key_too(tmp_path, sample_dir):
     from distill.data.records import load_json
+    from tests.helpers import write_mac_csv
 
     items = load_json(sample_dir / "image2text_dev.json").items
-    _mac_csv(tmp_path / "mac_image2text_dev.csv", items)
+    write_mac_csv(tmp_path / "mac_image2text_dev.csv", items)
     answers = {
         it.id: it.gold if k else next(letter for letter in "ABCD" if letter != it.gold) for k, it in enumerate(items)
     }
@@ -111,10 +101,64 @@ def test_a_wrong_gold_file_says_what_was_expected_and_what_was_found(monkeypatch
         tmp_path / "image2text_gold.txt": ["not valid JSON", "expected a labelled task file"],
         tmp_path / "image2text_key.json": ["found an object with keys ['a1']", "expected"],
         tmp_path / "image2text_ids.json": ["record #0 has keys ['answer', 'id']", '{"id", "output"}'],
-        tmp_path / "image2text_bad.json": ["id 'a1' has output 3", "A-D"],
+        tmp_path / "image2text_bad.json": ["id 'a1' has output 3", "A-Z"],
         tmp_path / "image2text_empty.json": ["found an empty array", "expected"],
         tmp_path / "nope.json": ["file not found"],
     }
     for gold, needles in cases.items():
         ran = run_main(monkeypatch, capsys, "eval", "--answers", tmp_path, "--gold", gold)
         ran.one_error_line(str(gold), *needles)
+
+
+def test_items_with_six_options_load_predict_and_score_by_one_letter_rule(tmp_path, sample_dir):
+    """Gold F loads, a prediction of F is written to the answer file, and `eval` reads it and scores it right."""
+    import asyncio
+    import shutil
+
+    from distill.backends.base import Backend
+    from distill.backends.config import BackendConfig
+    from distill.data.answers import read_answers, write_answers
+    from distill.data.options import parse_options
+    from distill.pipeline import load_tests
+    from distill.predict import PredictConfig, predict_items
+
+    cover = json.loads((sample_dir / "image2text_dev.json").read_text())[0]["images"][0]
+    shutil.copy(sample_dir / cover, tmp_path / "cover.jpg")
+    stories = [f"Story {n}: a cover about topic {n}." for n in range(6)]
+    body = "\n".join(f"{L}. {s}" for L, s in zip("ABCDEF", stories))
+    records = [
+        {
+            "id": f"six-{k}",
+            "system": "s",
+            "input": f"<image>\nWhich story?\n{body}",
+            "output": "F",
+            "images": ["cover.jpg"],
+        }
+        for k in range(3)
+    ]
+    (tmp_path / "image2text_dev.json").write_text(json.dumps(records))
+
+    class KnowsTheLastStory(Backend):
+        async def chat(self, request):
+            raise NotImplementedError
+
+        async def score(self, request, letters):
+            text = "".join(p.get("text", "") for p in request.messages[-1]["content"] if p["type"] == "text")
+            good = {o.letter for o in parse_options(text) if o.text == stories[5]}
+            return {L: 0.9 if L in good else 0.1 / (len(letters) - 1) for L in letters}
+
+    [items] = load_tests([tmp_path / "image2text_dev.json"], split="dev").values()
+    assert [it.letters for it in items] == [list("ABCDEF")] * 3 and {it.gold for it in items} == {"F"}
+    backend = KnowsTheLastStory(BackendConfig(model="fake"))
+    for method in ("score", "debias"):
+        rows = asyncio.run(predict_items(backend, items, PredictConfig(method=method)))
+        assert [r["letter"] for r in rows] == ["F"] * 3, method
+    answers = tmp_path / "answers"
+    write_answers(answers / "image2text_answer.json", {r["id"]: r["letter"] for r in rows}, [it.id for it in items])
+    assert set(read_answers(answers / "image2text_answer.json").values()) == {"F"}
+    report = evaluate(answers, [tmp_path / "image2text_dev.json"], answers)
+    assert report["tasks"]["image2text"]["accuracy"] == 1.0
+    assert report["tasks"]["image2text"]["confusion"]["F"] == {"F": 3}
+    assert "| gold | A | B | C | D | E | F |" in (answers / "eval.md").read_text()
+    (tmp_path / "image2text_key.json").write_text(json.dumps([{"id": it.id, "output": "F"} for it in items]))
+    assert evaluate(answers, [tmp_path / "image2text_key.json"])["overall"]["accuracy"] == 1.0  # a bare key too

@@ -57,7 +57,7 @@ def test_a_store_that_cannot_be_filled_is_removed_again(monkeypatch, capsys, tmp
     import store.db
     from distill.errors import UserError
 
-    def fail(self, items):
+    def fail(self, items, images=None):
         raise UserError("the store refused the items")
 
     monkeypatch.setattr(store.db.Store, "add_items", fail)
@@ -69,7 +69,7 @@ def test_a_store_that_cannot_be_filled_is_removed_again(monkeypatch, capsys, tmp
 def test_a_bug_keeps_its_traceback(monkeypatch, capsys, tmp_path, files):
     import store.db
 
-    def bug(self, items):
+    def bug(self, items, images=None):
         raise KeyError("a key the code should have had")
 
     monkeypatch.setattr(store.db.Store, "add_items", bug)

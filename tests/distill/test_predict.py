@@ -279,3 +279,25 @@ def test_a_captioned_student_captions_each_cover_once_then_answers_with_its_capt
     with pytest.raises(ValueError, match="substring not found"):  # without captions the prompt has none to read
         asyncio.run(predict_items(plain, items, PredictConfig(method=method)))
     assert plain.described == []
+
+
+def test_an_item_past_the_models_context_is_refused_before_the_model_loads(
+    monkeypatch, capsys, tmp_path, sample_dir, tiny_model_dir
+):
+    import distill.backends.factory
+    from tests.cli_main import run_main
+
+    records = json.loads((sample_dir / "image2text_test.json").read_text())[:3]
+    for r in records:
+        r["images"] = [str(sample_dir / p) for p in r["images"]]
+    long_story = "A long cover story. " * 12_000  # 240 kB, ~48k tokens: the tiny model takes 32,768
+    records[1]["input"] = records[1]["input"].replace("\nB. ", f"\nB. {long_story}", 1)
+    (tmp_path / "image2text_test.json").write_text(json.dumps(records))
+    monkeypatch.setattr(distill.backends.factory, "make_backend", lambda *a: pytest.fail("the model was loaded"))
+    ran = run_main(
+        monkeypatch, capsys, "predict", "--model", tiny_model_dir, "--data", tmp_path / "image2text_test.json",
+        "--out", tmp_path / "answers",
+    )  # fmt: skip
+    line = ran.one_error_line("1 held-out item(s) do not fit the model's context of 32,768 tokens")
+    assert f"image2text_test.json#1 id={records[1]['id']}" in line and records[0]["id"] not in line
+    assert not (tmp_path / "answers").exists()

@@ -89,3 +89,31 @@ def test_a_key_echoed_by_the_server_reaches_neither_store_nor_stderr(tmp_path, s
     for f in tmp_path.iterdir():  # the store, its WAL and shared memory, anything else written there
         if f.is_file():
             assert KEY.encode() not in f.read_bytes(), f
+
+
+@pytest.mark.parametrize(
+    "key, what",
+    [("sk-t\u00e9st-4f9c2e7d1b8a6035", "character 5 of 24 is not ASCII"), (KEY + "\n", "a control character")],
+    ids=["accent", "newline"],
+)
+def test_a_key_no_header_can_carry_is_one_line_that_never_shows_it(
+    monkeypatch, capsys, tmp_path, sample_dir, key, what
+):
+    from tests.cli_main import run_main
+
+    monkeypatch.setenv("DISTILL_TEST_ODD_KEY", key)
+    reasoner = {
+        "backend": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "model": "m",
+        "api_key_env": "DISTILL_TEST_ODD_KEY",
+    }
+    cfg = {
+        "db": str(tmp_path / "t.db"),
+        "data": {"train": [str(sample_dir / "image2text_train.json")]},
+        "teacher": {"reasoner": reasoner, "limit": 1},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(cfg))
+    ran = run_main(monkeypatch, capsys, "graph", "-c", tmp_path / "r.yaml")
+    ran.one_error_line("$DISTILL_TEST_ODD_KEY", what)
+    assert key.strip() not in ran.err + ran.out

@@ -10,21 +10,15 @@ import os
 import pytest
 
 from tests.cli_main import run_main
+from tests.helpers import ingested
 
 
 @pytest.fixture(scope="module")
 def stocked(sample_dir, tmp_path_factory):
     """A store with train and test items, one trace, and an answers folder that scores."""
-    from distill.ingest import DataConfig, ingest
-    from store import open_store
-
     work = tmp_path_factory.mktemp("unwritable")
     db = work / "s.db"
-    s = open_store(db)
-    ingest(
-        s,
-        DataConfig(train=[str(sample_dir / "image2text_train.json")], test=[str(sample_dir / "image2text_test.json")]),
-    )
+    s = ingested(sample_dir, db, ("train", "test"), tasks=("image2text",))
     [item] = s.items(split="train")[:1]
     run = s.start_run("graph", {}, run_id="r1")
     s.finish_item(
@@ -101,3 +95,29 @@ def test_a_folder_that_is_not_writable_is_named(tmp_path, monkeypatch):
     with pytest.raises(PermissionError) as err:
         require_writable_dir(tmp_path / "new" / "out")
     assert err.value.filename == str(tmp_path / "new" / "out") and str(tmp_path) in err.value.strerror
+
+
+@pytest.mark.parametrize("command", ["sft", "dpo", "merge"])
+def test_training_finds_an_unwritable_output_before_loading_weights(
+    monkeypatch, capsys, tmp_path, stocked, tiny_model_dir, command
+):
+    import transformers
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded before the output folder was checked")
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", no_weights)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file where a folder would have to be\n")
+    out = blocker / "sub" / "out"
+    if command == "merge":
+        adapter = tmp_path / "adapter"
+        adapter.mkdir()
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir)}))
+        args = ["merge", adapter, out]
+    else:
+        model = ["--model_name_or_path", tiny_model_dir, "--output_dir", out, "--reason_weight", "0"]
+        args = [command, "--db", stocked / "s.db", *model, "--report_to", "none"]
+    line = run_main(monkeypatch, capsys, *args).one_error_line(str(blocker))
+    assert "is a file, not a folder" in line, line
+    assert sorted(os.listdir(tmp_path)) == ["adapter", "blocker"] if command == "merge" else ["blocker"]

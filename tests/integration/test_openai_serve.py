@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,15 @@ from distill.backends.config import BackendConfig
 from distill.backends.openai_backend import OpenAIBackend
 from distill.data.records import load_json
 from graphs.runner import run_items
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 MAX_PIXELS = 50176
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path_factory.mktemp("hub")))
     exe = Path(sys.executable).parent / "transformers"
     proc = subprocess.Popen(

@@ -137,6 +137,7 @@ FOREIGN_KEYS = {
     ("traces", "item_key", "items", "key"),
     ("traces", "call_id", "calls", "id"),
     ("descriptions", "call_id", "calls", "id"),
+    ("descriptions", "image_sha256", "images", "sha256"),
     ("item_runs", "run_id", "runs", "id"),
     ("item_runs", "item_key", "items", "key"),
     ("item_attempts", "run_id", "runs", "id"),
@@ -212,6 +213,43 @@ def test_older_store_migrates_to_the_same_schema_and_keeps_its_rows(tmp_path, sa
     [t] = s.traces(query="crimson")  # old rows are indexed for search, keyed by (task, id) now
     assert t["id"] == "t1" and t["item_key"] == f"image2text/{item.id}"
     assert s.done_items("r") == {f"image2text/{item.id}"}
+
+
+@pytest.mark.parametrize("version", range(1, len(MIGRATIONS)))
+def test_captions_link_to_their_covers_after_migrating_from_every_version(tmp_path, version):
+    """A store at any earlier version, with one caption of a recorded cover and one of a cover the store never
+    recorded: both captions survive, and each references its `images` row (the unrecorded cover's has no path)."""
+    path = tmp_path / f"v{version}.db"
+    old = sqlite_utils.Database(path)
+    old["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    for fn in MIGRATIONS[:version]:
+        fn(old)
+        old["_migrations"].insert({"name": fn.__name__, "applied_at": "then"})
+    old["images"].insert({"sha256": "a1" * 32, "path": "covers/crimson.png", "width": 64, "height": 64, "bytes": 9})
+    for sha, text in (("a1" * 32, "crimson hexagons in a lattice"), ("b2" * 32, "violet diamonds in a ring")):
+        old["descriptions"].insert({"image_sha256": sha, "model": "m", "prompt_version": "v1", "text": text})
+    old.close()
+    s = open_store(path)
+    open_store(tmp_path / "fresh.db").close()
+    assert _schema(path) == _schema(tmp_path / "fresh.db") and _structure(path) == _structure(tmp_path / "fresh.db")
+    [link] = [r for r in s.db.execute("PRAGMA foreign_key_list(descriptions)").fetchall() if r[3] == "image_sha256"]
+    assert (link[2], link[4]) == ("images", "sha256")
+    assert s.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    rows = s.db.execute(
+        "select d.text, i.path from descriptions d join images i on i.sha256 = d.image_sha256 order by d.text"
+    ).fetchall()
+    assert rows == [("crimson hexagons in a lattice", "covers/crimson.png"), ("violet diamonds in a ring", None)]
+
+
+def test_a_caption_of_a_cover_saved_before_its_image_references_it(store):
+    run = store.start_run("graph", {})
+    call = call_row(run, None, "describer", "m", {}, "teal stripes", 1, 1, 1.0)
+    store.save_description("c3" * 32, "m", "v1", "teal stripes", call)
+    assert store.db.execute("select path from images where sha256 = ?", ["c3" * 32]).fetchall() == [(None,)]
+    store.add_images([{"sha256": "c3" * 32, "path": "covers/teal.png", "width": 8, "height": 8, "bytes": 1}])
+    assert store.image_hashes() == {"covers/teal.png": "c3" * 32}  # ingest fills the row in
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        store.db.execute("delete from images")
 
 
 def test_items_and_traces_round_trip_and_survive_reopen(tmp_path, sample_dir):

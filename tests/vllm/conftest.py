@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("DISTILL_VLLM_VENV", ROOT / ".venv-vllm"))
@@ -47,9 +48,7 @@ def tiny32(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(vllm_python, tiny32, tmp_path_factory):
     """`vllm serve` (the OpenAI-compatible server, one engine) on 127.0.0.1 for the session."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     cmd = [
         str(vllm_python),

@@ -4,6 +4,7 @@ tiny model, prompts and images. Letter probabilities agree within 1e-4 (float32 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -90,6 +91,15 @@ def test_predict_with_the_vllm_engine_matches_the_in_process_scores(vllm_python,
         "--out",
         tmp_path / "debias",
         *common,
+        "---",  # the default dtype: float32 on the CPU, so the same engine serves it
+        "predict",
+        "--backend",
+        "vllm",
+        "--method",
+        "score",
+        "--out",
+        tmp_path / "auto",
+        *[a for a in common if a not in ("--dtype", "float32")],
     ]
     res = subprocess.run(
         [str(vllm_python), str(ROOT / "tests/vllm/run_cli.py"), *map(str, argv)],
@@ -99,12 +109,14 @@ def test_predict_with_the_vllm_engine_matches_the_in_process_scores(vllm_python,
         timeout=1800,
     )
     assert res.returncode == 0, res.stderr[-4000:]
-    assert res.stderr.count("starting the vLLM engine") == 1  # one engine for both commands
-    for method in ("score", "debias"):
-        got = _details(tmp_path / method)
+    assert res.stderr.count("starting the vLLM engine") == 1  # one engine for the three commands
+    assert "starting the vLLM engine for" in res.stderr and "(dtype float32)" in res.stderr
+    for method, folder in (("score", "score"), ("debias", "debias"), ("score", "auto")):
+        got = _details(tmp_path / folder)
         assert _agree(got, reference[method]) < TOLERANCE
+        assert all(got[t][i]["letter"] == reference[method][t][i]["letter"] for t in TASKS for i in got[t])
         for task, path in zip(TASKS, tests):
-            answers = read_answers(tmp_path / method / f"{task}_answer.json")
+            answers = read_answers(tmp_path / folder / f"{task}_answer.json")
             assert set(answers) == {it.id for it in load_json(path).items}
             probs = [r["probs"] for r in got[task].values()]
             assert all(abs(sum(p.values()) - 1) < 1e-5 for p in probs)
@@ -211,3 +223,45 @@ def test_vllm_serve_as_the_teacher_of_the_graph(vllm_server, tiny32, sample_dir,
     assert rotated and store.db.execute(
         "select count(*) from calls where run_id = 'vllm' and agent = 'critic'"
     ).fetchone()[0] >= len(rotated)
+
+
+# `distill predict` with vLLM's engine given more memory than there is (a whole node's worth at start-up)
+_GREEDY = """import sys
+import distill.backends.vllm_backend as v
+from distill.cli import main
+kwargs = v.engine_kwargs
+v.engine_kwargs = lambda config, on_cpu=None: kwargs(config, on_cpu) | {"gpu_memory_utilization": 1.0}
+sys.argv = ["distill", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "refusal,command,env",
+    [
+        # vLLM's CPU engine reserves a share of the node's memory at start-up when no KV cache size is given
+        ("on startup", ["-c", _GREEDY], {k: v for k, v in ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}),
+        # a KV cache larger than the free memory
+        ("on kv cache allocation", ["-m", "distill.cli"], ENV | {"VLLM_CPU_KVCACHE_SPACE": "100000"}),
+    ],
+)
+def test_an_engine_short_of_memory_is_one_line_naming_the_setting(
+    vllm_python, tiny32, tests, tmp_path, refusal, command, env
+):
+    res = subprocess.run(
+        [str(vllm_python), *command, "predict", "--backend", "vllm", "--model", str(tiny32), "--data", str(tests[0])]
+        + ["--max-pixels", str(MAX_PIXELS), "--out", str(tmp_path / "answers")],
+        env=env | {"TMPDIR": str(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 1
+    output = res.stdout + res.stderr
+    assert "Traceback" not in output and "ERROR" not in output  # the engine's processes' logs are held back
+    [line] = [ln for ln in output.splitlines() if ln.startswith("error:")]
+    assert "lack of memory" in line and refusal in line and "VLLM_CPU_KVCACHE_SPACE" in line
+    log = line.rsplit("vLLM's output is in ", 1)[1]
+    assert log.startswith(str(tmp_path)) and "Traceback" in Path(log).read_text()  # what was held back is kept
+    assert not list(tmp_path.glob("answers/*_answer.json"))

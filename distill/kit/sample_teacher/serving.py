@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from distill.errors import UserError
+
 
 class SampleTeacherConfig(BaseModel):
     """The recipe's `sample_teacher:` section: a stand-in for a VLM teacher, valid only on the sample covers."""
@@ -37,11 +39,32 @@ def serve(cfg: SampleTeacherConfig) -> None:
     main(server_args(cfg))
 
 
+class SampleTeacherError(UserError, RuntimeError):
+    """The sample teacher's server did not start; the message carries the server's own reason."""
+
+
+def _reason(lines: list[str]) -> str:
+    """What a server that did not start said, as one line: its last error line (uvicorn's "ERROR: ..."), else its
+    last line; where it said nothing, that."""
+    said = [line.strip() for line in lines if line.strip()]
+    errors = [line for line in said if line.startswith("ERROR") or "Error" in line.split(":", 1)[0]]
+    last = (errors or said or ["it printed nothing"])[-1]
+    return last.removeprefix("ERROR:").strip()
+
+
+def _not_started(cfg: SampleTeacherConfig, reason: str, code: int) -> str:
+    where = f" on 127.0.0.1:{cfg.port}" if cfg.port else ""
+    advice = ": give it another port (0 picks a free one), or stop what uses this one" if "in use" in reason else ""
+    return f"the sample teacher did not start{where}: {reason} (exit code {code}){advice}"
+
+
 @contextlib.contextmanager
 def serving(cfg: SampleTeacherConfig, timeout_s: float = 60.0) -> Iterator[str]:
-    """The server's base URL (…/v1) while the block runs; the process ends with it."""
+    """The server's base URL (…/v1) while the block runs; the process ends with it. A server that does not start
+    (its port taken, say) is a SampleTeacherError with the server's own reason."""
     cmd = [sys.executable, "-m", "distill.kit.sample_teacher", *server_args(cfg)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said: list[str] = []  # what it printed before it was ready: the reason, when it is not
     try:
         deadline = time.time() + timeout_s
         line = ""
@@ -49,10 +72,14 @@ def serving(cfg: SampleTeacherConfig, timeout_s: float = 60.0) -> Iterator[str]:
             line = proc.stdout.readline()
             if line.startswith("sample teacher ready at "):
                 break
-            if not line and proc.poll() is not None:
-                raise RuntimeError(f"the sample teacher did not start: {proc.stdout.read()[-1000:]}")
+            if line:
+                said.append(line)
+            elif proc.poll() is not None:
+                raise SampleTeacherError(_not_started(cfg, _reason(said), proc.returncode))
         else:
-            raise RuntimeError(f"the sample teacher was not ready in {timeout_s:.0f}s")
+            raise SampleTeacherError(
+                f"the sample teacher was not ready in {timeout_s:.0f}s" + (f": {_reason(said)}" if said else "")
+            )
         # keep reading what it prints, so a full pipe never stalls it
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
         yield line.split()[4]

@@ -17,8 +17,10 @@ def test_valid_answers_pass_and_are_written_atomically(tmp_path):
     [
         ([{"id": "a", "output": "B"}], "missing"),
         ([{"id": "a", "output": "B"}, {"id": "a", "output": "C"}, {"id": "b", "output": "A"}], "duplicate"),
-        ([{"id": "a", "output": "E"}, {"id": "b", "output": "A"}], "not a single letter"),
-        ([{"id": "a", "output": "b"}, {"id": "b", "output": "A"}], "not a single letter"),
+        ([{"id": "a", "output": "AB"}, {"id": "b", "output": "A"}], "not a single capital letter"),
+        ([{"id": "a", "output": "b"}, {"id": "b", "output": "A"}], "not a single capital letter"),
+        ([{"id": "a", "output": ["A"]}, {"id": "b", "output": "A"}], "not a single capital letter"),
+        ([{"id": ["a"], "output": "A"}, {"id": "b", "output": "A"}], "is not a string"),
         ([{"id": "a", "output": "A"}, {"id": "b", "output": "A"}, {"id": "z", "output": "A"}], "not in the test set"),
         ([{"id": "a", "output": "A", "conf": 1}, {"id": "b", "output": "A"}], "exactly 'id' and 'output'"),
     ],
@@ -97,6 +99,37 @@ def test_llamafactory_lines_keep_their_own_numbers_and_say_what_is_missing(tmp_p
 def test_llamafactory_replies_follow_one_case_rule(tmp_path, reply, letter):
     path = tmp_path / "generated_predictions.jsonl"
     path.write_text(json.dumps({"prompt": "", "predict": reply, "label": ""}) + "\n")
+    _, [row] = from_llamafactory(path, ["a"], [list("ABCD")])
+    assert (row["letter"] if row["parsed"] else None) == letter
+
+
+# vllm_infer.py's `prompt` for an image2text record (special tokens skipped, its default)
+_PROMPT = (
+    "system\nYou are a helpful assistant.\nuser\n# Requirement\n You are an excellent scientific image reader.\n"
+    "Which story matches the cover?\n\nA. Lattices of crimson hexagons\nB. Violet diamonds in a ring\n"
+    "C. Teal stripes in rows\nD. Amber dots scattered\nassistant\n"
+)
+
+
+@pytest.mark.parametrize(
+    "reply,letter",
+    [
+        ('```json\n{"answer": "C"}\n```', "C"),  # a JSON reply in a code fence
+        ('{"answer": "(C)"}', "C"),  # the value is read as the reply "(C)" is
+        ('{"answer": "C."}', "C"),
+        ('{"Answer": "C"}', "C"),  # the key in any case
+        ('Based on the teal stripes, my choice is:\n```json\n{"answer": "C"}\n```', "C"),  # words before it
+        ('The cover shows rows. {"reasoning": "Option B is violet, not teal.", "answer": "c"}', "C"),
+        ('{"answer": "a"}', "A"),  # a lone value: nothing after it, so not the article
+        ('{"answer": "a cover with teal stripes"}', None),  # the article, as in free text
+        ('{"answer": ""}', None),
+        ("(C)", "C"),  # the same rule in free text
+        ("C.", "C"),
+    ],
+)
+def test_llamafactory_json_replies_are_read_by_the_free_text_rule(tmp_path, reply, letter):
+    path = tmp_path / "generated_predictions.jsonl"
+    path.write_text(json.dumps({"prompt": _PROMPT, "predict": reply, "label": "C"}) + "\n")
     _, [row] = from_llamafactory(path, ["a"], [list("ABCD")])
     assert (row["letter"] if row["parsed"] else None) == letter
 

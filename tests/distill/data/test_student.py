@@ -6,36 +6,28 @@ import json
 import pytest
 
 from distill.data.items import Item, Option
-from distill.data.student import (
-    CAPTIONS_HEADER,
-    LAYOUT_FILE,
-    prompt_messages,
-    recorded_captions,
-    recorded_layout,
-    recorded_max_pixels,
-    write_layout,
-)
+from distill.data.student import CAPTIONS_HEADER, prompt_messages
+from distill.data.student_card import CARD_FILE, StudentCard, image_cap, read_card, write_card
 from distill.errors import UserError
 
 
-def test_the_layout_and_the_image_cap_are_recorded_together(tmp_path):
-    write_layout(tmp_path, "system", max_pixels=200704)
-    assert json.loads((tmp_path / LAYOUT_FILE).read_text()) == {"layout": "system", "max_pixels": 200704}
-    assert (recorded_layout(tmp_path), recorded_max_pixels(tmp_path)) == ("system", 200704)
+def test_the_card_records_layout_image_cap_and_captions_together(tmp_path):
+    write_card(tmp_path, StudentCard(layout="system", max_pixels=200704, captions=True))
+    assert json.loads((tmp_path / CARD_FILE).read_text()) == {
+        "layout": "system",
+        "max_pixels": 200704,
+        "captions": True,
+    }
+    assert read_card(tmp_path) == StudentCard(layout="system", max_pixels=200704, captions=True)
+    assert image_cap(tmp_path, None) == (200704, f"recorded with the model in {tmp_path / CARD_FILE}")
+    assert image_cap(tmp_path, 3136, given="--max-pixels") == (3136, "--max-pixels")
 
 
-def test_older_records_hold_only_the_layout(tmp_path):
-    write_layout(tmp_path, "llamafactory")  # the call as it was: still works, records no cap
-    assert json.loads((tmp_path / LAYOUT_FILE).read_text()) == {"layout": "llamafactory"}
-    assert (recorded_layout(tmp_path), recorded_max_pixels(tmp_path)) == ("llamafactory", None)
-    assert (recorded_layout(tmp_path / "nothing"), recorded_max_pixels(tmp_path / "nothing")) == (None, None)
-
-
-def test_a_captioned_model_records_it(tmp_path):
-    write_layout(tmp_path, "llamafactory", max_pixels=3136, captions=True)
-    assert recorded_captions(tmp_path) is True
-    write_layout(tmp_path, "llamafactory", max_pixels=3136)
-    assert recorded_captions(tmp_path) is False and "captions" not in (tmp_path / LAYOUT_FILE).read_text()
+def test_folders_trained_before_keep_their_earlier_card(tmp_path):
+    (tmp_path / "distill_prompt.json").write_text('{"layout": "llamafactory"}')  # the earlier name, no cap
+    assert read_card(tmp_path) == StudentCard(layout="llamafactory")
+    assert image_cap(tmp_path, None)[0] == 262144
+    assert read_card(tmp_path / "nothing") is None  # a folder cover-distill did not train
 
 
 def test_captions_follow_the_question_one_line_a_cover():
@@ -80,7 +72,7 @@ def test_captions_follow_the_question_one_line_a_cover():
     ],
 )
 def test_a_broken_record_is_one_line_naming_the_file(tmp_path, record):
-    (tmp_path / LAYOUT_FILE).write_text(record)
+    (tmp_path / CARD_FILE).write_text(record)
     with pytest.raises(UserError) as exc:
-        recorded_max_pixels(tmp_path)
-    assert str(tmp_path / LAYOUT_FILE) in str(exc.value) and "\n" not in str(exc.value)
+        read_card(tmp_path)
+    assert str(tmp_path / CARD_FILE) in str(exc.value) and "\n" not in str(exc.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 
 @pytest.fixture(scope="session")
 def covers_dir(tmp_path_factory) -> Path:
     from distill.kit.sample_data import generate
 
     return generate(tmp_path_factory.mktemp("sample-covers"), n_train=24, n_dev=2, n_test=4, seed=3)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +28,7 @@ def serve():
     def start(error_rate: float, leak_rate: float) -> str:
         if (error_rate, leak_rate) in procs:
             return procs[error_rate, leak_rate][1]
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [
                 sys.executable,
