@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -78,8 +79,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["prepare", "data", "train", "results", "table"])
-    p.add_argument("files", nargs="*", help="table: the results files to aggregate")
+    p.add_argument("stage", choices=["prepare", "data", "train", "results", "table", "curves"])
+    p.add_argument("files", nargs="*", help="table: the results files to aggregate; curves: runs' JOB.metrics.jsonl")
     p.add_argument("--work", help="the draw's folder (data, store, runs)")
     p.add_argument("--data-seed", type=int, default=0, help="the data draw: motif pools and covers")
     p.add_argument("--n-train", type=int, default=1000, help="sample training items per task")
@@ -414,17 +415,23 @@ def grounding(model: Path, data_dir: Path, scored: Path, args) -> dict:
 
 
 # --- results: one file per (draw, seed) ---------------------------------------------------------------------
-def curve(run_dir: Path) -> list[tuple[int, float]]:
+def metrics_rows(path: Path) -> list[dict]:
+    """A run's metrics.jsonl, one dict per logged step (NaN read as NaN)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def curve(rows: list[dict]) -> list[tuple[int, float]]:
     """(step, validation accuracy) at every evaluation of a run."""
-    path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
 
 
-def last_step(run_dir: Path) -> int | None:
-    path = run_dir / "metrics.jsonl"
-    steps = [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
-    return max(steps) if steps else None
+def diverged_at(rows: list[dict]) -> int | None:
+    """The first logged step whose gradient norm was not finite (the run stops there; see distill.train.divergence)."""
+    return next((r["step"] for r in rows if r.get("grad_norm") is not None and not math.isfinite(r["grad_norm"])), None)
+
+
+def last_step(rows: list[dict]) -> int | None:
+    return max((r["step"] for r in rows), default=None)
 
 
 def prediction_cost(answers: Path, model: Path, log: Path) -> dict:
@@ -486,14 +493,16 @@ def results(args, work: Path) -> list[Path]:
                 ),
             }
             if row.method == "score":
-                c = curve(trained)
+                logged = metrics_rows(trained / "metrics.jsonl")
+                c = curve(logged)
                 best = max(c, key=lambda p: (p[1], -p[0])) if c else (None, None)
                 job = f"dpo-{row.base}-s{s}" if row.extra == "dpo" else f"sft-{row.sft}-s{s}"
                 entry |= {
                     "curve": c,
                     "best_step": best[0],
                     "best_val": best[1],
-                    "last_step": last_step(trained),
+                    "last_step": last_step(logged),
+                    "diverged_at": diverged_at(logged),
                     "train_s": times.get(job),
                 }
                 g = answers / "grounding.json"
@@ -563,7 +572,7 @@ def table(files: list[str]) -> dict:
                 f"{mean_sd([g['test']['text2image'] for g in got])} | {' / '.join(f'{100 * x:.1f}' for x in o)} | "
                 f"{mean_sd([g['best_val'] for g in got if g.get('best_val') is not None])} | "
                 f"{' / '.join(str(g.get('best_step')) for g in got)} | "
-                f"{' / '.join(str(g.get('last_step')) for g in got)} |"
+                f"{' / '.join(stopped(g) for g in got)} |"
             )
             summary["draws"].setdefault(d, {})[row] = o
         for sh in group:
@@ -601,6 +610,24 @@ def table(files: list[str]) -> dict:
     return summary
 
 
+def stopped(run: dict) -> str:
+    return f"{run.get('last_step')}" + (" (NaN)" if run.get("diverged_at") else "")
+
+
+def curves(files: list[str]) -> str:
+    """Validation curves straight from runs' metrics files (`JOB.metrics.jsonl`, JOB as the train stage names it:
+    sft-B-s0, dpo-B-s1): a shard's learning before its test predictions exist."""
+    lines = ["| run | validation accuracy by step | best (val, step) | NaN from step |", "|---|---|---:|---:|"]
+    for f in sorted(files):
+        rows = metrics_rows(Path(f))
+        c = curve(rows)
+        best = f"{100 * max(c, key=lambda p: (p[1], -p[0]))[1]:.1f} % at {max(c, key=lambda p: (p[1], -p[0]))[0]}"
+        shown = " ".join(f"{step}: {100 * acc:.1f}" for step, acc in c)
+        lines.append(f"| {Path(f).name.removesuffix('.metrics.jsonl')} | {shown} | {best if c else '–'} | "
+                     f"{diverged_at(rows) or '–'} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def stage_order(name: str) -> tuple:
     row = parse_row(name)
     return (row.base, row.extra or "", METHODS.index(row.method))
@@ -613,6 +640,9 @@ def main(argv=None) -> dict | None:
         if args.out:
             Path(args.out).write_text(json.dumps(res, indent=1))
         return res
+    if args.stage == "curves":
+        print(curves(args.files))
+        return None
     if not args.work:
         raise SystemExit(f"{args.stage}: --work is required")
     work = Path(args.work)

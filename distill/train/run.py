@@ -82,13 +82,14 @@ def build_trainer(settings: TrainingSettings, trl_trainer, model, processor, exa
     from transformers import EarlyStoppingCallback
 
     from distill.train.datasets import to_dataset
+    from distill.train.divergence import StopOnNonFinite
     from distill.train.examples import KINDS
     from distill.train.metrics import MetricsFile, console_callbacks
     from distill.train.model import peft_config
     from distill.train.validation import Validation
 
     d, args = settings.distill, settings.trainer
-    callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl")]
+    callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl"), StopOnNonFinite()]
     if d.early_stopping_patience and args.eval_strategy != "no":
         callbacks.append(EarlyStoppingCallback(d.early_stopping_patience))
     if d.curriculum != "none" and args.train_sampling_strategy != "sequential":  # examples come in curriculum order
@@ -131,11 +132,14 @@ def finish(trainer, settings: TrainingSettings, processor, inputs: Inputs, count
     """OUTPUT_DIR/final (the best checkpoint) with the student's card, the metrics plot, the merged model when
     asked, and the run in the store's `train_runs`."""
     from distill.data.student_card import StudentCard, write_card
+    from distill.train.divergence import StopOnNonFinite
     from distill.train.metrics import plot_metrics
     from distill.train.outputs import write_final
 
     d, args = settings.distill, settings.trainer
     out = Path(args.output_dir)
+    guard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnNonFinite))
+    status = guard.outcome(trainer.state, args.learning_rate)  # raises when only non-finite weights are left
     final, best = write_final(trainer, processor, out)
     write_card(final, StudentCard(layout=d.layout, max_pixels=inputs.max_pixels, captions=d.captions))
     plot_metrics(out / "metrics.jsonl", out / "metrics.png")
@@ -146,6 +150,7 @@ def finish(trainer, settings: TrainingSettings, processor, inputs: Inputs, count
         "best_step": getattr(state, "best_global_step", None),
         "best_metric": state.best_metric,
         "world_size": args.world_size,
+        "status": status,
     }
     if d.merge and settings.model.use_peft:
         from distill.train.merge import merge_adapter
@@ -161,7 +166,7 @@ def finish(trainer, settings: TrainingSettings, processor, inputs: Inputs, count
         result["best_step"],
         metrics | {"best_metric": state.best_metric},
         started,
-        "done",
+        status,
         d.allow_leakage,
         inputs.audit.as_dict(),
     )

@@ -94,3 +94,19 @@ def test_the_tables_pair_seeds_and_say_when_b_reaches_as_plateau(tmp_path):
     assert "| 1 | 1 | 70.0 | 65.0 | -5.0 | 70.0 % at 500 | never | – |" in pairs
     assert "| 1 | B:debias | 70.0 ± 0.0 |" in stages and "4.00" in stages
     assert out["draws"][1]["B"] == [0.9, 0.65]
+
+
+def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
+    logged = [
+        {"step": 50, "loss": 0.5, "grad_norm": 1.2},
+        {"step": 100, "eval_accuracy": 0.4},
+        {"step": 150, "loss": 0.0, "grad_norm": float("nan")},
+        {"step": 200, "eval_accuracy": 0.27},
+    ]
+    (tmp_path / "sft-A-s1.metrics.jsonl").write_text("\n".join(json.dumps(r) for r in logged))
+    (tmp_path / "sft-B-s1.metrics.jsonl").write_text(json.dumps({"step": 100, "eval_accuracy": 0.9}))
+    rows = ablation.metrics_rows(tmp_path / "sft-A-s1.metrics.jsonl")
+    assert ablation.diverged_at(rows) == 150 and ablation.last_step(rows) == 200
+    table = ablation.curves([str(p) for p in sorted(tmp_path.glob("*.jsonl"))]).splitlines()
+    assert table[2] == "| sft-A-s1 | 100: 40.0 200: 27.0 | 40.0 % at 100 | 150 |"
+    assert table[3] == "| sft-B-s1 | 100: 90.0 | 90.0 % at 100 | – |"

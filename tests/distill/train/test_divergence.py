@@ -1,0 +1,74 @@
+"""A run whose weights turn NaN stops at the next logging step; the best checkpoint before it is the final model,
+and without one the run ends in one line instead of a final model of NaN weights."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from distill.train.divergence import TrainingDiverged
+from tests.helpers import sft_main
+
+pytestmark = pytest.mark.slow
+
+
+class PoisonAt(TrainerCallback):
+    """Fills one weight with NaN after step `step`, as an overflow would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                next(p for p in model.parameters() if p.requires_grad).fill_(math.nan)
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    import distill.train.metrics as metrics
+
+    console = metrics.console_callbacks
+
+    def with_poison(trainer):
+        console(trainer)
+        trainer.add_callback(PoisonAt(5))
+
+    monkeypatch.setattr(metrics, "console_callbacks", with_poison)
+
+
+def _args(model, db, out, *extra):
+    return [
+        "--model_name_or_path", str(model), "--db", str(db), "--output_dir", str(out), "--max_pixels", "3136",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--report_to", "none",
+        "--disable_tqdm", "True", "--seed", "0", "--use_peft", "false", "--learning_rate", "1e-3",
+        "--max_steps", "12", "--logging_steps", "2", *extra,
+    ]  # fmt: skip
+
+
+def test_the_best_checkpoint_before_a_divergence_is_the_final_model(poisoned, tiny_model_dir, train_store, tmp_path):
+    out = tmp_path / "sft"
+    evals = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
+    res = sft_main(_args(tiny_model_dir, train_store, out, *evals))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().replace("NaN", "null").splitlines()]
+    assert res["status"] == "diverged"
+    assert max(r["step"] for r in rows) == 6  # stopped at the first log after the poisoned step
+    assert [r["step"] for r in rows if "eval_accuracy" in r] == [2, 4]  # the NaN weights were never evaluated
+    assert not (out / "checkpoint-6").exists() and res["best_step"] in (2, 4)
+    final = load_file(Path(res["final"]) / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in final.values())
+    from store import open_store
+
+    [run] = [r for r in open_store(train_store).train_runs() if r["id"] == res["run_id"]]
+    assert run["status"] == "diverged"
+
+
+def test_a_divergence_without_a_validated_checkpoint_is_one_line(poisoned, tiny_model_dir, train_store, tmp_path):
+    out = tmp_path / "sft"
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 6 \(grad_norm non-finite at learning_rate 0.001\)"):
+        sft_main(_args(tiny_model_dir, train_store, out, "--eval_strategy", "no", "--save_strategy", "no"))
+    assert not (out / "final").exists()
