@@ -100,24 +100,46 @@ def training_settings(
     `flags` (`--field value` pairs, as on the command line)."""
     from distill.train.settings import build_settings
 
+    source = str(recipe) if recipe else "flags"
     raw = (read_yaml(recipe) if recipe else {}) | (values or {})
     named = raw.pop("pipeline", None)
+    expected = (("pipeline", str, "a recipe file's path"), ("env", dict, "a mapping of names to values"))
+    for key, kind_of, what in expected:
+        value = named if key == "pipeline" else raw.get(key)
+        if value is not None and not isinstance(value, kind_of):
+            raise ConfigError(f"{source}: {key}: expected {what}, got {value!r}")
     if named and pipeline is None:
         path = Path(named) if Path(named).is_absolute() or not recipe else Path(recipe).parent / named
+        if not path.is_file():
+            raise ConfigError(f"{source}: pipeline: no recipe file at {path}")
         pipeline = load_recipe(path)
+    flags = list(flags)
     if pipeline is not None:
         raw = {"db": pipeline.db} | expand(raw, pipeline.workdir)
-    return build_settings(kind, raw, flags, str(recipe) if recipe else "flags")
+        flags = [expand(f, pipeline.workdir) for f in flags]
+    left = [k for k, v in raw.items() if "{workdir}" in str(v)] + [f for f in flags if "{workdir}" in f]
+    if left:
+        raise ConfigError(
+            f"{source}: {left[0]} holds {{workdir}}, but no pipeline recipe gives it one (name it with `pipeline:`)"
+        )
+    return build_settings(kind, raw, flags, source)
 
 
 def training_from_argv(kind: str, argv: list[str]):
     """`distill sft|dpo [--config RECIPE] [--field value ...]`: the recipe, then the flags over it."""
     argv = list(argv)
     recipe = None
-    if "--config" in argv:
-        at = argv.index("--config")
-        if at + 1 >= len(argv):
-            raise ConfigError(f"distill {kind}: --config needs a recipe file")
-        recipe = argv[at + 1]
-        del argv[at : at + 2]
+    for at, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            recipe = arg.split("=", 1)[1]
+            del argv[at]
+            break
+        if arg == "--config":
+            if at + 1 >= len(argv):
+                raise ConfigError(f"distill {kind}: --config needs a recipe file")
+            recipe = argv[at + 1]
+            del argv[at : at + 2]
+            break
+    if recipe is None and not argv:
+        raise ConfigError(f"distill {kind}: give a recipe (--config configs/{kind}-7b.yaml) or --field value flags")
     return training_settings(kind, recipe, flags=argv)

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from distill.errors import UserError
 from distill.kit.sample_data import SampleDataConfig
 from distill.kit.sample_teacher.serving import SampleTeacherConfig
 from distill.logs import stdout
@@ -98,6 +99,11 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
 
     if device == "cpu":  # before torch first looks for a GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif device == "cuda" and not on_gpu("auto"):
+        raise UserError(
+            "--gpu: no CUDA device is visible here: `distill demo` runs the CPU plan (configs/demo.yaml); "
+            "`distill demo --cpu --config configs/demo-gpu.yaml` runs the GPU plan on the CPU (hours)"
+        )
     config = Path(config) if config else default_config(device)
     workdir = Path(workdir)
     used = [workdir / name for name in OUTPUTS if (workdir / name).exists()]
@@ -112,6 +118,7 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
         if kit.letters_twin
         else None
     )
+    dpo_settings = training_settings("dpo", config.parent / kit.dpo, pipeline=recipe)
     cap = sft_settings.distill.max_pixels
     for path in used:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -144,7 +151,7 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
         students["letters only"] = artefacts["letters-only model"] = run_sft(twin_settings)["final"]
     sft = run_sft(sft_settings)
     artefacts["sft model"] = sft["final"]
-    dpo = run_dpo(training_settings("dpo", config.parent / kit.dpo, pipeline=recipe))
+    dpo = run_dpo(dpo_settings)
     students["trained"] = artefacts["dpo model"] = dpo.get("merged", dpo["final"])
 
     reports, words = {}, {}

@@ -6,6 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from transformers import TrainerCallback
+
+from distill.data.student_card import StudentCard, write_card
 from distill.train.arguments import DistillArguments
 
 
@@ -50,3 +53,16 @@ def write_final(trainer, processor, out: Path) -> tuple[Path, str | None]:
         trainer.save_model(str(final))
     processor.save_pretrained(str(final))
     return final, best
+
+
+class CardOnSave(TrainerCallback):
+    """Every checkpoint carries the student's card, so DPO, predict or merge from a checkpoint read its prompts as
+    it was trained to."""
+
+    def __init__(self, card: StudentCard):
+        self.card = card
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            write_card(checkpoint, self.card)

@@ -40,6 +40,14 @@ def check_inputs(settings: TrainingSettings) -> Inputs:
     d, model_path = settings.distill, settings.model.model_name_or_path
     require_local_model(model_path)
     card = read_card(model_path)
+    if card is not None and card.layout != d.layout:
+        if "layout" in settings.explicit:
+            raise UserError(
+                f"{model_path} was trained with layout {card.layout} (its distill_student.json); {settings.source} "
+                f"sets layout {d.layout}: train on from it with layout: {card.layout}"
+            )
+        log.info("layout: %s (the model's card)", card.layout)
+        d.layout = card.layout
     if card is not None and card.captions and not d.captions:
         raise UserError(
             f"{model_path} was trained to answer with its covers' captions in the prompt "
@@ -81,15 +89,18 @@ def trainer_class(kind: str, trl_trainer):
 def build_trainer(settings: TrainingSettings, trl_trainer, model, processor, examples, val_examples, val_items, cap):
     from transformers import EarlyStoppingCallback
 
+    from distill.data.student_card import StudentCard
     from distill.train.datasets import to_dataset
     from distill.train.divergence import StopOnNonFinite
     from distill.train.examples import KINDS
     from distill.train.metrics import MetricsFile, console_callbacks
     from distill.train.model import peft_config
+    from distill.train.outputs import CardOnSave
     from distill.train.validation import Validation
 
     d, args = settings.distill, settings.trainer
-    callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl"), StopOnNonFinite()]
+    card = StudentCard(layout=d.layout, max_pixels=cap, captions=d.captions)
+    callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl"), StopOnNonFinite(), CardOnSave(card)]
     if d.early_stopping_patience and args.eval_strategy != "no":
         callbacks.append(EarlyStoppingCallback(d.early_stopping_patience))
     if d.curriculum != "none" and args.train_sampling_strategy != "sequential":  # examples come in curriculum order
@@ -128,18 +139,17 @@ def train(trainer, settings: TrainingSettings, resume: str | None) -> None:
         trainer.train(resume_from_checkpoint=resume)
 
 
-def finish(trainer, settings: TrainingSettings, processor, inputs: Inputs, counts: dict, started: str) -> dict:
+def finish(
+    trainer, settings: TrainingSettings, processor, inputs: Inputs, counts: dict, started: str, status: str
+) -> dict:
     """OUTPUT_DIR/final (the best checkpoint) with the student's card, the metrics plot, the merged model when
     asked, and the run in the store's `train_runs`."""
     from distill.data.student_card import StudentCard, write_card
-    from distill.train.divergence import StopOnNonFinite
     from distill.train.metrics import plot_metrics
     from distill.train.outputs import write_final
 
     d, args = settings.distill, settings.trainer
     out = Path(args.output_dir)
-    guard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnNonFinite))
-    status = guard.outcome(trainer.state, args.learning_rate)  # raises when only non-finite weights are left
     final, best = write_final(trainer, processor, out)
     write_card(final, StudentCard(layout=d.layout, max_pixels=inputs.max_pixels, captions=d.captions))
     plot_metrics(out / "metrics.jsonl", out / "metrics.png")
@@ -173,6 +183,14 @@ def finish(trainer, settings: TrainingSettings, processor, inputs: Inputs, count
     return result
 
 
+def outcome(trainer) -> str:
+    """'done' or 'diverged' (the best checkpoint before a divergence kept); raises when only NaN weights are left."""
+    from distill.train.divergence import StopOnNonFinite
+
+    guard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnNonFinite))
+    return guard.outcome(trainer.state, trainer.args.learning_rate)
+
+
 def run_training(settings: TrainingSettings, trl_trainer, build_examples) -> dict:
     """`build_examples(store, train_items, val_items, settings)` -> (examples, validation examples, counts)."""
     from distill.patches import check_trainer_internals
@@ -195,10 +213,11 @@ def run_training(settings: TrainingSettings, trl_trainer, build_examples) -> dic
         settings, trl_trainer, model, processor, examples, val_examples, val_items, inputs.max_pixels
     )
     train(trainer, settings, inputs.resume)
+    status = outcome(trainer)  # on every rank: a divergence with nothing to keep ends them all alike
     if not trainer.is_world_process_zero():  # under accelerate: rank 0 writes, the others wait for it
         trainer.accelerator.wait_for_everyone()
         return {"final": str(Path(settings.trainer.output_dir) / "final"), "rank": trainer.args.process_index}
-    result = finish(trainer, settings, processor, inputs, counts, started)
+    result = finish(trainer, settings, processor, inputs, counts, started, status)
     best = result["best_metric"]
     log.info(
         "%s done in %.0fs: final model %s%s",

@@ -34,6 +34,7 @@ class TrainingSettings:
     trainer: Any  # trl.SFTConfig or trl.DPOConfig
     model: Any  # trl.ModelConfig
     source: str = "flags"  # the recipe file, for messages
+    explicit: frozenset = frozenset()  # the fields a recipe, value or flag set (the rest are defaults)
 
 
 def make_parser(kind: Kind):
@@ -58,17 +59,26 @@ def build_settings(kind: Kind, values: dict, flags: list[str] = (), source: str 
     raw = dict(values)
     for key, value in (raw.pop("env", None) or {}).items():  # TRL's recipes may set environment variables
         os.environ[key] = str(value)
-    raw = DEFAULTS | without_gpu(raw)
+    raw = DEFAULTS | raw
+    asked = set(raw) - set(DEFAULTS) | flag_names(flags)  # what the recipe, the caller or a flag set
+    user_cpu = bool(raw.get("use_cpu")) or "use_cpu" in flag_names(flags)
+    halves = {k for k in ("bf16", "fp16") if raw.get(k)}  # half precision the recipe asked for
+    if no_gpu(user_cpu):  # before parsing: TRL's configs refuse bf16 on a machine without a GPU
+        raw = raw | {"bf16": False, "fp16": False, "use_cpu": True}
     parser = make_parser(kind)
     unknown = parser.set_defaults_with_config(**raw)[::2]
     if unknown:
         raise TrainingSettingsError(f"{source}: unknown setting(s) {', '.join(k[2:] for k in unknown)}")
+    check_types(kind, raw, source)
     try:
         distill_args, trainer, model = parser.parse_args_into_dataclasses(list(flags))
     except (ValueError, TypeError) as exc:  # TRL's and transformers' own checks of their fields
         raise TrainingSettingsError(f"{source}: {one_line(exc)}") from None
-    settings = TrainingSettings(kind, validated(distill_args, source), trainer, model, source)
-    for_vision_language(settings.trainer, explicit=set(raw) | flag_names(flags))
+    settings = TrainingSettings(kind, validated(distill_args, source), trainer, model, source, frozenset(asked))
+    unsupported(model, source)
+    if no_gpu(user_cpu):
+        without_gpu(trainer, halves)
+    for_vision_language(trainer, asked, source)
     return settings
 
 
@@ -107,16 +117,51 @@ def validated(distill_args: DistillArguments, source: str) -> DistillArguments:
     return DistillArguments(**checked.model_dump())
 
 
-def without_gpu(raw: dict) -> dict:
-    """The one CPU rule: without a GPU a run trains in float32 on the CPU (a GPU recipe's bf16 would fail)."""
+def check_types(kind: Kind, raw: dict, source: str) -> None:
+    """A recipe's values for TRL's fields checked against the fields' types (argparse checks flags, not the
+    defaults a recipe sets): a list where a number belongs fails here, in one line, not deep in the Trainer."""
+    from typing import get_type_hints
+
+    from pydantic import TypeAdapter, ValidationError
+    from trl import DPOConfig, ModelConfig, SFTConfig
+
+    for cls in (SFTConfig if kind == "sft" else DPOConfig, ModelConfig):
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in raw or raw[f.name] is None:
+                continue
+            value, hint = raw[f.name], hints.get(f.name)
+            if isinstance(value, bool) and hint in (int, float, int | None, float | None, int | float | None):
+                raise TrainingSettingsError(f"{source}: {f.name}: expected a number, got {value!r}")
+            try:
+                TypeAdapter(hint).validate_python(value)
+            except ValidationError as exc:
+                raise TrainingSettingsError(f"{source}: {f.name}: {exc.errors()[0]['msg']} (got {value!r})") from None
+            except Exception:  # a type pydantic cannot check (a library class): the Trainer checks it
+                continue
+
+
+def unsupported(model, source: str) -> None:
+    """TRL's ModelConfig fields distill does not act on are refused rather than ignored."""
+    for name in ("load_in_4bit", "load_in_8bit"):
+        if getattr(model, name, False):
+            raise TrainingSettingsError(f"{source}: {name}: quantized loading is not supported by distill sft/dpo")
+
+
+def no_gpu(use_cpu) -> bool:
     import torch
 
-    if torch.cuda.is_available() or raw.get("use_cpu"):
-        return raw
+    return not use_cpu and not torch.cuda.is_available()
+
+
+def without_gpu(trainer, halves: set[str]) -> None:
+    """The one CPU rule, after the recipe and the flags: without a GPU a run trains in float32 on the CPU (a GPU
+    recipe's bf16 would fail); a half precision the recipe or a flag asked for is turned off with a log line."""
     for key in ("bf16", "fp16"):
-        if raw.get(key):
+        if getattr(trainer, key) or key in halves:
             log.info("no GPU: %s off (training in float32 on the CPU)", key)
-    return raw | {"bf16": False, "fp16": False, "use_cpu": True}
+        setattr(trainer, key, False)
+    trainer.use_cpu = True
 
 
 # What a vision-language run must have, whatever the recipe says: (field, value, why).
@@ -124,10 +169,11 @@ REQUIRED = (
     ("max_length", None, "truncation would cut image tokens"),
     ("remove_unused_columns", False, "rows are decoded lazily from one JSON column"),
     ("load_best_model_at_end", False, "the best checkpoint by validation accuracy becomes OUTPUT_DIR/final"),
+    ("logging_nan_inf_filter", False, "a non-finite loss must show, and stop the run"),
 )
 
 
-def for_vision_language(trainer, explicit: set[str]) -> None:
+def for_vision_language(trainer, explicit: set[str], source: str = "flags") -> None:
     """The settings a VLM run must have; a value the recipe or a flag set otherwise is changed with a log line."""
     for name, value, why in REQUIRED:
         if hasattr(trainer, name) and getattr(trainer, name) != value:
@@ -139,5 +185,32 @@ def for_vision_language(trainer, explicit: set[str]) -> None:
         trainer.metric_for_best_model = metric
         if metric in ("accuracy", "eval_accuracy"):
             trainer.greater_is_better = True
+        best_checkpoint_saved(trainer, source)
     if trainer.report_to in (None, "all", ["all"]):
         trainer.report_to = ["tensorboard"]
+
+
+def best_checkpoint_saved(trainer, source: str) -> None:
+    """The best checkpoint by validation accuracy must be on disk to become OUTPUT_DIR/final: checkpoints on the
+    evaluations' schedule (transformers checks this only under load_best_model_at_end, which distill turns off)."""
+    save_strategy, eval_strategy = (
+        str(getattr(trainer.save_strategy, "value", trainer.save_strategy)),
+        str(getattr(trainer.eval_strategy, "value", trainer.eval_strategy)),
+    )
+    if save_strategy == "best":  # transformers saves each new best
+        return
+    if save_strategy == "no":
+        log.info("save_strategy no: OUTPUT_DIR/final will be the last weights, not the best by validation accuracy")
+        return
+    if save_strategy != eval_strategy:
+        raise TrainingSettingsError(
+            f"{source}: save_strategy {save_strategy} and eval_strategy {eval_strategy} differ: the "
+            "best checkpoint by validation accuracy would not be saved (use the same strategy for both)"
+        )
+    if eval_strategy == "steps":
+        save, evaluate = trainer.save_steps, trainer.eval_steps or trainer.logging_steps
+        if save >= 1 and evaluate >= 1 and save % evaluate:
+            raise TrainingSettingsError(
+                f"{source}: save_steps ({save:g}) is not a multiple of eval_steps ({evaluate:g}): the best checkpoint "
+                "by validation accuracy would not be saved"
+            )

@@ -44,8 +44,10 @@ class TaskCollator:
 def label_log_probs(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Each next-token label's log-probability (zero where there is none) and the label mask, both (batch,
     tokens - 1). TRL's fused head on a GPU; on the CPU the labelled positions alone through the LM head and one
-    cross-entropy, some 3x faster than the fused head's tiles there (it also computes entropies)."""
-    if next(model.parameters()).device.type != "cpu":
+    cross-entropy, some 3x faster than the fused head's tiles there (it also computes entropies); several CPU
+    processes keep the fused head, through the DDP wrapper."""
+    wrapped = isinstance(model, torch.nn.parallel.DistributedDataParallel)  # its forward syncs the gradients
+    if wrapped or next(model.parameters()).device.type != "cpu":
         out = model(**inputs, fused_lm_head=True)
         return out.log_probs, out.label_mask
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT

@@ -346,3 +346,12 @@ def test_a_recipe_that_is_not_yaml_text_is_one_line(monkeypatch, capsys, tmp_pat
     monkeypatch.chdir(tmp_path)
     ran = run_main(monkeypatch, capsys, *command, "--config", recipe)
     ran.one_error_line(f"{recipe}: not a YAML recipe", reason)
+
+
+def test_demo_gpu_without_a_gpu_is_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ran = run_main(monkeypatch, capsys, "demo", "--gpu", "--workdir", tmp_path / "demo")
+    ran.one_error_line("--gpu: no CUDA device is visible", "--cpu --config configs/demo-gpu.yaml")
+    assert not (tmp_path / "demo").exists()

@@ -29,14 +29,15 @@ class PoisonAt(TrainerCallback):
 
 
 @pytest.fixture
-def poisoned(monkeypatch):
+def poisoned(monkeypatch, request):
     import distill.train.metrics as metrics
 
     console = metrics.console_callbacks
+    step = getattr(request, "param", 5)
 
     def with_poison(trainer):
         console(trainer)
-        trainer.add_callback(PoisonAt(5))
+        trainer.add_callback(PoisonAt(step))
 
     monkeypatch.setattr(metrics, "console_callbacks", with_poison)
 
@@ -61,6 +62,7 @@ def test_the_best_checkpoint_before_a_divergence_is_the_final_model(poisoned, ti
     assert not (out / "checkpoint-6").exists() and res["best_step"] in (2, 4)
     final = load_file(Path(res["final"]) / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in final.values())
+    assert (out / "checkpoint-4" / "distill_student.json").is_file()  # every checkpoint carries the card
     from store import open_store
 
     [run] = [r for r in open_store(train_store).train_runs() if r["id"] == res["run_id"]]
@@ -72,3 +74,18 @@ def test_a_divergence_without_a_validated_checkpoint_is_one_line(poisoned, tiny_
     with pytest.raises(TrainingDiverged, match=r"diverged at step 6 \(grad_norm non-finite at learning_rate 0.001\)"):
         sft_main(_args(tiny_model_dir, train_store, out, "--eval_strategy", "no", "--save_strategy", "no"))
     assert not (out / "final").exists()
+
+
+@pytest.mark.parametrize("poisoned", [4], indirect=True)
+def test_weights_that_evaluate_to_nan_are_never_the_best_nor_saved(poisoned, tiny_model_dir, train_store, tmp_path):
+    """Poisoned after step 4's update: step 4's training loss is finite, its evaluation is not. Evaluations every 2
+    steps, logs every 3: the step is logged before it is evaluated, the NaN evaluation is not the best, and its
+    checkpoint is not written."""
+    out = tmp_path / "sft"
+    evals = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
+    res = sft_main(_args(tiny_model_dir, train_store, out, *evals, "--logging_steps", "3"))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().replace("NaN", "null").splitlines()]
+    assert [r["step"] for r in rows if "eval_loss" in r] == [2, 4]
+    assert [r["eval_loss"] is None for r in rows if "eval_loss" in r] == [False, True]
+    assert res["status"] == "diverged" and res["best_step"] == 2 and not (out / "checkpoint-4").exists()
+    assert all(torch.isfinite(t).all() for t in load_file(Path(res["final"]) / "model.safetensors").values())

@@ -31,6 +31,16 @@ def recipe(tmp_path, text: str, name: str = "sft.yaml"):
         (BASE + "lr_scheduler_type: sometimes\n", "sometimes is not a valid SchedulerType"),  # transformers
         ("output_dir: out\nmodel_name_or_path: m\n", "required: --db"),  # no store, and no pipeline recipe giving one
         ("", "required"),  # an empty recipe
+        (BASE + "max_steps: [4]\n", "max_steps: Input should be a valid integer (got [4])"),  # TRL's fields too
+        (BASE + "eval_steps: true\n", "eval_steps: expected a number, got True"),
+        (BASE + "per_device_train_batch_size: 2.5\n", "per_device_train_batch_size: Input should be a valid integer"),
+        (BASE + "use_peft: true\nload_in_4bit: true\n", "load_in_4bit: quantized loading is not supported"),
+        (BASE + "eval_strategy: steps\neval_steps: 2\nsave_steps: 3\n", "save_steps (3) is not a multiple of eval_"),
+        (BASE + "eval_strategy: steps\nsave_strategy: epoch\n", "save_strategy epoch and eval_strategy steps differ"),
+        (BASE + "pipeline: [demo.yaml]\n", "pipeline: expected a recipe file's path"),
+        (BASE + "env: [A]\n", "env: expected a mapping of names to values"),
+        (BASE + "pipeline: nope.yaml\n", "pipeline: no recipe file at"),
+        ("db: x.db\noutput_dir: '{workdir}/sft'\nmodel_name_or_path: m\n", "output_dir holds {workdir}, but no"),
     ],
 )
 def test_a_bad_recipe_is_one_line_naming_it(tmp_path, text, needle):
@@ -94,6 +104,52 @@ def test_one_cpu_rule_and_no_silent_override(tmp_path, caplog, monkeypatch):
     with caplog.at_level(logging.INFO, logger="distill.train.settings"):
         training_settings("sft", recipe(tmp_path, BASE, "plain.yaml"))
     assert "max_length" not in caplog.text  # a default the recipe did not set changes quietly
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="distill.train.settings"):
+        s = training_settings("sft", recipe(tmp_path, BASE, "plain.yaml"), flags=["--bf16", "true"])
+    assert (s.trainer.bf16, s.trainer.use_cpu) == (False, True) and "no GPU: bf16 off" in caplog.text  # flags too
+
+
+def test_config_equals_path_and_flags_expand_the_workdir(tmp_path):
+    (tmp_path / "pipe.yaml").write_text("workdir: /data/run1\n")
+    path = recipe(tmp_path, "pipeline: pipe.yaml\noutput_dir: '{workdir}/sft'\nmodel_name_or_path: m\n")
+    s = training_from_argv("sft", [f"--config={path}", "--run_name", "{workdir}/named"])
+    assert (s.trainer.output_dir, s.trainer.run_name, s.distill.db) == (
+        "/data/run1/sft",
+        "/data/run1/named",
+        "/data/run1/traces.db",
+    )
+    with pytest.raises(ConfigError, match="give a recipe"):
+        training_from_argv("sft", [])
+
+
+def test_the_loss_filter_that_hides_nan_is_off(tmp_path):
+    assert training_settings("sft", recipe(tmp_path, BASE)).trainer.logging_nan_inf_filter is False
+
+
+def test_training_on_from_a_model_takes_its_cards_layout(tiny_model_dir, sample_dir, tmp_path, caplog):
+    """DPO (or SFT) from a trained model reads its prompts in the layout the card records, unless told otherwise,
+    and refuses a recipe that says another."""
+    import shutil
+
+    from distill.data.student_card import StudentCard, write_card
+    from distill.errors import UserError
+    from distill.train.run import check_inputs
+    from tests.helpers import ingested
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    write_card(model, StudentCard(layout="system", max_pixels=3136, captions=False))
+    db = tmp_path / "traces.db"
+    ingested(sample_dir, db).close()
+    values = {"db": str(db), "output_dir": str(tmp_path / "dpo"), "model_name_or_path": str(model)}
+    settings = training_settings("dpo", values=values)
+    with caplog.at_level(logging.INFO, logger="distill.train.run"):
+        inputs = check_inputs(settings)
+    assert settings.distill.layout == "system" and inputs.max_pixels == 3136 and "layout: system" in caplog.text
+    inputs.store.close()
+    with pytest.raises(UserError, match="trained with layout system .* sets layout llamafactory"):
+        check_inputs(training_settings("dpo", values=values | {"layout": "llamafactory", "overwrite": True}))
 
 
 def test_the_cli_prints_a_bad_training_recipe_as_one_line(tmp_path, monkeypatch, capsys):

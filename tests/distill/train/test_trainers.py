@@ -302,3 +302,21 @@ def test_a_describe_then_answer_student_validates_and_predicts_with_its_own_capt
     for task, path in answers.items():
         rows = [json.loads(x) for x in (path.parent / f"{task}_details.jsonl").read_text().splitlines()]
         assert rows and all(len(r["captions"]) == (1 if task == "image2text" else 4) for r in rows)
+
+
+def test_two_cpu_processes_train_through_the_ddp_wrapper(tiny_model_dir, train_store, tmp_path):
+    """`torchrun --nproc_per_node 2 -m distill.cli sft` on the CPU: the task loss goes through DDP's forward."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "sft"
+    flags = _sft_args(tiny_model_dir, train_store, out, "--use_peft", "false", "--max_steps", "2")
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "distill.cli", "sft", *flags],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (out / "final" / "model.safetensors").is_file()
+    assert '"world_size": 2' in run.stdout and '"rank": 1' in run.stdout  # rank 0 wrote, rank 1 waited for it
