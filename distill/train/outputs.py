@@ -1,5 +1,6 @@
-"""The output folder: refused when it exists (unless resuming or overwriting), resumed from its last checkpoint,
-and finished with OUTPUT_DIR/final: the best checkpoint by validation accuracy, else the last weights."""
+"""The output folder: refused when it exists (unless resuming or overwriting; an overwritten run is only removed
+once the new one is ready to train), resumed from its last checkpoint, and finished with OUTPUT_DIR/final: the
+best checkpoint by validation accuracy, else the last weights."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from distill.data.student_card import StudentCard, write_card
 from distill.train.arguments import DistillArguments
 
 
-def prepare_output_dir(output_dir: str, dargs: DistillArguments) -> str | None:
-    """The checkpoint to resume from, if any. An existing, non-empty folder is only reused when asked."""
+def prepare_output_dir(output_dir: str, dargs: DistillArguments) -> tuple[str | None, bool]:
+    """The checkpoint to resume from, if any, and whether an earlier run was set aside to be replaced. An existing,
+    non-empty folder is only reused when asked."""
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(output_dir)
     used = out.is_dir() and any(out.iterdir())
-    if used and dargs.overwrite:
-        shutil.rmtree(out)
+    set_aside = used and dargs.overwrite
+    if set_aside:  # until the new run is ready to train (discard_replaced)
+        shutil.rmtree(replaced(out), ignore_errors=True)
+        out.rename(replaced(out))
         used = False
     if used and not dargs.resume:
         raise FileExistsError(
@@ -30,7 +34,24 @@ def prepare_output_dir(output_dir: str, dargs: DistillArguments) -> str | None:
     if dargs.resume and used and checkpoint is None:
         raise FileNotFoundError(f"--resume: {out} holds no checkpoint-* folder to continue from")
     out.mkdir(parents=True, exist_ok=True)
-    return checkpoint
+    return checkpoint, set_aside
+
+
+def replaced(out: Path) -> Path:
+    """Where --overwrite keeps the earlier run while the new one loads its data and weights."""
+    return out.parent / f".{out.name}.replaced"
+
+
+def discard_replaced(out: Path) -> None:
+    """The new run is ready to train: the earlier one it replaces goes."""
+    shutil.rmtree(replaced(out), ignore_errors=True)
+
+
+def restore_replaced(out: Path) -> None:
+    """The new run failed before training: the earlier one comes back, as if nothing had been asked."""
+    if replaced(out).is_dir():
+        shutil.rmtree(out, ignore_errors=True)
+        replaced(out).rename(out)
 
 
 def write_final(trainer, processor, out: Path) -> tuple[Path, str | None]:

@@ -24,6 +24,7 @@ class Inputs:
     audit: object  # distill.audit.AuditReport
     resume: str | None  # the checkpoint to continue from
     max_pixels: int
+    replacing: bool = False  # --overwrite set an earlier run aside: removed once this one is ready to train
 
 
 def check_inputs(settings: TrainingSettings) -> Inputs:
@@ -58,13 +59,13 @@ def check_inputs(settings: TrainingSettings) -> Inputs:
     store = Store(d.db)
     audit = audit_store(store)
     require_clean(audit, d.allow_leakage, settings.kind)
+    cap, source = image_cap(model_path, d.max_pixels, given="the recipe's max_pixels")
+    log.info("image cap: %d pixels (%s)", cap, source)
     out = Path(settings.trainer.output_dir)
     require_writable_dir(out)
     with settings.trainer.main_process_first(desc="output folder"):  # rank 0 replaces it before the others look
-        resume = prepare_output_dir(str(out), d)
-    cap, source = image_cap(model_path, d.max_pixels, given="the recipe's max_pixels")
-    log.info("image cap: %d pixels (%s)", cap, source)
-    return Inputs(store, audit, resume, cap)
+        resume, replacing = prepare_output_dir(str(out), d)
+    return Inputs(store, audit, resume, cap, replacing)
 
 
 def training_items(store, settings: TrainingSettings) -> tuple[list, list]:
@@ -195,23 +196,32 @@ def run_training(settings: TrainingSettings, trl_trainer, build_examples) -> dic
     """`build_examples(store, train_items, val_items, settings)` -> (examples, validation examples, counts)."""
     from distill.patches import check_trainer_internals
     from distill.train.model import load_model
+    from distill.train.outputs import discard_replaced, restore_replaced
     from store.db import now
 
     check_trainer_internals()
     started, t0 = now(), time.perf_counter()
     inputs = check_inputs(settings)
-    if settings.trainer.use_cpu:
-        from distill.patches import compact_logprobs_on_cpu
+    out, replacing = Path(settings.trainer.output_dir), inputs.replacing
+    try:
+        if settings.trainer.use_cpu:
+            from distill.patches import compact_logprobs_on_cpu
 
-        compact_logprobs_on_cpu()
-    train_items, val_items = training_items(inputs.store, settings)
-    examples, val_examples, counts = build_examples(inputs.store, train_items, val_items, settings)
-    counts["val_items"] = len(val_items)
-    log.info("%s: %s", settings.kind, counts)
-    model, processor = load_model(settings.model, settings.distill, settings.trainer, inputs.max_pixels)
-    trainer = build_trainer(
-        settings, trl_trainer, model, processor, examples, val_examples, val_items, inputs.max_pixels
-    )
+            compact_logprobs_on_cpu()
+        train_items, val_items = training_items(inputs.store, settings)
+        examples, val_examples, counts = build_examples(inputs.store, train_items, val_items, settings)
+        counts["val_items"] = len(val_items)
+        log.info("%s: %s", settings.kind, counts)
+        model, processor = load_model(settings.model, settings.distill, settings.trainer, inputs.max_pixels)
+        trainer = build_trainer(
+            settings, trl_trainer, model, processor, examples, val_examples, val_items, inputs.max_pixels
+        )
+    except BaseException:
+        if replacing:
+            restore_replaced(out)
+        raise
+    if replacing:
+        discard_replaced(out)
     train(trainer, settings, inputs.resume)
     status = outcome(trainer)  # on every rank: a divergence with nothing to keep ends them all alike
     if not trainer.is_world_process_zero():  # under accelerate: rank 0 writes, the others wait for it

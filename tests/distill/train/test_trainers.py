@@ -194,7 +194,7 @@ def test_dpo_margin_rises(tiny_model_dir, train_store, tmp_path):
     assert sum(margins[-3:]) / 3 > sum(margins[:3]) / 3 and margins[-1] > 0
 
 
-def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_store, tiny_model_dir):
+def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_store, tiny_model_dir, monkeypatch):
     args = [
         "--model_name_or_path",
         str(tiny_model_dir),
@@ -227,8 +227,16 @@ def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path, train_s
     res = sft_main(args + ["--max_steps", "2", "--resume"])
     state = json.loads((tmp_path / "sft" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and res["final"]
+    import distill.train.model
+
+    with monkeypatch.context() as m:  # an --overwrite run that fails before it trains leaves the earlier run whole
+        m.setattr(distill.train.model, "load_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no memory")))
+        with pytest.raises(RuntimeError, match="no memory"):
+            sft_main(args + ["--max_steps", "1", "--overwrite"])
+    assert (tmp_path / "sft" / "checkpoint-2" / "trainer_state.json").is_file()
     sft_main(args + ["--max_steps", "1", "--overwrite"])
-    assert not (tmp_path / "sft" / "checkpoint-2").exists()
+    assert not (tmp_path / "sft" / "checkpoint-2").exists() and (tmp_path / "sft" / "checkpoint-1").is_dir()
+    assert not (tmp_path / ".sft.replaced").exists()
 
 
 def test_early_stopping_ends_a_run_that_stops_improving(tiny_model_dir, train_store, tmp_path):
