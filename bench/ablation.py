@@ -415,16 +415,6 @@ def grounding(model: Path, data_dir: Path, scored: Path, args) -> dict:
 
 
 # --- results: one file per (draw, seed) ---------------------------------------------------------------------
-def metrics_rows(path: Path) -> list[dict]:
-    """A run's metrics.jsonl, one dict per logged step (NaN read as NaN)."""
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def curve(rows: list[dict]) -> list[tuple[int, float]]:
-    """(step, validation accuracy) at every evaluation of a run."""
-    return [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
-
-
 def diverged_at(rows: list[dict]) -> int | None:
     """The first logged step whose gradient norm was not finite (the run stops there; see distill.train.divergence)."""
     return next((r["step"] for r in rows if r.get("grad_norm") is not None and not math.isfinite(r["grad_norm"])), None)
@@ -465,6 +455,7 @@ def prediction_cost(answers: Path, model: Path, log: Path) -> dict:
 def results(args, work: Path) -> list[Path]:
     """Each seed's runs as one JSON file: curves, best and last steps, test accuracy per row, costs."""
     from distill.evaluate import evaluate
+    from distill.train.metrics import read_metrics, validation_curve
 
     prepared = json.loads((work / "prepared.json").read_text())
     data_seed = prepared.get("data_seed", args.data_seed)
@@ -493,8 +484,8 @@ def results(args, work: Path) -> list[Path]:
                 ),
             }
             if row.method == "score":
-                logged = metrics_rows(trained / "metrics.jsonl")
-                c = curve(logged)
+                logged = read_metrics(trained / "metrics.jsonl")
+                c = validation_curve(logged)
                 best = max(c, key=lambda p: (p[1], -p[0])) if c else (None, None)
                 job = f"dpo-{row.base}-s{s}" if row.extra == "dpo" else f"sft-{row.sft}-s{s}"
                 entry |= {
@@ -617,10 +608,12 @@ def stopped(run: dict) -> str:
 def curves(files: list[str]) -> str:
     """Validation curves straight from runs' metrics files (`JOB.metrics.jsonl`, JOB as the train stage names it:
     sft-B-s0, dpo-B-s1): a shard's learning before its test predictions exist."""
+    from distill.train.metrics import read_metrics, validation_curve
+
     lines = ["| run | validation accuracy by step | best (val, step) | NaN from step |", "|---|---|---:|---:|"]
     for f in sorted(files):
-        rows = metrics_rows(Path(f))
-        c = curve(rows)
+        rows = read_metrics(Path(f))
+        c = validation_curve(rows)
         best = f"{100 * max(c, key=lambda p: (p[1], -p[0]))[1]:.1f} % at {max(c, key=lambda p: (p[1], -p[0]))[0]}"
         shown = " ".join(f"{step}: {100 * acc:.1f}" for step, acc in c)
         lines.append(f"| {Path(f).name.removesuffix('.metrics.jsonl')} | {shown} | {best if c else '–'} | "

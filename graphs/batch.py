@@ -39,48 +39,36 @@ async def run_batch(
 ) -> None:
     writes = StoreWriter(store.path)
     try:
-        await _passes(store, writes, items, settings, reasoner, describer, run_id, on_item)
+        graph = build_graph(settings)
+        ctx = Context(settings, reasoner, describer, store, writes, run_id)
+        attempts = {it.key: store.next_item_attempt(run_id, it.key) for it in items}
+        passes = [(it, s) for it in items for s in range(settings.samples)]
+        inputs = [
+            {"item": it, "sample": s, "item_attempt": attempts[it.key], "attempt": 0, "hinted": False, "traces": []}
+            for it, s in passes
+        ]
+        pending = {it.key: settings.samples for it in items}
+        traces: dict[str, list[dict]] = {it.key: [] for it in items}
+        errors: dict[str, str] = {}
+        async for i, out in graph.abatch_as_completed(
+            inputs,
+            {"max_concurrency": settings.concurrency, "recursion_limit": recursion_limit(settings)},
+            return_exceptions=True,
+            context=ctx,
+        ):
+            item = passes[i][0]
+            if isinstance(out, Exception):
+                if not isinstance(out, (RuntimeError, ValueError, OSError, TimeoutError)):
+                    log.warning("item %s: %s", item.key, out, exc_info=out)
+                errors.setdefault(item.key, f"{type(out).__name__}: {out}")
+            else:
+                traces[item.key].extend(out.get("traces", []))
+            pending[item.key] -= 1
+            if pending[item.key]:
+                continue
+            error = errors.get(item.key)
+            status = item_status(traces[item.key], error)
+            await writes.finish_item(run_id, item.key, attempts[item.key], status, traces[item.key], error)
+            on_item(status)
     finally:
         writes.close()
-
-
-async def _passes(
-    store: Store,
-    writes: StoreWriter,
-    items: list[Item],
-    settings: TeacherConfig,
-    reasoner: Backend,
-    describer: Backend | None,
-    run_id: str,
-    on_item: Callable[[str], None],
-) -> None:
-    graph = build_graph(settings)
-    ctx = Context(settings, reasoner, describer, store, writes, run_id)
-    attempts = {it.key: store.next_item_attempt(run_id, it.key) for it in items}
-    passes = [(it, s) for it in items for s in range(settings.samples)]
-    inputs = [
-        {"item": it, "sample": s, "item_attempt": attempts[it.key], "attempt": 0, "hinted": False, "traces": []}
-        for it, s in passes
-    ]
-    pending = {it.key: settings.samples for it in items}
-    traces: dict[str, list[dict]] = {it.key: [] for it in items}
-    errors: dict[str, str] = {}
-    async for i, out in graph.abatch_as_completed(
-        inputs,
-        {"max_concurrency": settings.concurrency, "recursion_limit": recursion_limit(settings)},
-        return_exceptions=True,
-        context=ctx,
-    ):
-        item = passes[i][0]
-        if isinstance(out, Exception):
-            if not isinstance(out, (RuntimeError, ValueError, OSError, TimeoutError)):
-                log.warning("item %s: %s", item.key, out, exc_info=out)
-            errors.setdefault(item.key, f"{type(out).__name__}: {out}")
-        else:
-            traces[item.key].extend(out.get("traces", []))
-        pending[item.key] -= 1
-        if pending[item.key]:
-            continue
-        status = item_status(traces[item.key], errors.get(item.key))
-        await writes.finish_item(run_id, item.key, attempts[item.key], status, traces[item.key], errors.get(item.key))
-        on_item(status)

@@ -96,6 +96,7 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
     from distill.kit.tiny_model import build_tiny_model
     from distill.pipeline import run_augment, run_dpo, run_sft, run_teacher
     from distill.recipe import load_recipe, training_settings
+    from distill.train.metrics import read_metrics, validation_curve
 
     if device == "cpu":  # before torch first looks for a GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -163,7 +164,7 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
     for k, v in artefacts.items():
         log.info("%-18s %s", k, v)
     curves = {
-        name: curve(Path(s.trainer.output_dir))
+        name: validation_curve(read_metrics(Path(s.trainer.output_dir) / "metrics.jsonl"))
         for name, s in (("letters only", twin_settings), ("trained", sft_settings))
         if s
     }
@@ -190,13 +191,6 @@ def answer_tests(model: str, data_dir: Path, answers: Path, method: str, cap: in
     gold = [data_dir / f"{t}_test_gold.json" for t in TASKS]
     run_predict(str(model), tests, answers, PredictConfig(method=method), max_pixels=cap)
     return run_eval(answers, gold, answers), in_its_own_words(model, data_dir, answers, cap)
-
-
-def curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(step, validation accuracy) of a training run, from its metrics file."""
-    path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    return [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
 
 
 def in_its_own_words(model: str | Path, data_dir: Path, answers: Path, max_pixels: int) -> dict:

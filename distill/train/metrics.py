@@ -62,13 +62,23 @@ def console_callbacks(trainer) -> None:
     trainer.add_callback(LogLines())
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """A run's metrics.jsonl, one dict per logged step (none when the run logged nothing)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def validation_curve(rows: list[dict]) -> list[tuple[int, float]]:
+    """(step, validation accuracy) at every evaluation of a run."""
+    return [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
+
+
 def plot_metrics(metrics_path: Path, out_png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    rows = read_metrics(metrics_path)
     keys = [
         k
         for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate", "rewards/margins", "rewards/accuracies")

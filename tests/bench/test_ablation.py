@@ -105,7 +105,9 @@ def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
     ]
     (tmp_path / "sft-A-s1.metrics.jsonl").write_text("\n".join(json.dumps(r) for r in logged))
     (tmp_path / "sft-B-s1.metrics.jsonl").write_text(json.dumps({"step": 100, "eval_accuracy": 0.9}))
-    rows = ablation.metrics_rows(tmp_path / "sft-A-s1.metrics.jsonl")
+    from distill.train.metrics import read_metrics
+
+    rows = read_metrics(tmp_path / "sft-A-s1.metrics.jsonl")
     assert ablation.diverged_at(rows) == 150 and ablation.last_step(rows) == 200
     table = ablation.curves([str(p) for p in sorted(tmp_path.glob("*.jsonl"))]).splitlines()
     assert table[2] == "| sft-A-s1 | 100: 40.0 200: 27.0 | 40.0 % at 100 | 150 |"
