@@ -4,7 +4,7 @@ sample covers, in shards that fit one device session each.
     python -m bench.ablation prepare --work W --data-seed 1     # a data draw, the sample teacher's graph, augment
     python -m bench.ablation train --work W --rows A,B,B+dpo,B:debias,B:cot --seeds 0,1,2 --steps 3000 --patience 2
     python -m bench.ablation results --work W --out-dir bench/results --card "NVIDIA H200"   # a file per seed
-    python -m bench.ablation table bench/results/ablation-plateau-*.json                    # the tables
+    python -m bench.ablation table bench/results/ablation-*.json                            # the tables
 
 A data draw (`--data-seed`) is its own motif pools and covers: the rows compare on draws the formulation was
 not chosen on. `data` rebuilds a draw's covers beside a store carried from elsewhere (the generator is
@@ -500,7 +500,7 @@ def results(args, work: Path) -> list[Path]:
                 if g.exists():
                     entry["grounding"] = {k: v for k, v in json.loads(g.read_text()).items() if k != "examples"}
             runs[str(row)] = entry
-        path = out_dir / f"ablation-plateau-d{data_seed}-s{s}-{args.student}.json"
+        path = out_dir / f"ablation-{budget_tag(args.steps, args.patience)}-d{data_seed}-s{s}-{args.student}.json"
         path.write_text(
             json.dumps(
                 {
@@ -523,6 +523,12 @@ def results(args, work: Path) -> list[Path]:
     return written
 
 
+def budget_tag(steps: int, patience: int) -> str:
+    """Runs trained to their plateau (patience) or for a fixed number of steps are different studies: their
+    files and table rows never mix."""
+    return "plateau" if patience else f"steps{steps}"
+
+
 # --- the tables, over every shard ---------------------------------------------------------------------------
 def mean_sd(values: list[float]) -> str:
     if not values:
@@ -540,9 +546,12 @@ def reach(curve_b: list, target: float | None) -> int | None:
 
 def table(files: list[str]) -> dict:
     shards = [json.loads(Path(f).read_text()) for f in files]
-    by_draw: dict[int, list[dict]] = {}
+    by_draw: dict[str, list[dict]] = {}  # "1" at plateau, "1 @ 1000 steps" for a fixed budget
     for sh in shards:
-        by_draw.setdefault(sh["data_seed"], []).append(sh)
+        settings = sh.get("settings") or {}
+        fixed = settings.get("patience", 1) == 0
+        key = f"{sh['data_seed']}" + (f" @ {settings.get('steps')} steps" if fixed else "")
+        by_draw.setdefault(key, []).append(sh)
     lines = [
         "| draw | row | overall (test) | image2text | text2image | per seed | best val | best step | stopped at |",
         "|---:|---|---:|---:|---:|---|---:|---:|---:|",
@@ -582,8 +591,9 @@ def table(files: list[str]) -> dict:
                 if name != "A":
                     stages.setdefault(f"{d}|{name}", []).append(run)
     stage_lines = [
-        "| draw | stage | overall | image2text | text2image | s / item | prefills / item | generated tokens / item |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| draw | stage | overall | image2text | text2image | s / item | prefills / item | generated tokens / item "
+        "| overall per seed |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key, runs in sorted(stages.items(), key=lambda kv: (kv[0].split("|")[0], stage_order(kv[0].split("|")[1]))):
         d, name = key.split("|")
@@ -594,7 +604,8 @@ def table(files: list[str]) -> dict:
             f"{mean_sd([r['test']['text2image'] for r in runs])} | "
             f"{statistics.mean(x['seconds_per_item'] or 0 for x in c):.4f} | "
             f"{statistics.mean(x['prefills_per_item'] for x in c):.2f} | "
-            f"{statistics.mean(x['generated_tokens_per_item'] for x in c):.0f} |"
+            f"{statistics.mean(x['generated_tokens_per_item'] for x in c):.0f} | "
+            f"{' / '.join(format(100 * r['test']['overall'], '.1f') for r in runs)} |"
         )
     summary["markdown"] = "\n\n".join(["\n".join(lines), "\n".join(pairs), "\n".join(stage_lines)])
     print(summary["markdown"])

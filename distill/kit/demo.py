@@ -1,8 +1,9 @@
 """`distill demo`: the whole pipeline on the embedded default, readable as a script.
 
 sample data + student (made once) -> teacher graph -> augment -> sft (letters and the teacher's rationales) -> dpo
--> predict -> eval, every artefact under the workdir. At the end: what the student learned, untrained against
-trained, in accuracy and in its own words (does its own rationale end on the right letter?).
+-> predict -> eval, every artefact under the workdir. At the end: what the student learned, untrained, after SFT
+and after DPO (what each training stage bought on this run), in accuracy and in its own words (does its own
+rationale end on the right letter?).
 
 Two plans, one script: on a CPU (configs/demo.yaml) a 2-layer student for a few minutes, which shows the pipeline
 but not learning; on a GPU (configs/demo-gpu.yaml) a 4-layer student on a thousand items a task, trained to the
@@ -37,6 +38,7 @@ OUTPUTS = (
     "sft-letters",
     "dpo",
     "answers",
+    "answers-sft",
     "answers-letters",
     "answers-untrained",
 )
@@ -151,13 +153,14 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
     if twin_settings is not None:
         students["letters only"] = artefacts["letters-only model"] = run_sft(twin_settings)["final"]
     sft = run_sft(sft_settings)
-    artefacts["sft model"] = sft["final"]
+    students["sft"] = artefacts["sft model"] = sft["final"]
     dpo = run_dpo(dpo_settings)
-    students["trained"] = artefacts["dpo model"] = dpo.get("merged", dpo["final"])
+    students["sft + dpo"] = artefacts["dpo model"] = dpo.get("merged", dpo["final"])
 
     reports, words = {}, {}
+    folders = {"untrained": "answers-untrained", "letters only": "answers-letters", "sft": "answers-sft"}
     for name, model in students.items():
-        answers = workdir / {"untrained": "answers-untrained", "letters only": "answers-letters"}.get(name, "answers")
+        answers = workdir / folders.get(name, "answers")
         reports[name], words[name] = answer_tests(model, data_dir, answers, kit.method, cap)
     artefacts["answers"] = str(workdir / "answers")
     artefacts["eval report"] = str(workdir / "answers" / "eval.md")
@@ -165,7 +168,7 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
         log.info("%-18s %s", k, v)
     curves = {
         name: validation_curve(read_metrics(Path(s.trainer.output_dir) / "metrics.jsonl"))
-        for name, s in (("letters only", twin_settings), ("trained", sft_settings))
+        for name, s in (("letters only", twin_settings), ("sft", sft_settings), ("dpo", dpo_settings))
         if s
     }
     print_summary(reports, words, kit.method, curves, gpu=twin_settings is not None)

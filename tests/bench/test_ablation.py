@@ -4,6 +4,7 @@ tables over per-(draw, seed) results files."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -63,7 +64,7 @@ def test_a_draw_whose_teacher_failed_stops_with_the_teachers_error():
     ablation.require_teacher(SimpleNamespace(failed=0, items=2000, errors=[]))
 
 
-def shard(tmp_path, draw, seed, a, b, curve_a, curve_b, stages=None):
+def shard(tmp_path, draw, seed, a, b, curve_a, curve_b, stages=None, settings=None):
     runs = {
         "A": {"test": {"image2text": a, "text2image": a, "overall": a}, "curve": curve_a, "cost": cost()},
         "B": {"test": {"image2text": b, "text2image": b, "overall": b}, "curve": curve_b, "cost": cost()},
@@ -73,8 +74,9 @@ def shard(tmp_path, draw, seed, a, b, curve_a, curve_b, stages=None):
         run |= {"best_step": best[0], "best_val": best[1], "last_step": run["curve"][-1][0]}
     for name, acc in (stages or {}).items():
         runs[name] = {"test": {"image2text": acc, "text2image": acc, "overall": acc}, "cost": cost(4)}
-    path = tmp_path / f"ablation-plateau-d{draw}-s{seed}-small.json"
-    path.write_text(json.dumps({"data_seed": draw, "student_seed": seed, "runs": runs}))
+    settings = settings or {"steps": 2500, "patience": 2}
+    path = tmp_path / f"ablation-{ablation.budget_tag(**settings)}-d{draw}-s{seed}-small.json"
+    path.write_text(json.dumps({"data_seed": draw, "student_seed": seed, "runs": runs, "settings": settings}))
     return str(path)
 
 
@@ -92,8 +94,23 @@ def test_the_tables_pair_seeds_and_say_when_b_reaches_as_plateau(tmp_path):
     assert "| 1 | A | **65.0 ± 7.1** |" in plateau and "| 1 | B | **77.5 ± 17.7** |" in plateau
     assert "| 1 | 0 | 60.0 | 90.0 | +30.0 | 62.0 % at 750 | 500 | 0.67 |" in pairs  # B at A's best val, 2/3 the steps
     assert "| 1 | 1 | 70.0 | 65.0 | -5.0 | 70.0 % at 500 | never | – |" in pairs
-    assert "| 1 | B:debias | 70.0 ± 0.0 |" in stages and "4.00" in stages
-    assert out["draws"][1]["B"] == [0.9, 0.65]
+    assert "| 1 | B:debias | 70.0 ± 0.0 |" in stages and "4.00" in stages and "| 70.0 |" in stages
+    assert out["draws"]["1"]["B"] == [0.9, 0.65]
+
+
+def test_a_fixed_budget_study_is_its_own_row_beside_the_same_draw_at_plateau(tmp_path):
+    curve = [(250, 0.5), (500, 0.7)]
+    files = [
+        shard(tmp_path, 1, 0, 0.60, 0.99, curve, curve),
+        shard(tmp_path, 1, 0, 0.40, 0.80, curve, curve, {"B+dpo": 0.85}, {"steps": 1000, "patience": 0}),
+    ]
+    names = sorted(Path(f).name for f in files)
+    assert names == ["ablation-plateau-d1-s0-small.json", "ablation-steps1000-d1-s0-small.json"]
+    out = ablation.table(files)
+    plateau, pairs, stages = out["markdown"].split("\n\n")
+    assert "| 1 | B | **99.0 ± 0.0** |" in plateau and "| 1 @ 1000 steps | B | **80.0 ± 0.0** |" in plateau
+    assert "| 1 @ 1000 steps | 0 | 40.0 | 80.0 | +40.0 |" in pairs
+    assert "| 1 @ 1000 steps | B+dpo | 85.0 ± 0.0 |" in stages
 
 
 def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):

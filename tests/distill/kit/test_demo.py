@@ -34,11 +34,12 @@ def test_the_gpu_plan_trains_a_letters_only_twin_and_compares(tmp_path, capsys):
 
     artefacts = run_demo(small_plan(tmp_path), tmp_path / "work", device="cpu")
     out = capsys.readouterr().out
-    assert "(untrained -> letters only -> trained)" in out
-    assert "validation accuracy, letters only" in out and "validation accuracy, trained" in out
+    assert "(untrained -> letters only -> sft -> sft + dpo)" in out
+    for curve in ("letters only", "sft", "dpo"):
+        assert f"validation accuracy, {curve} " in out
     twin = json.loads((tmp_path / "work" / "sft-letters" / "final" / "distill_student.json").read_text())
     assert twin["max_pixels"] == 12544  # the SFT recipe's cap, on both students' cards
-    for folder in ("answers", "answers-letters", "answers-untrained"):
+    for folder in ("answers", "answers-sft", "answers-letters", "answers-untrained"):
         assert (tmp_path / "work" / folder / "eval.md").is_file()
     [twin_run, run] = [
         [json.loads(line) for line in (tmp_path / "work" / d / "metrics.jsonl").read_text().splitlines()]
