@@ -549,7 +549,7 @@ def table(files: list[str]) -> dict:
     by_draw: dict[str, list[dict]] = {}  # "1" at plateau, "1 @ 1000 steps" for a fixed budget
     for sh in shards:
         settings = sh.get("settings") or {}
-        fixed = settings.get("patience", 1) == 0
+        fixed = budget_tag(settings.get("steps"), settings.get("patience", 1)) != "plateau"
         key = f"{sh['data_seed']}" + (f" @ {settings.get('steps')} steps" if fixed else "")
         by_draw.setdefault(key, []).append(sh)
     lines = [

@@ -73,34 +73,16 @@ def test_predict_with_the_vllm_engine_matches_the_in_process_scores(vllm_python,
         "--dtype",
         "float32",
     ]
-    argv = [
-        "predict",
-        "--backend",
-        "vllm",
-        "--method",
-        "score",
-        "--out",
-        tmp_path / "score",
-        *common,
-        "---",
-        "predict",
-        "--backend",
-        "vllm",
-        "--method",
-        "debias",
-        "--out",
-        tmp_path / "debias",
-        *common,
-        "---",  # the default dtype: float32 on the CPU, so the same engine serves it
-        "predict",
-        "--backend",
-        "vllm",
-        "--method",
-        "score",
-        "--out",
-        tmp_path / "auto",
-        *[a for a in common if a not in ("--dtype", "float32")],
+    # (method, folder, flags): the last one with the default dtype, float32 on the CPU, so the same engine serves it
+    runs = [
+        ("score", "score", common),
+        ("debias", "debias", common),
+        ("score", "auto", [a for a in common if a not in ("--dtype", "float32")]),
     ]
+    argv = []
+    for method, folder, flags in runs:
+        argv += [*(["---"] if argv else []), "predict", "--backend", "vllm", "--method", method]
+        argv += ["--out", tmp_path / folder, *flags]
     res = subprocess.run(
         [str(vllm_python), str(ROOT / "tests/vllm/run_cli.py"), *map(str, argv)],
         env=ENV,
@@ -111,7 +93,7 @@ def test_predict_with_the_vllm_engine_matches_the_in_process_scores(vllm_python,
     assert res.returncode == 0, res.stderr[-4000:]
     assert res.stderr.count("starting the vLLM engine") == 1  # one engine for the three commands
     assert "starting the vLLM engine for" in res.stderr and "(dtype float32)" in res.stderr
-    for method, folder in (("score", "score"), ("debias", "debias"), ("score", "auto")):
+    for method, folder, _ in runs:
         got = _details(tmp_path / folder)
         assert _agree(got, reference[method]) < TOLERANCE
         assert all(got[t][i]["letter"] == reference[method][t][i]["letter"] for t in TASKS for i in got[t])
