@@ -2,7 +2,7 @@
 sample covers, in shards that fit one device session each.
 
     python -m bench.ablation prepare --work W --data-seed 1     # a data draw, the sample teacher's graph, augment
-    python -m bench.ablation train --work W --rows A,B,B+dpo,B:debias,B:cot --seeds 0,1,2 --steps 3000 --patience 2
+    python -m bench.ablation train --work W --rows A,B,B+dpo,B:debias,B:cot --seeds 0,1,2 --steps 2500 --patience 4
     python -m bench.ablation results --work W --out-dir bench/results --card "NVIDIA H200"   # a file per seed
     python -m bench.ablation table bench/results/ablation-*.json                            # the tables
 
@@ -90,8 +90,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", default="A,B")
     p.add_argument("--seeds", default="0,1,2", help="student seeds (initial weights and data order)")
     p.add_argument("--student", default="small", help="a student size of `distill tiny-model --size`")
-    p.add_argument("--steps", type=int, default=3000, help="the cap on optimizer steps")
-    p.add_argument("--patience", type=int, default=2, help="evaluations without gain before stopping (0: --steps)")
+    p.add_argument("--steps", type=int, default=2500, help="the cap on optimizer steps")
+    p.add_argument(
+        "--patience", type=int, default=4, help="evaluations without gain before stopping (0: a fixed --steps)"
+    )
     p.add_argument("--eval-steps", type=int, default=250)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -37,7 +37,7 @@ def test_each_model_trains_once_and_predictions_wait_for_their_model(tmp_path):
         assert jobs[f"predict-B+dpo-debias-s{s}"].after == [f"dpo-B-s{s}"]
         assert jobs[f"predict-B-cot-s{s}"].after == [f"sft-B-s{s}"]
     sft = jobs["sft-B-s1"].cmd
-    assert sft[sft.index("--early_stopping_patience") + 1] == "2" and sft[sft.index("--max_steps") + 1] == "3000"
+    assert sft[sft.index("--early_stopping_patience") + 1] == "4" and sft[sft.index("--max_steps") + 1] == "2500"
     assert sft[sft.index("--seed") + 1] == "1" and "--reason_weight" in sft
     dpo = jobs["dpo-B-s0"].cmd
     assert dpo[dpo.index("--config") + 1].endswith("configs/dpo-demo.yaml")  # the shipped recipe
