@@ -6,6 +6,8 @@ Variants (pick with --variants; each builds a fresh model):
                    sets it up, LoRA r=8 on the language model's linear layers.
   naive-text-grads the same with only the text embeddings made to require grad
                    (see distill.patches.text_only_input_grads)
+  In --dpo-variants, naive is DPO by hand: chosen and rejected through the LoRA policy and, adapters off, the
+  reference, full-vocabulary logits at every position, the sigmoid loss; its speedup is a ratio of step times.
   ckpt             TRL's SFTTrainer as `distill sft` builds it (batches flushed left, the fused LM head scoring
                    completion positions only, the frozen vision tower kept out of autograd), checkpointing on
   every2           the same, checkpointing every second layer (`gradient_checkpointing_kwargs.every_n_layers`)
@@ -120,43 +122,62 @@ def lora_config():
     )
 
 
-def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: bool = False) -> dict:
-    import torch
+def naive_lora(model):
+    """The naive path's model: checkpointing as `gradient_checkpointing_enable()` sets it up, LoRA r=8."""
     from peft import get_peft_model
 
-    from bench.workloads import MAX_PIXELS
-    from distill.backends.transformers_backend import to_hf_messages
-    from distill.data.images import load_image
-    from distill.patches import text_only_input_grads
-
-    if text_grads:
-        text_only_input_grads(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     peft_model = get_peft_model(model, lora_config())
     peft_model.train()
+    return peft_model
+
+
+def naive_batch(processor, exs, key, device):
+    """Left-padded prompt + completion (`ex[key]`) for each example, labels on the completion tokens only."""
+    from bench.workloads import MAX_PIXELS
+    from distill.backends.transformers_backend import to_hf_messages
+    from distill.data.images import load_image
+
+    prompts, fulls, images = [], [], []
+    for ex in exs:
+        msgs, paths = to_hf_messages(ex["messages"])
+        p = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        prompts.append(p)
+        fulls.append(p + ex[key] + "<|im_end|>\n")
+        images.extend(load_image(x, MAX_PIXELS) for x in paths)
+    enc = processor(text=fulls, images=images, padding=True, padding_side="left", return_tensors="pt").to(device)
+    labels = enc["input_ids"].clone()
+    labels[enc["attention_mask"] == 0] = -100
+    for row, (p, f) in enumerate(zip(prompts, fulls)):
+        n_completion = len(processor.tokenizer(f[len(p) :], add_special_tokens=False)["input_ids"])
+        labels[row, : labels.shape[1] - n_completion] = -100
+    return enc, labels
+
+
+def sequence_logps(logits, labels):
+    """Each row's summed log-probability of its labelled tokens, from full-vocabulary logits."""
+    import torch
+
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    mask = labels != -100
+    picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
+
+
+def naive_steps(peft_model, batch_of, loss_of, steps, warmup, device) -> dict:
+    """The naive loop: `batch_of(step)` -> (inputs, labels), `loss_of(inputs, labels)`, AdamW; timed after warm-up."""
+    import torch
+
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
-    tokens, t_total = 0, 0.0
+    tokens = 0
     for step in range(warmup + steps):
-        chunk = [exs[(step * batch + k) % len(exs)] for k in range(batch)]
-        prompts, fulls, images = [], [], []
-        for ex in chunk:
-            msgs, paths = to_hf_messages(ex["messages"])
-            p = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-            prompts.append(p)
-            fulls.append(p + ex["completion"] + "<|im_end|>\n")
-            images.extend(load_image(x, MAX_PIXELS) for x in paths)
-        enc = processor(text=fulls, images=images, padding=True, padding_side="left", return_tensors="pt").to(device)
-        labels = enc["input_ids"].clone()
-        labels[enc["attention_mask"] == 0] = -100
-        for row, (p, f) in enumerate(zip(prompts, fulls)):
-            n_completion = len(processor.tokenizer(f[len(p) :], add_special_tokens=False)["input_ids"])
-            labels[row, : labels.shape[1] - n_completion] = -100
+        enc, labels = batch_of(step)
         if step == warmup:
             sync(device)
             reset_peak(device)
             t0 = time.perf_counter()
-        loss = peft_model(**enc, labels=labels).loss
+        loss = loss_of(enc, labels)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -170,6 +191,44 @@ def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: b
         "peak_gb": peak_gb(device),
         "loss": float(loss),
     }
+
+
+def naive_sft(model, processor, exs, batch, steps, warmup, device, text_grads: bool = False) -> dict:
+    from distill.patches import text_only_input_grads
+
+    if text_grads:
+        text_only_input_grads(model)
+    peft_model = naive_lora(model)
+
+    def batch_of(step):
+        return naive_batch(processor, [exs[(step * batch + k) % len(exs)] for k in range(batch)], "completion", device)
+
+    return naive_steps(
+        peft_model, batch_of, lambda enc, labels: peft_model(**enc, labels=labels).loss, steps, warmup, device
+    )
+
+
+def naive_dpo(model, processor, exs, pairs, steps, warmup, device, beta: float = 0.1) -> dict:
+    """DPO by hand: chosen and rejected in one left-padded batch through the LoRA policy and, adapters off, the
+    reference, each scored from full-vocabulary logits at every position; the sigmoid loss."""
+    import torch
+    import torch.nn.functional as F
+
+    peft_model = naive_lora(model)
+
+    def batch_of(step):
+        chunk = [exs[(step * pairs + k) % len(exs)] for k in range(pairs)]
+        both = [dict(e, answer=e["chosen"]) for e in chunk] + [dict(e, answer=e["rejected"]) for e in chunk]
+        return naive_batch(processor, both, "answer", device)
+
+    def loss_of(enc, labels):
+        with torch.no_grad(), peft_model.disable_adapter():
+            ref = sequence_logps(peft_model(**enc).logits, labels)
+        policy = sequence_logps(peft_model(**enc).logits, labels)
+        margin = (policy[:pairs] - ref[:pairs]) - (policy[pairs:] - ref[pairs:])
+        return -F.logsigmoid(beta * margin).mean()
+
+    return naive_steps(peft_model, batch_of, loss_of, steps, warmup, device)
 
 
 class StepTimer:
@@ -223,8 +282,6 @@ OURS = {
     "sac": (True, {"selective": True}),
     "nockpt": (False, None),
 }
-# Liger without its own loss kernels: TRL's fused LM head already scores completion positions only
-LIGER = {"fused_linear_cross_entropy": False, "cross_entropy": False, "rms_norm": True, "swiglu": True, "rope": True}
 
 
 LIGER_PATCHED = False  # set once a Liger variant has patched transformers' classes in this process
@@ -245,6 +302,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     from bench.workloads import MAX_PIXELS
     from distill.patches import text_only_input_grads
     from distill.train.datasets import to_dataset
+    from distill.train.settings import LIGER_KERNELS
 
     global LIGER_PATCHED
     checkpointing, ckpt_kwargs, liger, factor, varlen = settings(variant)
@@ -278,7 +336,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         gradient_checkpointing=checkpointing,
         gradient_checkpointing_kwargs=ckpt_kwargs,
         use_liger_kernel=liger,
-        liger_kernel_config=LIGER if liger else None,
+        liger_kernel_config=dict(LIGER_KERNELS) if liger else None,
         dataloader_num_workers=2 if on_gpu else 0,
         seed=0,
     )
@@ -407,13 +465,21 @@ def main(argv=None) -> dict:
         for v in args.dpo_variants.split(","):
             model, processor = build_model(args.model, args.device)
             try:
-                r = ours("dpo", model, processor, exs, 2, args.steps, args.warmup, args.device, v, work)
+                if v == "naive":
+                    r = naive_dpo(model, processor, exs, 2, args.steps, args.warmup, args.device)
+                else:
+                    r = ours("dpo", model, processor, exs, 2, args.steps, args.warmup, args.device, v, work)
             except torch.OutOfMemoryError:
                 r = {"error": "out of memory"}
             del model
             gc.collect()
             torch.cuda.empty_cache() if args.device.startswith("cuda") else None
-            res["dpo_image2text"][v] = dict(r, pairs_per_step=2 * settings(v)[3])
+            res["dpo_image2text"][v] = dict(r, pairs_per_step=2 * (1 if v == "naive" else settings(v)[3]))
+            base = res["dpo_image2text"].get("naive", {}).get("step_s")
+            if base and "step_s" in r:  # same pairs a step: the ratio of step times
+                res["dpo_image2text"][v]["speedup"] = (
+                    base / r["step_s"] * res["dpo_image2text"][v]["pairs_per_step"] / 2
+                )
             print(json.dumps({"dpo": {v: res["dpo_image2text"][v]}}), flush=True)
             save()
     print(f"\n{'task':<11} {'variant':<17} {'tok/s':>7} {'x naive':>7} {'peak GB':>7}")

@@ -79,6 +79,7 @@ def build_settings(kind: Kind, values: dict, flags: list[str] = (), source: str 
     if no_gpu(user_cpu):
         without_gpu(trainer, halves)
     for_vision_language(trainer, asked, source)
+    liger_on_gpu(trainer, asked)
     return settings
 
 
@@ -162,6 +163,37 @@ def without_gpu(trainer, halves: set[str]) -> None:
             log.info("no GPU: %s off (training in float32 on the CPU)", key)
         setattr(trainer, key, False)
     trainer.use_cpu = True
+
+
+# Liger's layer kernels. Not its fused linear cross-entropy (TRL refuses it: it keeps its own fused LM head) nor its
+# cross-entropy: the task-weighted loss and the letter-scored validation read the logits.
+LIGER_KERNELS = {
+    "rms_norm": True,
+    "swiglu": True,
+    "rope": True,
+    "cross_entropy": False,
+    "fused_linear_cross_entropy": False,
+}
+
+
+def liger_on_gpu(trainer, explicit: set[str]) -> None:
+    """On a GPU, Liger's kernels where liger-kernel is installed (the `gpu` extra), unless the recipe or a flag sets
+    `use_liger_kernel`: the faster path by default, at no more memory (bench/README.md)."""
+    import importlib.util
+    import warnings
+
+    if trainer.use_cpu:
+        return
+    if "use_liger_kernel" not in explicit:
+        if importlib.util.find_spec("liger_kernel") is None:
+            log.info("Liger's kernels are not installed: pip install 'cover-distill[gpu]' for faster training")
+            return
+        trainer.use_liger_kernel = True
+        log.info("Liger's kernels on (RMSNorm, SwiGLU, RoPE; use_liger_kernel: false turns them off)")
+    if trainer.use_liger_kernel and "liger_kernel_config" not in explicit:
+        trainer.liger_kernel_config = dict(LIGER_KERNELS)
+    # TRL 1.16 points to the Hub's kernels instead, which a machine without the Hub cannot fetch
+    warnings.filterwarnings("ignore", message="`use_liger_kernel=True` is deprecated", category=FutureWarning)
 
 
 # What a vision-language run must have, whatever the recipe says: (field, value, why).
