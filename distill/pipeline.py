@@ -111,7 +111,6 @@ def run_teacher(
     augmentation made). The store is the source of truth: the recipe's data files are loaded first only when
     `load` says so, or (`load` None) when the store holds no training items yet. A run whose every item failed (an
     unreachable server) is recorded as `failed`, with its calls and their errors (`RunSummary.all_failed`)."""
-    from distill.ingest import load_data, report_data, store_data
     from graphs.backends import teacher_backends
     from graphs.runner import run_items
 
@@ -131,10 +130,7 @@ def run_teacher(
     if load is None:
         load = not (Path(recipe.db).is_file() and open_store(recipe.db).items(split="train"))
     if load:
-        data = load_data(recipe.data)  # the data is checked before a new store is made
-        store = store or open_store(recipe.db, must_exist=False)
-        store_data(store, data)
-        report_data(data)
+        store = store_recipe_data(recipe, store)
     store = store or open_store(recipe.db)
     items = [it for it in store.items(split="train") if not it.transform]
     if recipe.teacher.limit:  # the first N, alternating between the tasks
@@ -165,6 +161,18 @@ def run_teacher(
         )
     finally:
         store.close()
+
+
+def store_recipe_data(recipe: Recipe, store=None):
+    """The recipe's data files into its store (made if need be), checked first; the store is returned open."""
+    from distill.ingest import load_data, report_data, store_data
+
+    _require_store_folder(Path(recipe.db))
+    data = load_data(recipe.data)  # the data is checked before a new store is made
+    store = store or open_store(recipe.db, must_exist=False)
+    store_data(store, data)
+    report_data(data)
+    return store
 
 
 def _require_store_folder(db: Path) -> None:

@@ -97,9 +97,8 @@ def on_gpu(device: str) -> bool:
 
 def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = False, device: str = "auto") -> dict:
     from distill.kit.sample_data import generate
-    from distill.kit.sample_teacher.serving import serving
     from distill.kit.tiny_model import build_tiny_model
-    from distill.pipeline import run_augment, run_dpo, run_sft, run_teacher
+    from distill.pipeline import run_dpo, run_sft
     from distill.recipe import load_recipe, training_settings
     from distill.train.metrics import read_metrics, validation_curve
 
@@ -137,25 +136,21 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
         build_tiny_model(model_dir, size=kit.student, max_pixels=cap)
     artefacts = {"data": str(data_dir), "student": str(model_dir), "store": recipe.db}
 
-    with serving(kit.sample_teacher) as url:
-        log.info("sample-cover teacher (a stand-in for a VLM, valid on the sample covers only) at %s", url)
-        summary = run_teacher(pointed_at(recipe, url))
-    artefacts["teacher run"] = summary.run_id
-    log.info(
-        "teacher: %d accepted, %d rejected traces over %d items (%d failed)",
-        summary.accepted,
-        summary.rejected,
-        summary.items,
-        summary.failed,
-    )
-    aug = run_augment(recipe.db, workdir / "augment", recipe.augment)
-    artefacts["augmented"] = str(workdir / "augment")
-    log.info("augment: %d new training items %s, gold letters %s", aug["new_items"], aug["counts"], aug["gold_letters"])
+    twin = twin_beside(recipe, twin_settings) if twin_settings is not None and beside(twin_settings) else None
+    try:
+        artefacts |= teach_and_augment(recipe, kit, workdir)
+        letters = run_sft(twin_settings) if twin_settings is not None and twin is None else None
+        sft = run_sft(sft_settings)
+        if twin is not None:
+            letters = twin.result()
+            log.info("letters-only twin done: %s (best step %s)", letters["final"], letters["best_step"])
+    finally:
+        if twin is not None:
+            twin.stop()
 
     students = {"untrained": str(model_dir)}
-    if twin_settings is not None:
-        students["letters only"] = artefacts["letters-only model"] = run_sft(twin_settings)["final"]
-    sft = run_sft(sft_settings)
+    if letters is not None:
+        students["letters only"] = artefacts["letters-only model"] = letters["final"]
     students["sft"] = artefacts["sft model"] = sft["final"]
     dpo = run_dpo(dpo_settings)
     students["sft + dpo"] = artefacts["dpo model"] = dpo.get("merged", dpo["final"])
@@ -176,6 +171,45 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
     }
     print_summary(reports, words, kit.method, curves, gpu=twin_settings is not None)
     return artefacts
+
+
+def teach_and_augment(recipe, kit, workdir: Path) -> dict:
+    """The teacher graph against the sample-cover teacher, then augmentation; what they made, for the summary."""
+    from distill.kit.sample_teacher.serving import serving
+    from distill.pipeline import run_augment, run_teacher
+
+    with serving(kit.sample_teacher) as url:
+        log.info("sample-cover teacher (a stand-in for a VLM, valid on the sample covers only) at %s", url)
+        summary = run_teacher(pointed_at(recipe, url))
+    log.info(
+        "teacher: %d accepted, %d rejected traces over %d items (%d failed)",
+        summary.accepted,
+        summary.rejected,
+        summary.items,
+        summary.failed,
+    )
+    aug = run_augment(recipe.db, workdir / "augment", recipe.augment)
+    log.info("augment: %d new training items %s, gold letters %s", aug["new_items"], aug["counts"], aug["gold_letters"])
+    return {"teacher run": summary.run_id, "augmented": str(workdir / "augment")}
+
+
+def beside(settings) -> bool:
+    """Whether the twin trains in a process of its own: on a GPU, where the card has room for two small runs (on a
+    CPU the two would share the same cores)."""
+    return not settings.trainer.use_cpu
+
+
+def twin_beside(recipe, settings):
+    """On a GPU the letters-only twin trains in a process of its own from the start: it needs the store's items and
+    their letters, not the teacher's output, so it trains while the teacher graph and the other student work. Its
+    progress bar is off (the teacher's is on screen); its result is logged when it is collected."""
+    from distill.kit.beside import Beside
+    from distill.pipeline import run_sft, store_recipe_data
+
+    store_recipe_data(recipe).close()
+    settings.trainer.disable_tqdm = True
+    log.info("letters-only twin: training beside the teacher graph (%s)", settings.trainer.output_dir)
+    return Beside(run_sft, settings, name="letters-only twin")
 
 
 def letters_only(workdir: Path) -> dict:

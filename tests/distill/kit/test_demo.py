@@ -1,5 +1,6 @@
-"""The demo's GPU plan, run small on the CPU: a letters-only twin trained beside the student with the same seed
-and steps, all three answered and compared, with both learning curves."""
+"""The demo's GPU plan, run small on the CPU: a letters-only twin trained with the same seed and steps (in a process
+of its own while the teacher works, as on a GPU, or after it), all three answered and compared, with both learning
+curves."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ def small_plan(tmp_path: Path) -> Path:
     return tmp_path / "plan.yaml"
 
 
-def test_the_gpu_plan_trains_a_letters_only_twin_and_compares(tmp_path, capsys):
-    from distill.kit.demo import run_demo
+@pytest.mark.parametrize("in_its_own_process", [False, True], ids=["one-after-the-other", "beside"])
+def test_the_gpu_plan_trains_a_letters_only_twin_and_compares(tmp_path, capsys, monkeypatch, in_its_own_process):
+    from distill.kit import demo
 
-    artefacts = run_demo(small_plan(tmp_path), tmp_path / "work", device="cpu")
+    monkeypatch.setattr(demo, "beside", lambda settings: in_its_own_process)  # on a GPU: beside
+    artefacts = demo.run_demo(small_plan(tmp_path), tmp_path / "work", device="cpu")
     out = capsys.readouterr().out
     assert "(untrained -> letters only -> sft -> sft + dpo)" in out
     for curve in ("letters only", "sft", "dpo"):

@@ -1,0 +1,60 @@
+"""A call run in a process of its own, started now and collected later: the demo trains its letters-only twin on
+the GPU while the teacher graph and the other student work. Spawned, not forked: the parent may have touched CUDA."""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from distill.errors import UserError
+
+
+class BesideError(RuntimeError):
+    """The call failed in its own process; the message is its error, the traceback text follows it."""
+
+
+def _child(fn: Callable, args: tuple, conn) -> None:
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException as exc:  # sent back whole: the parent raises it where it collects the result
+        conn.send(("error", isinstance(exc, UserError), " ".join(str(exc).split()), traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class Beside:
+    """`fn(*args)` in a spawned process; `result()` waits for it and returns its value or raises its error (a user's
+    error stays a one-line UserError); `stop()` ends it if it is still running."""
+
+    def __init__(self, fn: Callable, *args: Any, name: str = "beside"):
+        ctx = multiprocessing.get_context("spawn")
+        self.name = name
+        self._conn, child_end = ctx.Pipe(duplex=False)
+        # not a daemon: a training run starts data-loader workers of its own
+        self._proc = ctx.Process(target=_child, args=(fn, args, child_end), name=name)
+        self._proc.start()
+        child_end.close()
+
+    def result(self) -> Any:
+        try:
+            reply = self._conn.recv()
+        except EOFError:
+            self._proc.join()
+            raise BesideError(
+                f"{self.name}: its process ended without a result (exit code {self._proc.exitcode})"
+            ) from None
+        self._proc.join()
+        if reply[0] == "ok":
+            return reply[1]
+        _, user_error, message, trace = reply
+        if user_error:
+            raise UserError(f"{self.name}: {message}")
+        raise BesideError(f"{self.name}: {message}\n{trace}")
+
+    def stop(self) -> None:
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join()
+        self._conn.close()
