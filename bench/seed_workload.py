@@ -69,10 +69,9 @@ def write_slice(work: Path, n_train: int, n_test: int) -> dict[str, list[str]]:
     for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
         for task in TASKS:
             records = [
-                {"system": it.system, "input": it.input, "output": it.gold if split == "train" else "",
-                 "images": it.images, "id": it.id}
+                it.record() | ({} if split == "train" else {"output": ""})
                 for it in make_items(task, n, work / split, seed=seed)
-            ]  # fmt: skip
+            ]
             path = work / f"{task}_{split}.json"
             path.write_text(json.dumps(records))
             files[split].append(str(path))
@@ -227,10 +226,9 @@ def main(argv=None) -> dict:
         "fixed_s": max(0.0, wall - seconds),
     }
 
-    scale = {"teacher": SEED["train"] / args.items, "sft": SEED["train"] / args.items}
-    scale |= {"dpo": SEED["train"] / args.items, "predict": SEED["test"] / args.test_items}
     for name, stage in res["stages"].items():
-        stage["seed_s"] = extrapolated(stage, scale[name])
+        scale = SEED["test"] / args.test_items if name == "predict" else SEED["train"] / args.items
+        stage["seed_s"] = extrapolated(stage, scale)
     res["seed_total_s"] = sum(s["seed_s"] for s in res["stages"].values())
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
