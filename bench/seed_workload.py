@@ -132,6 +132,7 @@ def stand_in_verdicts(db: Path) -> dict:
 
 def timed(cmd: list[str], log: Path) -> tuple[float, str]:
     """Runs a `distill` command; (wall seconds, its output). A failure ends the benchmark with the command's tail."""
+    print(f"distill {cmd[0]} ... (its output: {log})", flush=True)  # a stage can take minutes
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "distill.cli", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t0
