@@ -75,6 +75,7 @@ TASKS = {
 METHODS = ("score", "debias", "prior", "cot", "adaptive")
 TEST_TASKS = ("image2text", "text2image")
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LR = 1e-3  # the rate the ablation chose the formulation at; every row trains at it unless told
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -96,7 +97,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--eval-steps", type=int, default=250)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr", type=float, default=DEFAULT_LR, help="every row's learning rate (another rate: its own study)"
+    )
     p.add_argument("--dpo-config", default=str(ROOT / "configs" / "dpo-demo.yaml"), help="the DPO recipe")
     p.add_argument("--dpo-epochs", type=float, default=1.0, help="epochs over the DPO pairs")
     p.add_argument("--dpo-eval-steps", type=int, default=100)
@@ -502,7 +505,9 @@ def results(args, work: Path) -> list[Path]:
                 if g.exists():
                     entry["grounding"] = {k: v for k, v in json.loads(g.read_text()).items() if k != "examples"}
             runs[str(row)] = entry
-        path = out_dir / f"ablation-{budget_tag(args.steps, args.patience)}-d{data_seed}-s{s}-{args.student}.json"
+        path = (
+            out_dir / f"ablation-{budget_tag(args.steps, args.patience, args.lr)}-d{data_seed}-s{s}-{args.student}.json"
+        )
         path.write_text(
             json.dumps(
                 {
@@ -525,10 +530,10 @@ def results(args, work: Path) -> list[Path]:
     return written
 
 
-def budget_tag(steps: int, patience: int) -> str:
-    """Runs trained to their plateau (patience) or for a fixed number of steps are different studies: their
-    files and table rows never mix."""
-    return "plateau" if patience else f"steps{steps}"
+def budget_tag(steps: int, patience: int, lr: float = DEFAULT_LR) -> str:
+    """Runs trained to their plateau (patience) or for a fixed number of steps are different studies, and so are
+    runs at another learning rate: their files and table rows never mix."""
+    return ("plateau" if patience else f"steps{steps}") + ("" if lr == DEFAULT_LR else f"-lr{lr:g}")
 
 
 # --- the tables, over every shard ---------------------------------------------------------------------------
@@ -548,11 +553,12 @@ def reach(curve_b: list, target: float | None) -> int | None:
 
 def table(files: list[str]) -> dict:
     shards = [json.loads(Path(f).read_text()) for f in files]
-    by_draw: dict[str, list[dict]] = {}  # "1" at plateau, "1 @ 1000 steps" for a fixed budget
+    by_draw: dict[str, list[dict]] = {}  # "1" at plateau, "1 @ 1000 steps" for a fixed budget, "1 @ lr 0.0003"
     for sh in shards:
         settings = sh.get("settings") or {}
-        fixed = budget_tag(settings.get("steps"), settings.get("patience", 1)) != "plateau"
-        key = f"{sh['data_seed']}" + (f" @ {settings.get('steps')} steps" if fixed else "")
+        lr = settings.get("lr", DEFAULT_LR)
+        key = f"{sh['data_seed']}" + ("" if settings.get("patience", 1) else f" @ {settings.get('steps')} steps")
+        key += "" if lr == DEFAULT_LR else f" @ lr {lr:g}"
         by_draw.setdefault(key, []).append(sh)
     lines = [
         "| draw | row | overall (test) | image2text | text2image | per seed | best val | best step | stopped at |",

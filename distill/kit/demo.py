@@ -140,6 +140,8 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
     try:
         artefacts |= teach_and_augment(recipe, kit, workdir)
         letters = run_sft(twin_settings) if twin_settings is not None and twin is None else None
+        if twin is not None:
+            twin.check()  # a twin that has already failed stops the demo before the other student trains
         sft = run_sft(sft_settings)
         if twin is not None:
             letters = twin.result()

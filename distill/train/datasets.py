@@ -30,6 +30,20 @@ def trl_record(ex: dict) -> dict:
     return rec
 
 
+class DecodeRows:
+    """The dataset's transform: JSON rows -> records with their images loaded. A class, not a closure, so the
+    dataset pickles into data-loader workers that are spawned (as they are in a process that was itself spawned)."""
+
+    def __init__(self, max_pixels: int):
+        self.max_pixels = max_pixels
+
+    def __call__(self, batch: dict) -> dict:
+        recs = [json.loads(r) for r in batch["record"]]
+        out = {k: [r[k] for r in recs] for k in recs[0] if k != "images"} if recs else {}
+        out["images"] = [[load_image(p, self.max_pixels) for p in r["images"]] for r in recs]
+        return out
+
+
 def to_dataset(examples: list[dict], max_pixels: int):
     """A Dataset whose rows hold JSON text; decoding and image loading happen per row when read, so the
     images are never all in memory and nested message blocks keep their exact keys."""
@@ -38,13 +52,7 @@ def to_dataset(examples: list[dict], max_pixels: int):
     rows = [{"record": json.dumps(trl_record(ex), ensure_ascii=False)} for ex in examples]
     ds = Dataset.from_list(rows) if rows else Dataset.from_dict({"record": []})
 
-    def decode(batch):
-        recs = [json.loads(r) for r in batch["record"]]
-        out = {k: [r[k] for r in recs] for k in recs[0] if k != "images"} if recs else {}
-        out["images"] = [[load_image(p, max_pixels) for p in r["images"]] for r in recs]
-        return out
-
-    return ds.with_transform(decode)
+    return ds.with_transform(DecodeRows(max_pixels))
 
 
 def portable_images(paths: list[str], out: Path, copy: bool = True) -> list[str]:

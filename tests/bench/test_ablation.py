@@ -113,6 +113,18 @@ def test_a_fixed_budget_study_is_its_own_row_beside_the_same_draw_at_plateau(tmp
     assert "| 1 @ 1000 steps | B+dpo | 85.0 ± 0.0 |" in stages
 
 
+def test_a_study_at_another_learning_rate_is_its_own_row(tmp_path):
+    curve = [(250, 0.5), (500, 0.7)]
+    files = [
+        shard(tmp_path, 2, 0, 0.30, 0.99, curve, curve),
+        shard(tmp_path, 2, 0, 0.55, 0.90, curve, curve, settings={"steps": 2500, "patience": 4, "lr": 3e-4}),
+    ]
+    assert sorted(Path(f).name for f in files) == ["ablation-plateau-d2-s0-small.json",
+                                                  "ablation-plateau-lr0.0003-d2-s0-small.json"]  # fmt: skip
+    plateau = ablation.table(files)["markdown"].split("\n\n")[0]
+    assert "| 2 | A | **30.0 ± 0.0** |" in plateau and "| 2 @ lr 0.0003 | A | **55.0 ± 0.0** |" in plateau
+
+
 def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
     logged = [
         {"step": 50, "loss": 0.5, "grad_norm": 1.2},

@@ -59,3 +59,17 @@ def test_stop_ends_a_running_one():
     t0 = time.monotonic()
     run.stop()
     assert time.monotonic() - t0 < 30 and not run._proc.is_alive()
+
+
+def test_check_raises_a_failure_early_and_keeps_a_value_for_result():
+    failed = Beside(crash, name="twin")
+    failed._proc.join()
+    with pytest.raises(BesideError, match="twin: 'lost'"):
+        failed.check()
+    running = Beside(wait_long)
+    running.check()  # still working: nothing to raise
+    running.stop()
+    done = Beside(add, 1, 1)
+    done._proc.join()
+    done.check()
+    assert done.result()["sum"] == 2

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
-def small_plan(tmp_path: Path) -> Path:
+def small_plan(tmp_path: Path, loader_workers: int = 0) -> Path:
     """configs/demo-gpu.yaml and its training recipes, shrunk to a few items and steps."""
     plan = yaml.safe_load((CONFIGS / "demo-gpu.yaml").read_text())
     plan["kit"] |= {"sample_data": {"n_train": 8, "n_val": 4, "n_dev": 2, "n_test": 4, "seed": 0}, "student": "tiny"}
@@ -25,7 +25,7 @@ def small_plan(tmp_path: Path) -> Path:
         recipe = yaml.safe_load((CONFIGS / name).read_text()) | {"pipeline": "plan.yaml", "report_to": "none"}
         recipe |= {"max_steps": 2, "eval_steps": 1, "save_steps": 1, "logging_steps": 1}
         recipe |= {"per_device_train_batch_size": 4, "per_device_eval_batch_size": 8}
-        recipe |= {"dataloader_num_workers": 0} if name.startswith("sft") else {}
+        recipe |= {"dataloader_num_workers": loader_workers} if name.startswith("sft") else {}
         (tmp_path / name).write_text(yaml.safe_dump(recipe))
     return tmp_path / "plan.yaml"
 
@@ -35,7 +35,9 @@ def test_the_gpu_plan_trains_a_letters_only_twin_and_compares(tmp_path, capsys, 
     from distill.kit import demo
 
     monkeypatch.setattr(demo, "beside", lambda settings: in_its_own_process)  # on a GPU: beside
-    artefacts = demo.run_demo(small_plan(tmp_path), tmp_path / "work", device="cpu")
+    # beside, the twin's data-loader workers are spawned from a spawned process, as on a GPU
+    plan = small_plan(tmp_path, loader_workers=1 if in_its_own_process else 0)
+    artefacts = demo.run_demo(plan, tmp_path / "work", device="cpu")
     out = capsys.readouterr().out
     assert "(untrained -> letters only -> sft -> sft + dpo)" in out
     for curve in ("letters only", "sft", "dpo"):

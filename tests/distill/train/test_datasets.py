@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.train.datasets import export_llamafactory, export_trl
+from distill.train.datasets import export_llamafactory, export_trl, to_dataset
 
 
 def _examples(sample_dir) -> list[dict]:
@@ -32,6 +32,24 @@ def test_exports_copy_their_images_unless_told_by_reference(tmp_path, sample_dir
     assert all((moved / p).is_file() for p in paths)
     ref = export(examples, tmp_path / "ref", "sft", copy_images=False)
     assert not (tmp_path / "ref" / "images").exists() and "../" in ref.read_text()
+
+
+def _rows(batch):
+    return batch
+
+
+def test_the_training_dataset_reads_in_spawned_loader_workers(sample_dir):
+    """A training run in a spawned process (the demo's letters-only twin on a GPU) starts its data-loader workers
+    by spawning too: the dataset, with its decoding transform, must pickle."""
+    from torch.utils.data import DataLoader
+
+    ds = to_dataset(_examples(sample_dir), max_pixels=12544)
+    loader = DataLoader(ds, batch_size=2, num_workers=1, multiprocessing_context="spawn", collate_fn=_rows)
+    [batch] = list(loader)
+    assert [r["completion"][0]["content"][0]["text"] for r in batch] == [
+        ex["completion"] for ex in _examples(sample_dir)
+    ]
+    assert all(img.size[0] * img.size[1] <= 12544 for r in batch for img in r["images"])
 
 
 def _readme_snippet(marker: str) -> str:
