@@ -6,6 +6,10 @@ sample covers, in shards that fit one device session each.
     python -m bench.ablation results --work W --out-dir bench/results --card "NVIDIA H200"   # a file per seed
     python -m bench.ablation table bench/results/ablation-*.json                            # the tables
 
+Every row trains at one learning rate (`--lr`, 1e-3 by default, where B was chosen); a study at another rate
+(`--lr 3e-4 --rows A`) writes files of its own, and `table` pairs each seed's B with letters alone (A) at the rate
+where A did best on validation, so rationales are measured against a letters-only student at its own rate.
+
 A data draw (`--data-seed`) is its own motif pools and covers: the rows compare on draws the formulation was
 not chosen on. `data` rebuilds a draw's covers beside a store carried from elsewhere (the generator is
 byte-stable for a seed) and checks them against the store's hashes.
@@ -551,53 +555,76 @@ def reach(curve_b: list, target: float | None) -> int | None:
     return next((step for step, acc in curve_b if acc >= target), None)
 
 
+def study_key(shard: dict) -> tuple[str, float]:
+    """(the draw and its budget, the learning rate): "1" at plateau, "1 @ 1000 steps" for a fixed budget."""
+    settings = shard.get("settings") or {}
+    fixed = "" if settings.get("patience", 1) else f" @ {settings.get('steps')} steps"
+    return f"{shard['data_seed']}{fixed}", settings.get("lr", DEFAULT_LR)
+
+
+def best_rate(studies: dict[float, list[dict]], row: str) -> float | None:
+    """The learning rate at which `row` did best on validation, averaged over its seeds: a row is compared at its
+    own rate, chosen on validation, not at the rate another row was chosen at."""
+    means = {
+        lr: statistics.mean(sh["runs"][row].get("best_val") or 0 for sh in group if row in sh["runs"])
+        for lr, group in studies.items()
+        if any(row in sh["runs"] for sh in group)
+    }
+    return max(means, key=lambda lr: (means[lr], lr == DEFAULT_LR)) if means else None
+
+
 def table(files: list[str]) -> dict:
     shards = [json.loads(Path(f).read_text()) for f in files]
-    by_draw: dict[str, list[dict]] = {}  # "1" at plateau, "1 @ 1000 steps" for a fixed budget, "1 @ lr 0.0003"
+    by_study: dict[str, dict[float, list[dict]]] = {}
     for sh in shards:
-        settings = sh.get("settings") or {}
-        lr = settings.get("lr", DEFAULT_LR)
-        key = f"{sh['data_seed']}" + ("" if settings.get("patience", 1) else f" @ {settings.get('steps')} steps")
-        key += "" if lr == DEFAULT_LR else f" @ lr {lr:g}"
-        by_draw.setdefault(key, []).append(sh)
+        key, lr = study_key(sh)
+        by_study.setdefault(key, {}).setdefault(lr, []).append(sh)
     lines = [
         "| draw | row | overall (test) | image2text | text2image | per seed | best val | best step | stopped at |",
         "|---:|---|---:|---:|---:|---|---:|---:|---:|",
     ]
-    pairs = ["| draw | seed | A test | B test | B − A | A plateau (val, step) | B reaches it at | B / A steps |",
-             "|---:|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+    pairs = [
+        "| draw | seed | A's rate | A test | B test | B − A | A plateau (val, step) | B reaches it at | B / A steps |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
     stages: dict[str, list[dict]] = {}
     summary: dict = {"draws": {}}
-    for d, group in sorted(by_draw.items()):
-        group.sort(key=lambda sh: sh["student_seed"])
-        for row in ("A", "B"):
-            got = [sh["runs"][row] for sh in group if row in sh["runs"]]
-            if not got:
-                continue
-            o = [g["test"]["overall"] for g in got]
-            lines.append(
-                f"| {d} | {row} | **{mean_sd(o)}** | {mean_sd([g['test']['image2text'] for g in got])} | "
-                f"{mean_sd([g['test']['text2image'] for g in got])} | {' / '.join(f'{100 * x:.1f}' for x in o)} | "
-                f"{mean_sd([g['best_val'] for g in got if g.get('best_val') is not None])} | "
-                f"{' / '.join(str(g.get('best_step')) for g in got)} | "
-                f"{' / '.join(stopped(g) for g in got)} |"
-            )
-            summary["draws"].setdefault(d, {})[row] = o
-        for sh in group:
-            a, b = sh["runs"].get("A"), sh["runs"].get("B")
-            if not (a and b):
+    for key, studies in sorted(by_study.items()):
+        for lr, group in sorted(studies.items(), key=lambda kv: (kv[0] != DEFAULT_LR, kv[0])):
+            group.sort(key=lambda sh: sh["student_seed"])
+            d = key + ("" if lr == DEFAULT_LR else f" @ lr {lr:g}")
+            for row in ("A", "B"):
+                got = [sh["runs"][row] for sh in group if row in sh["runs"]]
+                if not got:
+                    continue
+                o = [g["test"]["overall"] for g in got if g.get("test")]
+                lines.append(
+                    f"| {d} | {row} | **{mean_sd(o)}** | "
+                    f"{mean_sd([g['test']['image2text'] for g in got if g.get('test')])} | "
+                    f"{mean_sd([g['test']['text2image'] for g in got if g.get('test')])} | "
+                    f"{' / '.join(f'{100 * x:.1f}' for x in o) or '–'} | "
+                    f"{mean_sd([g['best_val'] for g in got if g.get('best_val') is not None])} | "
+                    f"{' / '.join(str(g.get('best_step')) for g in got)} | "
+                    f"{' / '.join(stopped(g) for g in got)} |"
+                )
+                summary["draws"].setdefault(d, {})[row] = o
+            for sh in group:
+                for name, run in sh["runs"].items():
+                    if name != "A" and run.get("test"):
+                        stages.setdefault(f"{d}|{name}", []).append(run)
+        a_lr = best_rate(studies, "A")
+        a_by_seed = {sh["student_seed"]: sh["runs"]["A"] for sh in studies.get(a_lr, []) if "A" in sh["runs"]}
+        for sh in studies.get(DEFAULT_LR, []):
+            a, b = a_by_seed.get(sh["student_seed"]), sh["runs"].get("B")
+            if not (a and b and a.get("test") and b.get("test")):
                 continue
             hit = reach(b.get("curve", []), a.get("best_val"))
             ratio = f"{hit / a['best_step']:.2f}" if hit and a.get("best_step") else "–"
             pairs.append(
-                f"| {d} | {sh['student_seed']} | {100 * a['test']['overall']:.1f} | {100 * b['test']['overall']:.1f} | "
-                f"{100 * (b['test']['overall'] - a['test']['overall']):+.1f} | "
+                f"| {key} | {sh['student_seed']} | {a_lr:g} | {100 * a['test']['overall']:.1f} | "
+                f"{100 * b['test']['overall']:.1f} | {100 * (b['test']['overall'] - a['test']['overall']):+.1f} | "
                 f"{100 * (a.get('best_val') or 0):.1f} % at {a.get('best_step')} | {hit or 'never'} | {ratio} |"
             )
-        for sh in group:
-            for name, run in sh["runs"].items():
-                if name != "A":
-                    stages.setdefault(f"{d}|{name}", []).append(run)
     stage_lines = [
         "| draw | stage | overall | image2text | text2image | s / item | prefills / item | generated tokens / item "
         "| overall per seed |",

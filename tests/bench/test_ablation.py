@@ -92,8 +92,10 @@ def test_the_tables_pair_seeds_and_say_when_b_reaches_as_plateau(tmp_path):
     out = ablation.table(files)
     plateau, pairs, stages = out["markdown"].split("\n\n")
     assert "| 1 | A | **65.0 ± 7.1** |" in plateau and "| 1 | B | **77.5 ± 17.7** |" in plateau
-    assert "| 1 | 0 | 60.0 | 90.0 | +30.0 | 62.0 % at 750 | 500 | 0.67 |" in pairs  # B at A's best val, 2/3 the steps
-    assert "| 1 | 1 | 70.0 | 65.0 | -5.0 | 70.0 % at 500 | never | – |" in pairs
+    assert (
+        "| 1 | 0 | 0.001 | 60.0 | 90.0 | +30.0 | 62.0 % at 750 | 500 | 0.67 |" in pairs
+    )  # B at A's best, 2/3 the steps
+    assert "| 1 | 1 | 0.001 | 70.0 | 65.0 | -5.0 | 70.0 % at 500 | never | – |" in pairs
     assert "| 1 | B:debias | 70.0 ± 0.0 |" in stages and "4.00" in stages and "| 70.0 |" in stages
     assert out["draws"]["1"]["B"] == [0.9, 0.65]
 
@@ -109,20 +111,28 @@ def test_a_fixed_budget_study_is_its_own_row_beside_the_same_draw_at_plateau(tmp
     out = ablation.table(files)
     plateau, pairs, stages = out["markdown"].split("\n\n")
     assert "| 1 | B | **99.0 ± 0.0** |" in plateau and "| 1 @ 1000 steps | B | **80.0 ± 0.0** |" in plateau
-    assert "| 1 @ 1000 steps | 0 | 40.0 | 80.0 | +40.0 |" in pairs
+    assert "| 1 @ 1000 steps | 0 | 0.001 | 40.0 | 80.0 | +40.0 |" in pairs
     assert "| 1 @ 1000 steps | B+dpo | 85.0 ± 0.0 |" in stages
 
 
-def test_a_study_at_another_learning_rate_is_its_own_row(tmp_path):
-    curve = [(250, 0.5), (500, 0.7)]
+def test_a_study_at_another_learning_rate_is_its_own_row_and_b_meets_a_at_its_best_rate(tmp_path):
+    slow, fast = [(250, 0.3), (2500, 0.55)], [(250, 0.3), (1000, 0.3)]
+    lower = {"steps": 2500, "patience": 4, "lr": 3e-4}
     files = [
-        shard(tmp_path, 2, 0, 0.30, 0.99, curve, curve),
-        shard(tmp_path, 2, 0, 0.55, 0.90, curve, curve, settings={"steps": 2500, "patience": 4, "lr": 3e-4}),
+        shard(tmp_path, 2, 0, 0.30, 0.99, fast, [(250, 0.4), (500, 0.5), (750, 0.99)]),
+        shard(tmp_path, 2, 1, 0.35, 0.97, fast, [(250, 0.4), (500, 0.97)]),
+        shard(tmp_path, 2, 0, 0.50, 0.90, slow, slow, settings=lower),  # A better at its own rate
+        shard(tmp_path, 2, 1, 0.60, 0.90, slow, slow, settings=lower),
     ]
-    assert sorted(Path(f).name for f in files) == ["ablation-plateau-d2-s0-small.json",
-                                                  "ablation-plateau-lr0.0003-d2-s0-small.json"]  # fmt: skip
-    plateau = ablation.table(files)["markdown"].split("\n\n")[0]
-    assert "| 2 | A | **30.0 ± 0.0** |" in plateau and "| 2 @ lr 0.0003 | A | **55.0 ± 0.0** |" in plateau
+    assert sorted(Path(f).name for f in files)[:2] == ["ablation-plateau-d2-s0-small.json",
+                                                      "ablation-plateau-d2-s1-small.json"]  # fmt: skip
+    assert Path(files[2]).name == "ablation-plateau-lr0.0003-d2-s0-small.json"
+    plateau, pairs, _ = ablation.table(files)["markdown"].split("\n\n")
+    assert "| 2 | A | **32.5 ± 3.5** |" in plateau and "| 2 @ lr 0.0003 | A | **55.0 ± 7.1** |" in plateau
+    # B (at its rate) against A at the rate where A did best on validation, seed by seed
+    assert "| 2 | 0 | 0.0003 | 50.0 | 99.0 | +49.0 | 55.0 % at 2500 | 750 | 0.30 |" in pairs
+    assert "| 2 | 1 | 0.0003 | 60.0 | 97.0 | +37.0 | 55.0 % at 2500 | 500 | 0.20 |" in pairs
+    assert "| 2 | 0 | 0.001 |" not in pairs
 
 
 def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
