@@ -120,6 +120,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--grounding-items", type=int, default=48, help="test items whose covers and rationales are read")
     p.add_argument("--card", default="", help="results: the machine the runs ran on")
     p.add_argument("--out-dir", default=None, help="results: the folder of the per-seed files")
+    p.add_argument("--overwrite", action="store_true", help="results: replace per-seed files that exist")
     p.add_argument("--out", default=None, help="table: also write the aggregate as JSON here")
     return p
 
@@ -463,6 +464,7 @@ def prediction_cost(answers: Path, model: Path, log: Path) -> dict:
 
 def results(args, work: Path) -> list[Path]:
     """Each seed's runs as one JSON file: curves, best and last steps, test accuracy per row, costs."""
+    from distill.data.fileio import atomic_write_json
     from distill.evaluate import evaluate
     from distill.train.metrics import read_metrics, validation_curve
 
@@ -471,9 +473,17 @@ def results(args, work: Path) -> list[Path]:
     times = json.loads((work / "times.json").read_text()) if (work / "times.json").exists() else {}
     gold = [work / "data" / f"{t}_test_gold.json" for t in TEST_TASKS]
     out_dir = Path(args.out_dir or work)
+    seeds = [int(x) for x in args.seeds.split(",")]
+    paths = {
+        s: out_dir / f"ablation-{budget_tag(args.steps, args.patience, args.lr)}-d{data_seed}-s{s}-{args.student}.json"
+        for s in seeds
+    }
+    there = [str(p) for p in paths.values() if p.exists()]
+    if there and not args.overwrite:
+        raise SystemExit(f"results exist: {', '.join(there)} (pass --overwrite to replace them)")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for s in [int(x) for x in args.seeds.split(",")]:
+    for s in seeds:
         f = folders(work, args.student, s)
         runs: dict[str, dict] = {}
         for answers in sorted(f["answers"].glob("*-*")):
@@ -509,25 +519,24 @@ def results(args, work: Path) -> list[Path]:
                 if g.exists():
                     entry["grounding"] = {k: v for k, v in json.loads(g.read_text()).items() if k != "examples"}
             runs[str(row)] = entry
-        path = (
-            out_dir / f"ablation-{budget_tag(args.steps, args.patience, args.lr)}-d{data_seed}-s{s}-{args.student}.json"
-        )
-        path.write_text(
-            json.dumps(
-                {
-                    "card": args.card,
-                    "date": date.today().isoformat(),
-                    "data_seed": data_seed,
-                    "student_seed": s,
-                    "student": args.student,
-                    "settings": {k: getattr(args, k) for k in ("steps", "patience", "eval_steps", "batch", "lr")}
-                    | {"dpo_epochs": args.dpo_epochs, "samples": args.samples, "max_pixels": args.max_pixels},
-                    "sizes": prepared.get("sizes"),
-                    "teacher": prepared.get("teacher_stats"),
-                    "runs": runs,
-                },
-                indent=1,
-            )
+        if not runs:  # a shard cut short before its test predictions: nothing to report, and no file to mislead
+            print(f"seed {s}: no test predictions in {f['answers']} yet, no results file written", file=sys.stderr)
+            continue
+        path = paths[s]
+        atomic_write_json(
+            path,
+            {
+                "card": args.card,
+                "date": date.today().isoformat(),
+                "data_seed": data_seed,
+                "student_seed": s,
+                "student": args.student,
+                "settings": {k: getattr(args, k) for k in ("steps", "patience", "eval_steps", "batch", "lr")}
+                | {"dpo_epochs": args.dpo_epochs, "samples": args.samples, "max_pixels": args.max_pixels},
+                "sizes": prepared.get("sizes"),
+                "teacher": prepared.get("teacher_stats"),
+                "runs": runs,
+            },
         )
         written.append(path)
         print(path)

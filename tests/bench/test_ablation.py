@@ -151,3 +151,20 @@ def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
     table = ablation.curves([str(p) for p in sorted(tmp_path.glob("*.jsonl"))]).splitlines()
     assert table[2] == "| sft-A-s1 | 100: 40.0 200: 27.0 | 40.0 % at 100 | 150 |"
     assert table[3] == "| sft-B-s1 | 100: 90.0 | 90.0 % at 100 | – |"
+
+
+def test_results_write_nothing_for_a_seed_without_test_predictions_and_replace_nothing_unasked(tmp_path, capsys):
+    work, out = tmp_path / "W2", tmp_path / "results"
+    work.mkdir()
+    (work / "prepared.json").write_text(json.dumps({"data_seed": 2}))
+    args = ["results", "--work", str(work), "--seeds", "0", "--out-dir", str(out)]
+    ablation.main(args)
+    assert not list(out.glob("*.json"))  # a shard cut short before its predictions leaves no file behind
+    assert "seed 0: no test predictions" in capsys.readouterr().err
+    earlier = out / "ablation-plateau-d2-s0-small.json"
+    earlier.write_text('{"runs": {"A": {}}}')
+    with pytest.raises(SystemExit, match="results exist: .*ablation-plateau-d2-s0-small.json .*--overwrite"):
+        ablation.main(args)
+    assert earlier.read_text() == '{"runs": {"A": {}}}'
+    ablation.main([*args, "--overwrite"])  # asked: nothing to write still replaces nothing
+    assert earlier.read_text() == '{"runs": {"A": {}}}'
