@@ -143,12 +143,15 @@ def timed(cmd: list[str], log: Path) -> tuple[float, str]:
 
 
 def training_run(db: Path, output_dir: Path) -> tuple[dict, dict]:
-    """(counts, metrics) the store recorded for the run written to `output_dir`."""
-    with sqlite3.connect(db) as con:
-        dataset, metrics = con.execute(
-            "select dataset, metrics from train_runs where output_dir = ? order by ended_at desc", [str(output_dir)]
-        ).fetchone()
-    return json.loads(dataset), json.loads(metrics)
+    """(counts, metrics) the store recorded for the latest run written to `output_dir`."""
+    from store.db import open_store
+
+    store = open_store(db)
+    try:
+        run = [r for r in store.train_runs() if r["output_dir"] == str(output_dir)][-1]
+    finally:
+        store.close()
+    return json.loads(run["dataset"]), json.loads(run["metrics"])
 
 
 def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path, steps: int) -> dict:

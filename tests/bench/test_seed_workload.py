@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from bench.seed_workload import extrapolated, stand_in_verdicts
+from bench.seed_workload import extrapolated, stand_in_verdicts, training_run
 
 
 def test_a_training_stage_scales_its_steps_not_its_start_up():
@@ -44,3 +44,19 @@ def test_each_items_first_unhinted_rationale_stands_in_for_an_accepted_one(tmp_p
         "t4": ("accepted", "ok", "C"),
     }
     assert statuses == {"accepted"}
+
+
+def test_a_training_stage_reads_its_latest_run_from_the_store(tmp_path):
+    from store.db import Store
+
+    store = Store(tmp_path / "traces.db")
+    for examples, runtime, started in ((10, 5.0, "00:00"), (64, 12.5, "00:01")):  # an earlier run there, then this
+        store.record_train_run(
+            "sft", {}, {"examples": examples}, str(tmp_path / "sft"), None, {"train_runtime": runtime},
+            f"2026-12-03T00:{started}", "done", False, {},
+        )  # fmt: skip
+    store.record_train_run(
+        "dpo", {}, {"pairs": 7}, str(tmp_path / "dpo"), None, {}, "2026-12-03T00:00:01", "done", False, {}
+    )
+    store.close()
+    assert training_run(tmp_path / "traces.db", tmp_path / "sft") == ({"examples": 64}, {"train_runtime": 12.5})
