@@ -573,13 +573,21 @@ def study_key(shard: dict) -> tuple[str, float]:
 
 def best_rate(studies: dict[float, list[dict]], row: str) -> float | None:
     """The learning rate at which `row` did best on validation, averaged over its seeds: a row is compared at its
-    own rate, chosen on validation, not at the rate another row was chosen at."""
-    means = {
-        lr: statistics.mean(sh["runs"][row].get("best_val") or 0 for sh in group if row in sh["runs"])
+    own rate, chosen on validation, not at the rate another row was chosen at. Rates are compared on the seeds
+    every one of them ran, where there are such seeds (a rate tried on one seed is not measured against another
+    rate's mean over three)."""
+    runs = {
+        lr: {sh["student_seed"]: sh["runs"][row].get("best_val") or 0 for sh in group if row in sh["runs"]}
         for lr, group in studies.items()
-        if any(row in sh["runs"] for sh in group)
     }
-    return max(means, key=lambda lr: (means[lr], lr == DEFAULT_LR)) if means else None
+    runs = {lr: by_seed for lr, by_seed in runs.items() if by_seed}
+    if not runs:
+        return None
+    shared = set.intersection(*(set(by_seed) for by_seed in runs.values()))
+    means = {
+        lr: statistics.mean(v for s, v in by_seed.items() if s in shared or not shared) for lr, by_seed in runs.items()
+    }
+    return max(means, key=lambda lr: (means[lr], lr == DEFAULT_LR))
 
 
 def table(files: list[str]) -> dict:
@@ -625,6 +633,11 @@ def table(files: list[str]) -> dict:
         a_by_seed = {sh["student_seed"]: sh["runs"]["A"] for sh in studies.get(a_lr, []) if "A" in sh["runs"]}
         for sh in studies.get(DEFAULT_LR, []):
             a, b = a_by_seed.get(sh["student_seed"]), sh["runs"].get("B")
+            if a_lr is not None and b and b.get("test") and not (a and a.get("test")):
+                pairs.append(
+                    f"| {key} | {sh['student_seed']} | {a_lr:g} | – | {100 * b['test']['overall']:.1f} | – | "
+                    "not run at this rate | – | – |"
+                )
             if not (a and b and a.get("test") and b.get("test")):
                 continue
             hit = reach(b.get("curve", []), a.get("best_val"))

@@ -135,6 +135,23 @@ def test_a_study_at_another_learning_rate_is_its_own_row_and_b_meets_a_at_its_be
     assert "| 2 | 0 | 0.001 |" not in pairs
 
 
+def test_a_rate_tried_on_one_seed_is_chosen_on_that_seed_and_seeds_without_it_say_so(tmp_path):
+    lower = {"steps": 2500, "patience": 4, "lr": 3e-4}
+    b_curve = [(250, 0.4), (500, 0.99)]
+    files = [
+        shard(tmp_path, 2, 0, 0.30, 0.99, [(250, 0.25), (500, 0.30)], b_curve),
+        shard(tmp_path, 2, 1, 0.40, 0.98, [(250, 0.30), (500, 0.42)], b_curve),
+        shard(tmp_path, 2, 2, 0.60, 0.97, [(250, 0.30), (500, 0.65)], b_curve),
+        # seed 1 alone at 3e-4: 0.45 beats seed 1's 0.42 at 1e-3, though not 1e-3's mean over three seeds (0.457)
+        shard(tmp_path, 2, 1, 0.44, 0.90, [(250, 0.30), (2500, 0.45)], b_curve, settings=lower),
+    ]
+    assert ablation.best_rate({1e-3: [json.loads(Path(f).read_text()) for f in files[:3]]}, "A") == 1e-3
+    _, pairs, _ = ablation.table(files)["markdown"].split("\n\n")
+    assert "| 2 | 1 | 0.0003 | 44.0 | 98.0 | +54.0 | 45.0 % at 2500 | 500 | 0.20 |" in pairs
+    assert "| 2 | 0 | 0.0003 | – | 99.0 | – | not run at this rate | – | – |" in pairs
+    assert "| 2 | 2 | 0.0003 | – | 97.0 | – | not run at this rate | – | – |" in pairs
+
+
 def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
     logged = [
         {"step": 50, "loss": 0.5, "grad_norm": 1.2},
