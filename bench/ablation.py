@@ -576,17 +576,15 @@ def best_rate(studies: dict[float, list[dict]], row: str) -> float | None:
     own rate, chosen on validation, not at the rate another row was chosen at. Rates are compared on the seeds
     every one of them ran, where there are such seeds (a rate tried on one seed is not measured against another
     rate's mean over three)."""
-    runs = {
+    best = {
         lr: {sh["student_seed"]: sh["runs"][row].get("best_val") or 0 for sh in group if row in sh["runs"]}
         for lr, group in studies.items()
+        if any(row in sh["runs"] for sh in group)
     }
-    runs = {lr: by_seed for lr, by_seed in runs.items() if by_seed}
-    if not runs:
+    if not best:
         return None
-    shared = set.intersection(*(set(by_seed) for by_seed in runs.values()))
-    means = {
-        lr: statistics.mean(v for s, v in by_seed.items() if s in shared or not shared) for lr, by_seed in runs.items()
-    }
+    compared = set.intersection(*map(set, best.values())) or set.union(*map(set, best.values()))
+    means = {lr: statistics.mean(v for s, v in by_seed.items() if s in compared) for lr, by_seed in best.items()}
     return max(means, key=lambda lr: (means[lr], lr == DEFAULT_LR))
 
 
@@ -633,12 +631,13 @@ def table(files: list[str]) -> dict:
         a_by_seed = {sh["student_seed"]: sh["runs"]["A"] for sh in studies.get(a_lr, []) if "A" in sh["runs"]}
         for sh in studies.get(DEFAULT_LR, []):
             a, b = a_by_seed.get(sh["student_seed"]), sh["runs"].get("B")
-            if a_lr is not None and b and b.get("test") and not (a and a.get("test")):
+            if a_lr is None or not (b and b.get("test")):
+                continue
+            if not (a and a.get("test")):
                 pairs.append(
                     f"| {key} | {sh['student_seed']} | {a_lr:g} | – | {100 * b['test']['overall']:.1f} | – | "
                     "not run at this rate | – | – |"
                 )
-            if not (a and b and a.get("test") and b.get("test")):
                 continue
             hit = reach(b.get("curve", []), a.get("best_val"))
             ratio = f"{hit / a['best_step']:.2f}" if hit and a.get("best_step") else "–"
