@@ -31,6 +31,14 @@ class DistillArguments(ExampleOptions):
     early_stopping_patience: int = field(
         default=0, metadata={"help": "Evaluations without gain before stopping (0: off)."}
     )
+    max_train_minutes: float = field(
+        default=0.0,
+        metadata={
+            "help": "Stop training after this many minutes (0: no limit): the step in progress is validated and "
+            "saved, the best checkpoint so far becomes the final model, and the run is recorded `time_limit` "
+            "(a resumed run counts its own minutes; leave a margin for that last validation and save)."
+        },
+    )
     freeze_vision: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
     skip_adapter_casts: bool = field(
         default=True,
@@ -60,5 +68,7 @@ class DistillArguments(ExampleOptions):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.max_train_minutes < 0:
+            raise UserError(f"max_train_minutes must be 0 (no limit) or more, not {self.max_train_minutes:g}")
         if self.resume and self.overwrite:
             raise UserError("--resume and --overwrite exclude each other")

@@ -97,11 +97,14 @@ def build_trainer(settings: TrainingSettings, trl_trainer, model, processor, exa
     from distill.train.metrics import MetricsFile, console_callbacks
     from distill.train.model import peft_config
     from distill.train.outputs import CardOnSave
+    from distill.train.time_limit import StopAtTimeLimit
     from distill.train.validation import Validation
 
     d, args = settings.distill, settings.trainer
     card = StudentCard(layout=d.layout, max_pixels=cap, captions=d.captions)
-    callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl"), StopOnNonFinite(), CardOnSave(card)]
+    # the time limit before the divergence guard: a step it makes evaluate is checked for NaN first
+    timer = [StopAtTimeLimit(d.max_train_minutes)] if d.max_train_minutes else []
+    callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl"), *timer, StopOnNonFinite(), CardOnSave(card)]
     if d.early_stopping_patience and args.eval_strategy != "no":
         callbacks.append(EarlyStoppingCallback(d.early_stopping_patience))
     if d.curriculum != "none" and args.train_sampling_strategy != "sequential":  # examples come in curriculum order
@@ -185,11 +188,17 @@ def finish(
 
 
 def outcome(trainer) -> str:
-    """'done' or 'diverged' (the best checkpoint before a divergence kept); raises when only NaN weights are left."""
+    """'done', 'time_limit' (stopped by max_train_minutes) or 'diverged' (the best checkpoint before a divergence
+    kept); raises when only NaN weights are left."""
     from distill.train.divergence import StopOnNonFinite
+    from distill.train.time_limit import StopAtTimeLimit
 
-    guard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnNonFinite))
-    return guard.outcome(trainer.state, trainer.args.learning_rate)
+    callbacks = trainer.callback_handler.callbacks
+    guard = next(cb for cb in callbacks if isinstance(cb, StopOnNonFinite))
+    status = guard.outcome(trainer.state, trainer.args.learning_rate)
+    if status == "done" and any(isinstance(cb, StopAtTimeLimit) and cb.step is not None for cb in callbacks):
+        return "time_limit"
+    return status
 
 
 def run_training(settings: TrainingSettings, trl_trainer, build_examples) -> dict:
