@@ -462,11 +462,19 @@ def prediction_cost(answers: Path, model: Path, log: Path) -> dict:
     }
 
 
+def run_status(runs: list[dict], output_dir: Path) -> str | None:
+    """How the training stage ended, as the store recorded its latest run into `output_dir`: done, diverged or
+    time_limit (`max_train_minutes`)."""
+    return next((r["status"] for r in reversed(runs) if r["output_dir"] == str(output_dir)), None)
+
+
 def results(args, work: Path) -> list[Path]:
-    """Each seed's runs as one JSON file: curves, best and last steps, test accuracy per row, costs."""
+    """Each seed's runs as one JSON file: curves, best and last steps, how training ended, test accuracy per row,
+    costs."""
     from distill.data.fileio import atomic_write_json
     from distill.evaluate import evaluate
     from distill.train.metrics import read_metrics, validation_curve
+    from store import open_store
 
     prepared = json.loads((work / "prepared.json").read_text())
     data_seed = prepared.get("data_seed", args.data_seed)
@@ -482,6 +490,8 @@ def results(args, work: Path) -> list[Path]:
     if there and not args.overwrite:
         raise SystemExit(f"results exist: {', '.join(there)} (pass --overwrite to replace them)")
     out_dir.mkdir(parents=True, exist_ok=True)
+    db = work / "traces.db"
+    trained_runs = open_store(db).train_runs() if db.exists() else []  # (opening would make one)
     written = []
     for s in seeds:
         f = folders(work, args.student, s)
@@ -513,6 +523,7 @@ def results(args, work: Path) -> list[Path]:
                     "best_val": best[1],
                     "last_step": last_step(logged),
                     "diverged_at": diverged_at(logged),
+                    "status": run_status(trained_runs, trained),
                     "train_s": times.get(job),
                 }
                 g = answers / "grounding.json"
@@ -669,7 +680,8 @@ def table(files: list[str]) -> dict:
 
 
 def stopped(run: dict) -> str:
-    return f"{run.get('last_step')}" + (" (NaN)" if run.get("diverged_at") else "")
+    why = " (NaN)" if run.get("diverged_at") else " (time limit)" if run.get("status") == "time_limit" else ""
+    return f"{run.get('last_step')}{why}"
 
 
 def curves(files: list[str]) -> str:

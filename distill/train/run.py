@@ -203,6 +203,13 @@ def outcome(trainer) -> str:
 
 def run_training(settings: TrainingSettings, trl_trainer, build_examples) -> dict:
     """`build_examples(store, train_items, val_items, settings)` -> (examples, validation examples, counts)."""
+    from distill.train.determinism import determinism_of_this_run
+
+    with determinism_of_this_run(settings.trainer):
+        return _run_training(settings, trl_trainer, build_examples)
+
+
+def _run_training(settings: TrainingSettings, trl_trainer, build_examples) -> dict:
     from distill.patches import check_trainer_internals
     from distill.train.model import load_model
     from distill.train.outputs import discard_replaced, restore_replaced

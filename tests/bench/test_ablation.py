@@ -152,6 +152,23 @@ def test_a_rate_tried_on_one_seed_is_chosen_on_that_seed_and_seeds_without_it_sa
     assert "| 2 | 2 | 0.0003 | – | 97.0 | – | not run at this rate | – | – |" in pairs
 
 
+def test_a_run_stopped_by_its_time_limit_says_so_where_the_table_says_where_it_stopped(tmp_path):
+    from store import open_store
+
+    store, out = open_store(tmp_path / "traces.db"), tmp_path / "runs" / "small-s0" / "sft" / "A"
+    for started, status in (("2026-12-03T01:00:00", "done"), ("2026-12-03T02:00:00", "time_limit")):
+        store.record_train_run("sft", {}, {}, str(out), 3000, {}, started, status, False, {})  # the latest counts
+    runs = store.train_runs()
+    assert ablation.run_status(runs, out) == "time_limit" and ablation.run_status(runs, out.parent / "B") is None
+    curve = [(250, 0.3), (3000, 0.6)]
+    path = Path(shard(tmp_path, 2, 0, 0.5, 0.9, curve, curve))
+    shards = json.loads(path.read_text())
+    shards["runs"]["A"]["status"] = "time_limit"
+    path.write_text(json.dumps(shards))
+    plateau, _, _ = ablation.table([str(path)])["markdown"].split("\n\n")
+    assert "| 3000 (time limit) |" in plateau.splitlines()[2] and plateau.splitlines()[3].endswith("| 3000 |")
+
+
 def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
     logged = [
         {"step": 50, "loss": 0.5, "grad_norm": 1.2},

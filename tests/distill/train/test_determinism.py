@@ -1,0 +1,51 @@
+"""`full_determinism: true` holds for the run that asks for it: deterministic kernels while it trains, and after it
+the process as it was (no CUDA_LAUNCH_BLOCKING left for the processes it starts next, no deterministic mode for
+the stages it runs next)."""
+
+import os
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from distill.train.determinism import VARIABLES
+from tests.helpers import sft_main
+
+pytestmark = pytest.mark.slow
+
+
+class ModeDuringTraining(TrainerCallback):
+    def __init__(self):
+        self.seen = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seen.append((torch.are_deterministic_algorithms_enabled(), os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+
+
+@pytest.fixture
+def watched(monkeypatch):
+    import distill.train.metrics as metrics
+
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    watch, console = ModeDuringTraining(), metrics.console_callbacks
+
+    def with_watch(trainer):
+        console(trainer)
+        trainer.add_callback(watch)
+
+    monkeypatch.setattr(metrics, "console_callbacks", with_watch)
+    return watch
+
+
+def test_full_determinism_is_the_runs_and_leaves_the_process_as_it_was(watched, tiny_model_dir, train_store, tmp_path):
+    args = [
+        "--model_name_or_path", str(tiny_model_dir), "--db", str(train_store), "--output_dir", str(tmp_path / "sft"),
+        "--max_pixels", "3136", "--per_device_train_batch_size", "8", "--report_to", "none", "--disable_tqdm", "True",
+        "--use_peft", "false", "--max_steps", "2", "--full_determinism", "true",
+    ]  # fmt: skip
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert sft_main(args)["status"] == "done"
+    assert watched.seen == [(True, ":16:8")] * 2  # transformers' deterministic mode while the run trained
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert not [name for name in VARIABLES if name in os.environ]
