@@ -1,9 +1,11 @@
 """`full_determinism: true` makes a training run repeat on the same card (transformers' deterministic kernels) and
-stays that run's setting. transformers also sets CUDA_LAUNCH_BLOCKING=1, which serialises every kernel launch
-without changing a result and would reach every process started after it (a vLLM engine among them), and it leaves
-deterministic mode on for whatever the process does next (the demo's DPO and predictions). So the CUDA runtime is
-started before transformers sets the variable (the runtime reads it when it starts), and the process's settings
-come back when the run ends."""
+stays that run's setting. transformers also sets CUDA_LAUNCH_BLOCKING=1, which waits for every kernel launch
+without changing a result and takes effect in a process whose CUDA context is made after it is set: any process
+started after the run (a vLLM engine among them), and this one if nothing had touched the GPU yet. And it leaves
+deterministic mode on for whatever the process does next (the demo's DPO and predictions). So this process's
+context is made on the run's card first (TrainingArguments' device setup has usually made it already), and the
+variables and modes come back as they were when the run ends. (torch reads CUBLAS_WORKSPACE_CONFIG once a process:
+later stages keep the workspace of the first cuBLAS call; that changes speed, not results.)"""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def determinism_of_this_run(args):
     import torch
 
     if torch.cuda.is_available() and not args.use_cpu:
-        torch.cuda.init()
+        torch.zeros(1, device=args.device)  # a real allocation: the context exists on this rank's card
     env = {k: os.environ.get(k) for k in VARIABLES}
     mode = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark

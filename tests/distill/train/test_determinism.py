@@ -28,6 +28,7 @@ def watched(monkeypatch):
 
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # the user's own, which the run must give back
     watch, console = ModeDuringTraining(), metrics.console_callbacks
 
     def with_watch(trainer):
@@ -44,8 +45,19 @@ def test_full_determinism_is_the_runs_and_leaves_the_process_as_it_was(watched, 
         "--max_pixels", "3136", "--per_device_train_batch_size", "8", "--report_to", "none", "--disable_tqdm", "True",
         "--use_peft", "false", "--max_steps", "2", "--full_determinism", "true",
     ]  # fmt: skip
-    assert not torch.are_deterministic_algorithms_enabled()
+    before = process_state()
+    assert before[0] is False  # (otherwise the test could not tell the run's mode from the process's)
     assert sft_main(args)["status"] == "done"
     assert watched.seen == [(True, ":16:8")] * 2  # transformers' deterministic mode while the run trained
-    assert not torch.are_deterministic_algorithms_enabled()
-    assert not [name for name in VARIABLES if name in os.environ]
+    assert process_state() == before
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert not [name for name in VARIABLES if name in os.environ and name != "CUBLAS_WORKSPACE_CONFIG"]
+
+
+def process_state():
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
