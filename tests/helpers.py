@@ -46,6 +46,29 @@ def sft_main(argv: list[str]) -> dict:
     return run_sft(training_from_argv("sft", argv))
 
 
+def tiny_sft_args(model, db, out, *extra) -> list[str]:
+    """`distill sft` flags for a short full fine-tuning run of the tiny model on a store (`extra` last: it wins)."""
+    return [
+        "--model_name_or_path", str(model), "--db", str(db), "--output_dir", str(out), "--max_pixels", "3136",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--report_to", "none",
+        "--disable_tqdm", "True", "--seed", "0", "--use_peft", "false", "--max_steps", "12", "--logging_steps", "2",
+        *extra,
+    ]  # fmt: skip
+
+
+def add_to_trainers(monkeypatch, callback) -> None:
+    """Every trainer `distill sft`/`dpo` builds in this test also gets `callback` (after its own)."""
+    import distill.train.metrics as metrics
+
+    console = metrics.console_callbacks
+
+    def with_callback(trainer):
+        console(trainer)
+        trainer.add_callback(callback)
+
+    monkeypatch.setattr(metrics, "console_callbacks", with_callback)
+
+
 def dpo_main(argv: list[str]) -> dict:
     """`distill dpo ARGV` as the command runs it, without the CLI around it."""
     from distill.pipeline import run_dpo

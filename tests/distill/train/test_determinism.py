@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerCallback
 
 from distill.train.determinism import VARIABLES
-from tests.helpers import sft_main
+from tests.helpers import add_to_trainers, sft_main, tiny_sft_args
 
 pytestmark = pytest.mark.slow
 
@@ -24,27 +24,17 @@ class ModeDuringTraining(TrainerCallback):
 
 @pytest.fixture
 def watched(monkeypatch):
-    import distill.train.metrics as metrics
-
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # the user's own, which the run must give back
-    watch, console = ModeDuringTraining(), metrics.console_callbacks
-
-    def with_watch(trainer):
-        console(trainer)
-        trainer.add_callback(watch)
-
-    monkeypatch.setattr(metrics, "console_callbacks", with_watch)
+    watch = ModeDuringTraining()
+    add_to_trainers(monkeypatch, watch)
     return watch
 
 
 def test_full_determinism_is_the_runs_and_leaves_the_process_as_it_was(watched, tiny_model_dir, train_store, tmp_path):
-    args = [
-        "--model_name_or_path", str(tiny_model_dir), "--db", str(train_store), "--output_dir", str(tmp_path / "sft"),
-        "--max_pixels", "3136", "--per_device_train_batch_size", "8", "--report_to", "none", "--disable_tqdm", "True",
-        "--use_peft", "false", "--max_steps", "2", "--full_determinism", "true",
-    ]  # fmt: skip
+    two_steps = ["--max_steps", "2", "--full_determinism", "true"]
+    args = tiny_sft_args(tiny_model_dir, train_store, tmp_path / "sft", *two_steps)
     before = process_state()
     assert before[0] is False  # (otherwise the test could not tell the run's mode from the process's)
     assert sft_main(args)["status"] == "done"

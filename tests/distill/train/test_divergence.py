@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from distill.train.divergence import TrainingDiverged
-from tests.helpers import sft_main
+from tests.helpers import add_to_trainers, sft_main, tiny_sft_args
 
 pytestmark = pytest.mark.slow
 
@@ -30,25 +30,11 @@ class PoisonAt(TrainerCallback):
 
 @pytest.fixture
 def poisoned(monkeypatch, request):
-    import distill.train.metrics as metrics
-
-    console = metrics.console_callbacks
-    step = getattr(request, "param", 5)
-
-    def with_poison(trainer):
-        console(trainer)
-        trainer.add_callback(PoisonAt(step))
-
-    monkeypatch.setattr(metrics, "console_callbacks", with_poison)
+    add_to_trainers(monkeypatch, PoisonAt(getattr(request, "param", 5)))
 
 
 def _args(model, db, out, *extra):
-    return [
-        "--model_name_or_path", str(model), "--db", str(db), "--output_dir", str(out), "--max_pixels", "3136",
-        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--report_to", "none",
-        "--disable_tqdm", "True", "--seed", "0", "--use_peft", "false", "--learning_rate", "1e-3",
-        "--max_steps", "12", "--logging_steps", "2", *extra,
-    ]  # fmt: skip
+    return tiny_sft_args(model, db, out, "--learning_rate", "1e-3", *extra)
 
 
 def test_the_best_checkpoint_before_a_divergence_is_the_final_model(poisoned, tiny_model_dir, train_store, tmp_path):

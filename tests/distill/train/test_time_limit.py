@@ -8,16 +8,7 @@ import json
 import pytest
 
 from distill.errors import UserError
-from tests.helpers import sft_main
-
-
-def _args(model, db, out, *extra):
-    return [
-        "--model_name_or_path", str(model), "--db", str(db), "--output_dir", str(out), "--max_pixels", "3136",
-        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--report_to", "none",
-        "--disable_tqdm", "True", "--seed", "0", "--use_peft", "false", "--max_steps", "12", "--logging_steps", "2",
-        *extra,
-    ]  # fmt: skip
+from tests.helpers import sft_main, tiny_sft_args
 
 
 @pytest.fixture
@@ -32,7 +23,7 @@ def a_minute_a_step(monkeypatch):
 def test_the_step_past_the_limit_is_validated_and_saved(a_minute_a_step, tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "sft"
     evals = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
-    res = sft_main(_args(tiny_model_dir, train_store, out, *evals, "--max_train_minutes", "2.5"))
+    res = sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *evals, "--max_train_minutes", "2.5"))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert res["status"] == "time_limit"
     assert max(r["step"] for r in rows) == 3  # 3 minutes at step 3: past 2.5, not at the 12-step cap
@@ -51,10 +42,10 @@ def test_the_step_past_the_limit_is_validated_and_saved(a_minute_a_step, tiny_mo
 @pytest.mark.slow
 def test_a_run_that_reaches_its_cap_as_the_limit_passes_is_done(a_minute_a_step, tiny_model_dir, train_store, tmp_path):
     limited = ["--max_steps", "3", "--max_train_minutes", "2.5"]
-    res = sft_main(_args(tiny_model_dir, train_store, tmp_path / "sft", *limited))
+    res = sft_main(tiny_sft_args(tiny_model_dir, train_store, tmp_path / "sft", *limited))
     assert res["status"] == "done"  # step 3 is past 2.5 minutes, and the cap: the run is complete, not cut short
 
 
 def test_a_negative_time_limit_is_refused_in_one_line(tiny_model_dir, train_store, tmp_path):
     with pytest.raises(UserError, match="max_train_minutes must be 0 .no limit. or more, not -1"):
-        sft_main(_args(tiny_model_dir, train_store, tmp_path / "sft", "--max_train_minutes", "-1"))
+        sft_main(tiny_sft_args(tiny_model_dir, train_store, tmp_path / "sft", "--max_train_minutes", "-1"))
