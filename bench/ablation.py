@@ -196,10 +196,16 @@ def rebuild_covers(args, work: Path) -> None:
     from store.db import Store
 
     draw(args, work)
-    hashes = Store(work / "traces.db").image_hashes()
-    wrong = [p for p, sha in hashes.items() if not Path(p).is_file() or sha256_file(p) != sha]
+    store = Store(work / "traces.db")
+    hashes = store.image_hashes()
+    # the store names the covers where it was prepared (WORK/data/images/NAME): here they are under this work
+    prepared_at = {str(Path(p).parents[2]) for p in hashes}
+    here = {p: str(work.resolve() / Path(p).relative_to(Path(p).parents[2])) for p in hashes}
+    wrong = [p for p, sha in hashes.items() if not Path(here[p]).is_file() or sha256_file(here[p]) != sha]
     if wrong:
         raise SystemExit(f"{len(wrong)} of {len(hashes)} covers differ from the store's, e.g. {wrong[:2]}")
+    for old in prepared_at - {str(work.resolve())}:
+        print(f"the store's covers moved from {old} to {work.resolve()}: {store.move_images(old, work.resolve())}")
     print(f"{len(hashes)} covers match the store")
 
 
@@ -294,12 +300,16 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
         return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
 
     jobs: list[Job] = []
+    stale: set[str] = set()  # runs continued to a raised cap: what was made from them is made again
     for s in seeds:
         f, student = folders(work, args.student, s), work / "students" / f"{args.student}-{s}"
         for sft in dict.fromkeys(r.sft for r in rows):
             base, aug = sft.partition("+")[0], sft.endswith("+aug")
             out = f["sft"] / sft
             flags = [x.format(w=args.weight, r=args.repeats) for x in TASKS[base][1]]
+            raised = cap_raised(out, args.steps)
+            if raised:
+                stale.add(f"sft-{sft}-s{s}")
             jobs.append(Job(
                 f"sft-{sft}-s{s}",
                 ["sft", *common, *again(out), *flags, "--augmented", str(aug).lower(),
@@ -311,13 +321,14 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
                  "--save_steps", str(args.eval_steps), "--save_total_limit", "1",
                  "--logging_steps", str(min(50, args.eval_steps)),
                  "--early_stopping_patience", str(args.patience)],
-                done=out / "final" / "config.json",
+                done=None if raised else out / "final" / "config.json",
             ))  # fmt: skip
         for base in dict.fromkeys(r.base for r in rows if r.extra == "dpo"):
             out = f["dpo"] / base
+            fresh = f"sft-{base}-s{s}" in stale  # DPO from the continued model starts over, not from its old run
             jobs.append(Job(
                 f"dpo-{base}-s{s}",
-                ["dpo", "--config", args.dpo_config, *common, *again(out),
+                ["dpo", "--config", args.dpo_config, *common, *(["--overwrite"] if fresh else again(out)),
                  "--model_name_or_path", str(f["sft"] / base / "final"), "--output_dir", str(out), "--seed", str(s),
                  "--max_steps", "-1", "--num_train_epochs", str(args.dpo_epochs),
                  "--eval_steps", str(args.dpo_eval_steps), "--save_steps", str(args.dpo_eval_steps),
@@ -338,7 +349,30 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
                 after=[trained],
                 done=out / "text2image_answer.json",
             ))  # fmt: skip
+    for job in jobs:  # in order: a job comes after what it needs
+        if any(a in stale for a in job.after):
+            job.done = None
+            stale.add(job.name)
     return jobs
+
+
+def cap_raised(out: Path, steps: int) -> bool:
+    """A finished run to continue towards `steps`: one that trained to a lower cap (raising --steps continues it from
+    its last checkpoint, optimizer, schedule, data order and patience count as saved, as one unbroken run to the
+    higher cap would have gone under this constant schedule), or one whose continuation was cut short (a checkpoint
+    newer than its final model). A run stopped by its patience, a divergence or a time limit ended before its cap,
+    and stays as it is."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    final = out / "final" / "config.json"
+    last = get_last_checkpoint(str(out)) if final.is_file() else None
+    if last is None:
+        return False
+    state = json.loads((Path(last) / "trainer_state.json").read_text())
+    if state["global_step"] >= steps:
+        return False
+    cut_short = Path(last, "trainer_state.json").stat().st_mtime > final.stat().st_mtime
+    return cut_short or state["max_steps"] <= state["global_step"]
 
 
 def run_jobs(jobs: list[Job], args, work: Path) -> None:
@@ -404,10 +438,16 @@ def train(args, work: Path) -> None:
         for s in seeds:
             for row in rows:
                 target = answers_dir(work, args.student, s, row) / "grounding.json"
-                if row.method == "score" and not target.exists():
+                answered = answers_dir(work, args.student, s, row) / "text2image_answer.json"
+                if row.method == "score" and answered.exists() and not newer(target, answered):
                     model = model_dir(work, args.student, s, row)
                     found = grounding(model, work / "data", answers_dir(work, args.student, s, row), args)
                     target.write_text(json.dumps(found, indent=1))
+
+
+def newer(path: Path, than: Path) -> bool:
+    """`path` was written after `than` (what it was read from has not been made again since)."""
+    return path.exists() and path.stat().st_mtime >= than.stat().st_mtime
 
 
 def grounding(model: Path, data_dir: Path, scored: Path, args) -> dict:

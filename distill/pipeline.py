@@ -202,10 +202,11 @@ def run_augment(
     existing `dataset_info.json` in `out` is replaced only with `overwrite`, or added to with
     `merge_registry` (its other datasets kept)."""
     from distill.audit import audit_items, audit_store, require_clean
-    from distill.augment import QUESTIONS, augment, dataset_files
+    from distill.augment import QUESTIONS, augment, dataset_files, require_embedder
     from distill.data.fileio import refuse_existing, require_writable_dir, staged_writes
     from distill.data.registry import read_registry
 
+    require_embedder(cfg)
     out = Path(out)
     ours = [f"{t}_train_aug" for t in QUESTIONS]
     refuse_existing([out / f"{name}.json" for name in ours] + [out / "augment_report.json"], overwrite)

@@ -96,6 +96,7 @@ def on_gpu(device: str) -> bool:
 
 
 def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = False, device: str = "auto") -> dict:
+    from distill.augment import require_embedder
     from distill.kit.sample_data import generate
     from distill.kit.tiny_model import build_tiny_model
     from distill.pipeline import run_dpo, run_sft
@@ -115,6 +116,7 @@ def run_demo(config: str | Path | None, workdir: str | Path, overwrite: bool = F
     if used and not overwrite:
         raise FileExistsError(f"{workdir} holds an earlier demo's outputs: pass --overwrite to start again")
     recipe = load_recipe(config, {"workdir": str(workdir)}, model=KitRecipe)
+    require_embedder(recipe.augment)  # augmentation comes after the teacher: what it needs is checked first
     kit = recipe.kit
     # the training settings first: a recipe that cannot train fails before the teacher runs
     sft_settings = training_settings("sft", config.parent / kit.sft, pipeline=recipe)

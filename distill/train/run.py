@@ -6,6 +6,7 @@ trainer with letter-scored validation, OUTPUT_DIR/final with the student's card,
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -139,8 +140,23 @@ def train(trainer, settings: TrainingSettings, resume: str | None) -> None:
         log.info("LoRA: PEFT's input casts to the float32 adapters skipped under bf16 autocast")
     if resume:
         log.info("resuming from %s", resume)
+        continue_patience(trainer, resume)
     with disable_input_dtype_casting(trainer.model, active=skip_casts):
         trainer.train(resume_from_checkpoint=resume)
+
+
+def continue_patience(trainer, checkpoint: str) -> None:
+    """A resumed run keeps its count of evaluations without gain, so early stopping ends it where an unbroken run
+    would have ended. (transformers' `restore_callback_states_from_checkpoint` restores every callback at once,
+    re-made from the checkpoint's arguments: a patience given anew would be ignored.)"""
+    from transformers import EarlyStoppingCallback
+
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback", {})
+    count = saved.get("attributes", {}).get("early_stopping_patience_counter", 0) if isinstance(saved, dict) else 0
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, EarlyStoppingCallback):
+            callback.early_stopping_patience_counter = count
 
 
 def finish(

