@@ -95,7 +95,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", default="A,B")
     p.add_argument("--seeds", default="0,1,2", help="student seeds (initial weights and data order)")
     p.add_argument("--student", default="small", help="a student size of `distill tiny-model --size`")
-    p.add_argument("--steps", type=int, default=2500, help="the cap on optimizer steps")
+    p.add_argument(
+        "--steps", type=int, default=2500, help="the cap on optimizer steps (raised: runs that ended at it continue)"
+    )
     p.add_argument(
         "--patience", type=int, default=4, help="evaluations without gain before stopping (0: a fixed --steps)"
     )
