@@ -137,12 +137,13 @@ def draw(args, work: Path) -> Path:
 
 
 def prepare(args, work: Path) -> None:
-    from distill.augment import AugmentConfig
+    from distill.augment import AugmentConfig, require_embedder
     from distill.ingest import DataConfig
     from distill.kit.sample_teacher.serving import SampleTeacherConfig, serving
     from distill.pipeline import run_augment, run_teacher
     from distill.recipe import load_recipe
 
+    require_embedder(AugmentConfig())  # augmentation comes after the teacher graph: what it needs is checked first
     data = draw(args, work)
     files = {s: [str(data / f"{t}_{s}.json") for t in TEST_TASKS] for s in ("train", "val", "test")}
     teacher = {"backend": "openai", "model": "sample-teacher", "max_pixels": 62720, "concurrency": 16}
@@ -199,16 +200,17 @@ def rebuild_covers(args, work: Path) -> None:
 
     draw(args, work)
     store = Store(work / "traces.db")
-    hashes = store.image_hashes()
+    hashes = {p: sha for p, sha in store.image_hashes().items() if p}  # (a caption's cover may have no path yet)
     # the store names the covers where it was prepared (WORK/data/images/NAME): here they are under this work
-    prepared_at = {str(Path(p).parents[2]) for p in hashes}
     here = {p: str(work.resolve() / Path(p).relative_to(Path(p).parents[2])) for p in hashes}
     wrong = [p for p, sha in hashes.items() if not Path(here[p]).is_file() or sha256_file(here[p]) != sha]
     if wrong:
         raise SystemExit(f"{len(wrong)} of {len(hashes)} covers differ from the store's, e.g. {wrong[:2]}")
-    for old in prepared_at - {str(work.resolve())}:
-        print(f"the store's covers moved from {old} to {work.resolve()}: {store.move_images(old, work.resolve())}")
-    print(f"{len(hashes)} covers match the store")
+    moved = store.move_images({p: new for p, new in here.items() if new != p})
+    print(
+        f"{len(hashes)} covers match the store"
+        + (f"; {moved} of its paths moved under {work.resolve()}" if moved else "")
+    )
 
 
 def teacher_stats(db) -> dict:
@@ -302,7 +304,6 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
         return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
 
     jobs: list[Job] = []
-    stale: set[str] = set()  # runs continued to a raised cap: what was made from them is made again
     for s in seeds:
         f, student = folders(work, args.student, s), work / "students" / f"{args.student}-{s}"
         for sft in dict.fromkeys(r.sft for r in rows):
@@ -310,8 +311,6 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
             out = f["sft"] / sft
             flags = [x.format(w=args.weight, r=args.repeats) for x in TASKS[base][1]]
             raised = cap_raised(out, args.steps)
-            if raised:
-                stale.add(f"sft-{sft}-s{s}")
             jobs.append(Job(
                 f"sft-{sft}-s{s}",
                 ["sft", *common, *again(out), *flags, "--augmented", str(aug).lower(),
@@ -327,7 +326,13 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
             ))  # fmt: skip
         for base in dict.fromkeys(r.base for r in rows if r.extra == "dpo"):
             out = f["dpo"] / base
-            fresh = f"sft-{base}-s{s}" in stale  # DPO from the continued model starts over, not from its old run
+            # DPO from a model made again (or to be) starts over; one cut short on the same model resumes
+            sft_job = f"sft-{base}-s{s}"
+            fresh = (
+                cap_raised(f["sft"] / base, args.steps)
+                or state_of(work, sft_job) in ("running", "failed")
+                or made_after(work, sft_job, f"dpo-{base}-s{s}")
+            )
             jobs.append(Job(
                 f"dpo-{base}-s{s}",
                 ["dpo", "--config", args.dpo_config, *common, *(["--overwrite"] if fresh else again(out)),
@@ -351,45 +356,77 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
                 after=[trained],
                 done=out / "text2image_answer.json",
             ))  # fmt: skip
-    for job in jobs:  # in order: a job comes after what it needs
-        if any(a in stale for a in job.after):
-            job.done = None
-            stale.add(job.name)
     return jobs
 
 
 def cap_raised(out: Path, steps: int) -> bool:
-    """A finished run to continue towards `steps`: one that trained to a lower cap (raising --steps continues it from
-    its last checkpoint, optimizer, schedule, data order and patience count as saved, as one unbroken run to the
-    higher cap would have gone under this constant schedule), or one whose continuation was cut short (a checkpoint
-    newer than its final model). A run stopped by its patience, a divergence or a time limit ended before its cap,
-    and stays as it is."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """A finished run that trained to a cap below `steps` with patience left: raising --steps continues it from its
+    last checkpoint (optimizer, schedule, data order and patience count as saved), as one unbroken run to the higher
+    cap would have gone under this constant schedule when the old cap is a multiple of --eval-steps (else the Trainer
+    evaluated at the old cap off the schedule). A run stopped by its patience, a divergence or a time limit, or whose
+    patience ran out at the cap, stays as it is."""
+    from distill.train.outputs import last_checkpoint
 
-    final = out / "final" / "config.json"
-    last = get_last_checkpoint(str(out)) if final.is_file() else None
+    last = last_checkpoint(out) if (out / "final" / "config.json").is_file() else None
     if last is None:
         return False
     state = json.loads((Path(last) / "trainer_state.json").read_text())
-    if state["global_step"] >= steps:
-        return False
-    cut_short = Path(last, "trainer_state.json").stat().st_mtime > final.stat().st_mtime
-    return cut_short or state["max_steps"] <= state["global_step"]
+    patience = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback")
+    spent = isinstance(patience, dict) and patience.get("attributes", {}).get(
+        "early_stopping_patience_counter", 0
+    ) >= patience.get("args", {}).get("early_stopping_patience", math.inf)
+    return state["max_steps"] <= state["global_step"] < steps and not spent
+
+
+def state_file(work: Path, job: str) -> Path:
+    """A job's state as `run_jobs` leaves it: `running` from its launch, `failed`, or `done` (written when it
+    succeeded: the file's time is when)."""
+    return work / "logs" / f"{job}.state"
+
+
+def state_of(work: Path, job: str) -> str | None:
+    path = state_file(work, job)
+    return path.read_text() if path.exists() else None
+
+
+def made_after(work: Path, first: str, then: str) -> bool:
+    """Job `first` succeeded after job `then` last ran (or `then` never ran under kept states)."""
+    a, b = state_file(work, first), state_file(work, then)
+    return state_of(work, first) == "done" and (not b.exists() or a.stat().st_mtime_ns > b.stat().st_mtime_ns)
+
+
+def finished_jobs(jobs: list[Job], work: Path) -> set[str]:
+    """The jobs that need not run, as make decides: each succeeded after every job it needs, and its output is there.
+    A job cut short (`running`) or failed runs again, and so does everything made from a job made again. A job from
+    before states were kept counts as finished by its output alone, unless something it needs was made since."""
+    done: set[str] = set()
+    for job in jobs:  # in order: a job comes after what it needs
+        if job.done is None or not job.done.exists() or not all(a in done for a in job.after):
+            continue
+        state = state_of(work, job.name)
+        if state is not None:
+            fresh = state == "done" and not any(made_after(work, a, job.name) for a in job.after)
+        else:
+            fresh = not any(state_of(work, a) for a in job.after)
+        if fresh:
+            done.add(job.name)
+    return done
 
 
 def run_jobs(jobs: list[Job], args, work: Path) -> None:
-    """Every job whose inputs are ready, `parallel` at a time, in the order given (training first), each logging
-    to its own file and timed; a job whose input failed is skipped, and any failure ends the stage with an error."""
+    """Every job not finished (`finished_jobs`) whose inputs are ready, `parallel` at a time, in the order given
+    (training first), each logging to its own file, timed and its state kept; a job whose input failed is skipped,
+    and any failure ends the stage with an error."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads))
     times_path = work / "times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
     devices = [d for d in args.devices.split(",") if d]
-    finished = {j.name for j in jobs if j.done and j.done.exists()}
+    (work / "logs").mkdir(exist_ok=True)
+    finished = finished_jobs(jobs, work)
     pending = [j for j in jobs if j.name not in finished]
     running: list[tuple[Job, subprocess.Popen, object, float]] = []
     failed: list[str] = []
     launched = 0
-    (work / "logs").mkdir(exist_ok=True)
     while pending or running:
         for job in [j for j in pending if any(a in failed for a in j.after)]:
             pending.remove(job)
@@ -406,6 +443,7 @@ def run_jobs(jobs: list[Job], args, work: Path) -> None:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "distill.cli", *job.cmd], stdout=log, stderr=subprocess.STDOUT, env=env
             )
+            state_file(work, job.name).write_text("running")
             running.append((job, proc, log, time.time()))
             print(f"{time.strftime('%X')} {job.name}: started", flush=True)
         time.sleep(1)
@@ -417,6 +455,7 @@ def run_jobs(jobs: list[Job], args, work: Path) -> None:
             log.close()
             times[job.name] = round(times.get(job.name, 0) + time.time() - started, 1)
             times_path.write_text(json.dumps(times, indent=1))
+            state_file(work, job.name).write_text("done" if proc.returncode == 0 else "failed")
             if proc.returncode == 0:
                 finished.add(job.name)
             else:

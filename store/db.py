@@ -450,23 +450,18 @@ class Store:
         """Path -> sha256 of every image the store knows."""
         return {r["path"]: r["sha256"] for r in self.db.query("select path, sha256 from images")}
 
-    def move_images(self, old: str | Path, new: str | Path) -> int:
-        """Image paths under folder `old` re-pointed to the same names under `new` (the covers were made again, or
-        moved, elsewhere: another machine, another folder), in the images table and in every item, in one
-        transaction. How many image rows moved."""
-        old_prefix, new_prefix = str(old).rstrip("/") + "/", str(new).rstrip("/") + "/"
-
-        def moved(path: str) -> str:
-            return new_prefix + path[len(old_prefix) :] if path.startswith(old_prefix) else path
-
+    def move_images(self, moves: dict[str, str]) -> int:
+        """Image paths re-pointed, each old path to its new one (the covers were made again, or moved, elsewhere:
+        another machine, another folder), in the images table and in every item, in one transaction. How many image
+        rows moved."""
         with self.transaction():
-            rows = [r for r in self.db.query("select sha256, path from images") if moved(r["path"]) != r["path"]]
+            rows = [r for r in self.db.query("select sha256, path from images") if r["path"] in moves]
             for r in rows:
-                self.db["images"].update(r["sha256"], {"path": moved(r["path"])})
+                self.db["images"].update(r["sha256"], {"path": moves[r["path"]]})
             for r in list(self.db.query("select key, images from items")):
                 paths = json.loads(r["images"] or "[]")
-                if any(moved(x) != x for x in paths):
-                    self.db["items"].update(r["key"], {"images": json.dumps([moved(x) for x in paths])})
+                if any(x in moves for x in paths):
+                    self.db["items"].update(r["key"], {"images": json.dumps([moves.get(x, x) for x in paths])})
         return len(rows)
 
     # --- agent calls, descriptions, traces ----------------------------------------------------------------

@@ -16,8 +16,6 @@ from distill.train.arguments import DistillArguments
 def prepare_output_dir(output_dir: str, dargs: DistillArguments) -> tuple[str | None, bool]:
     """The checkpoint to resume from, if any, and whether an earlier run was set aside to be replaced. An existing,
     non-empty folder is only reused when asked."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = Path(output_dir)
     used = out.is_dir() and any(out.iterdir())
     set_aside = used and dargs.overwrite
@@ -30,11 +28,18 @@ def prepare_output_dir(output_dir: str, dargs: DistillArguments) -> tuple[str | 
             f"output folder {out} exists: pass --resume to continue it from its last checkpoint, "
             "or --overwrite to replace it"
         )
-    checkpoint = get_last_checkpoint(str(out)) if used else None
+    checkpoint = last_checkpoint(out) if used else None
     if dargs.resume and used and checkpoint is None:
         raise FileNotFoundError(f"--resume: {out} holds no checkpoint-* folder to continue from")
     out.mkdir(parents=True, exist_ok=True)
     return checkpoint, set_aside
+
+
+def last_checkpoint(out: Path) -> str | None:
+    """The newest complete checkpoint-N in `out`: one holding its trainer state, the last file the Trainer writes
+    into it (a run killed while saving leaves a checkpoint without it, which cannot be resumed from)."""
+    done = [c for c in out.glob("checkpoint-*") if c.name[11:].isdigit() and (c / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda c: int(c.name[11:]))) if done else None
 
 
 def replaced(out: Path) -> Path:

@@ -53,6 +53,7 @@ def test_a_job_whose_input_failed_is_skipped_and_the_stage_fails(tmp_path, monke
     with pytest.raises(SystemExit, match=r"jobs failed: \['after-bad', 'bad'\]|jobs failed: \['bad', 'after-bad'\]"):
         ablation.run_jobs(jobs, args, tmp_path)
     assert (tmp_path / "logs" / "bad.log").exists() and not (tmp_path / "logs" / "after-bad.log").exists()
+    assert ablation.state_of(tmp_path, "bad") == "failed" and ablation.state_of(tmp_path, "after-bad") is None
 
 
 def test_a_draw_whose_teacher_failed_stops_with_the_teachers_error():
@@ -204,38 +205,72 @@ def test_results_write_nothing_for_a_seed_without_test_predictions_and_replace_n
     assert earlier.read_text() == '{"runs": {"A": {}}}'
 
 
-def finished_run(out: Path, step: int, cap: int) -> Path:
-    """A training run's folder as `distill sft` leaves it: its last checkpoint, then its final model."""
+def finished_run(out: Path, step: int, cap: int, waited: int = 0, patience: int = 4) -> Path:
+    """A training run's folder as `distill sft` leaves it: its last checkpoint (`waited` evaluations without gain
+    at its step), then its final model."""
     (out / f"checkpoint-{step}").mkdir(parents=True)
-    (out / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": cap}))
+    early = {"args": {"early_stopping_patience": patience}, "attributes": {"early_stopping_patience_counter": waited}}
+    state = {"global_step": step, "max_steps": cap, "stateful_callbacks": {"EarlyStoppingCallback": early}}
+    (out / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
     (out / "final").mkdir()
     (out / "final" / "config.json").write_text("{}")
     return out
 
 
+def answered(tmp_path, args, rows, seed=0):
+    for row in rows:
+        answers = ablation.answers_dir(tmp_path, args.student, seed, row)
+        answers.mkdir(parents=True)
+        (answers / "text2image_answer.json").write_text("[]")
+
+
 def test_raising_the_cap_continues_runs_that_ended_at_it_and_remakes_what_came_from_them(tmp_path):
     args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "6000"])
-    rows = [ablation.parse_row(r) for r in ["A", "A:debias", "B", "B+dpo", "B+dpo:debias"]]
+    rows = [ablation.parse_row(r) for r in ["A", "A:debias", "B", "B+dpo", "B+dpo:debias", "C"]]
     sft = ablation.folders(tmp_path, args.student, 0)["sft"]
     finished_run(sft / "A", 2500, 2500)  # trained to its old cap
     finished_run(sft / "B", 1750, 2500)  # stopped by its patience before the cap
+    finished_run(sft / "C", 2500, 2500, waited=4)  # its patience ran out at the cap
     (ablation.folders(tmp_path, args.student, 0)["dpo"] / "B" / "checkpoint-100").mkdir(parents=True)
-    for row in rows:
-        answers = ablation.answers_dir(tmp_path, args.student, 0, row)
-        answers.mkdir(parents=True)
-        (answers / "text2image_answer.json").write_text("[]")
-    jobs = {j.name: j for j in ablation.jobs_for(args, tmp_path, [0], rows)}
-    done = {name for name, j in jobs.items() if j.done and j.done.exists()}
-    assert done == {"sft-B-s0", "predict-B-score-s0", "predict-B+dpo-score-s0", "predict-B+dpo-debias-s0"}  # B's stay
-    cmd = jobs["sft-A-s0"].cmd
-    assert "--resume" in cmd and cmd[cmd.index("--max_steps") + 1] == "6000"
-    assert "predict-A-debias-s0" not in done  # answered by the old model: answered again
-    assert "--resume" in jobs["dpo-B-s0"].cmd  # B itself was not continued: its DPO resumes as before
+    answered(tmp_path, args, rows)
+    jobs = ablation.jobs_for(args, tmp_path, [0], rows)
+    assert ablation.finished_jobs(jobs, tmp_path) == {
+        "sft-B-s0",
+        "predict-B-score-s0",
+        "sft-C-s0",
+        "predict-C-score-s0",
+    }
+    cmd = {j.name: j.cmd for j in jobs}
+    assert "--resume" in cmd["sft-A-s0"] and cmd["sft-A-s0"][cmd["sft-A-s0"].index("--max_steps") + 1] == "6000"
+    assert "--resume" in cmd["dpo-B-s0"]  # B itself was not continued: its DPO, cut short, resumes as before
     args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "2500"])
-    assert {j.name for j in ablation.jobs_for(args, tmp_path, [0], rows) if j.done and j.done.exists()} >= {
-        "sft-A-s0",
-        "predict-A-debias-s0",
-    }  # the same cap: nothing to continue
+    same = ablation.finished_jobs(ablation.jobs_for(args, tmp_path, [0], rows), tmp_path)
+    assert {"sft-A-s0", "predict-A-debias-s0"} <= same  # the same cap: nothing to continue
+
+
+def test_what_was_made_from_a_job_made_again_is_made_again_whenever_it_is_asked(tmp_path):
+    import time
+
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path)])
+    rows = [ablation.parse_row(r) for r in ["B", "B:debias", "B+dpo"]]
+    finished_run(ablation.folders(tmp_path, args.student, 0)["sft"] / "B", 2500, 2500)
+    dpo = ablation.folders(tmp_path, args.student, 0)["dpo"] / "B"
+    (dpo / "checkpoint-100").mkdir(parents=True)
+    (dpo / "merged").mkdir()
+    (dpo / "merged" / "config.json").write_text("{}")
+    answered(tmp_path, args, rows)
+    (tmp_path / "logs").mkdir()
+    for name in ("predict-B-score-s0", "predict-B-debias-s0", "dpo-B-s0", "sft-B-s0"):  # B made again last
+        ablation.state_file(tmp_path, name).write_text("done")
+        time.sleep(0.01)
+    jobs = ablation.jobs_for(args, tmp_path, [0], rows)
+    assert ablation.finished_jobs(jobs, tmp_path) == {"sft-B-s0"}  # a stage cut short after B: still remade
+    assert "--overwrite" in {j.name: j for j in jobs}["dpo-B-s0"].cmd  # DPO from B's new model starts over
+    ablation.state_file(tmp_path, "sft-B-s0").write_text("running")  # B's own run cut short
+    jobs = ablation.jobs_for(args, tmp_path, [0], rows)
+    assert ablation.finished_jobs(jobs, tmp_path) == set()
+    assert "--resume" in {j.name: j for j in jobs}["sft-B-s0"].cmd
+    assert "--overwrite" in {j.name: j for j in jobs}["dpo-B-s0"].cmd  # not resumed on the model B is replacing
 
 
 def test_data_makes_a_carried_stores_covers_again_here_and_points_the_store_at_them(tmp_path):
@@ -256,13 +291,3 @@ def test_data_makes_a_carried_stores_covers_again_here_and_points_the_store_at_t
     paths = list(store.image_hashes()) + [p for it in store.items() for p in it.images]
     assert paths and all(p.startswith(str(here.resolve() / "data" / "images")) and Path(p).is_file() for p in paths)
     ablation.main(["data", "--work", str(here), *flags])  # where they are already: nothing to move
-
-
-def test_a_continuation_cut_short_continues_again(tmp_path):
-    import os
-
-    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "6000"])
-    out = finished_run(ablation.folders(tmp_path, args.student, 0)["sft"] / "A", 3750, 6000)  # killed at 3,750
-    os.utime(out / "final" / "config.json", (1, 1))  # the final model is the old cap's, older than the checkpoint
-    [job] = [j for j in ablation.jobs_for(args, tmp_path, [0], [ablation.parse_row("A")]) if j.name == "sft-A-s0"]
-    assert job.done is None and "--resume" in job.cmd

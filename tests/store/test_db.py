@@ -360,15 +360,19 @@ def test_files_that_are_not_stores_are_refused_in_one_line(tmp_path):
     assert "_migrations" not in sqlite_utils.Database(tmp_path / "other.db").table_names()  # untouched
 
 
-def test_moved_covers_are_re_pointed_under_the_new_folder_only(store, sample_dir):
+def test_moved_covers_are_re_pointed_one_path_at_a_time(store, sample_dir):
     [a, b] = load_json(sample_dir / "image2text_test.json").items[:2]
     a = a.model_copy(update={"images": ["/old/W1/data/images/a.jpg"]})
-    b = b.model_copy(update={"images": ["/old/W10/data/images/b.jpg"]})  # W1's name is a prefix of it, not its folder
+    b = b.model_copy(update={"images": ["/old/W1/copy/data/images/b.jpg"]})  # under the old folder, not moved
     store.add_items([a, b], images=[
         {"sha256": "a1" * 32, "path": "/old/W1/data/images/a.jpg", "width": 8, "height": 8, "bytes": 1},
-        {"sha256": "b2" * 32, "path": "/old/W10/data/images/b.jpg", "width": 8, "height": 8, "bytes": 1},
+        {"sha256": "b2" * 32, "path": "/old/W1/copy/data/images/b.jpg", "width": 8, "height": 8, "bytes": 1},
     ])  # fmt: skip
-    assert store.move_images("/old/W1", "/new/w1") == 1
-    assert store.image_hashes() == {"/new/w1/data/images/a.jpg": "a1" * 32, "/old/W10/data/images/b.jpg": "b2" * 32}
+    store.save_description("c3" * 32, "m", "v1", "a caption of a cover with no path yet", {"id": "call-1"})
+    assert store.move_images({"/old/W1/data/images/a.jpg": "/new/w1/data/images/a.jpg"}) == 1
+    assert {p: sha for p, sha in store.image_hashes().items() if p} == {
+        "/new/w1/data/images/a.jpg": "a1" * 32,
+        "/old/W1/copy/data/images/b.jpg": "b2" * 32,
+    }
     assert store.get_item(a.key).images == ["/new/w1/data/images/a.jpg"]
-    assert store.get_item(b.key).images == ["/old/W10/data/images/b.jpg"]
+    assert store.get_item(b.key).images == ["/old/W1/copy/data/images/b.jpg"]

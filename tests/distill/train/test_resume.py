@@ -36,3 +36,15 @@ def test_a_run_continued_to_a_raised_cap_is_the_unbroken_run(tiny_model_dir, tra
     continued = sft_main(again)
     assert logged(out) == logged(tmp_path / "unbroken")  # every loss, gradient norm and validation, and where it ended
     assert continued["best_step"] == unbroken["best_step"]
+
+
+def test_a_checkpoint_left_half_written_is_not_resumed_from(tmp_path):
+    from distill.train.arguments import DistillArguments
+    from distill.train.outputs import prepare_output_dir
+
+    for step in (4, 6):  # the run was killed while saving step 6: its trainer state, written last, is missing
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    checkpoint, _ = prepare_output_dir(str(tmp_path), DistillArguments(db="x.db", resume=True))
+    assert checkpoint == str(tmp_path / "checkpoint-4")
