@@ -153,6 +153,7 @@ def continue_patience(trainer, checkpoint: str) -> None:
 
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback", {})
+    saved = saved[0] if isinstance(saved, list) and saved else saved  # (a list when several were saved)
     count = saved.get("attributes", {}).get("early_stopping_patience_counter", 0) if isinstance(saved, dict) else 0
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, EarlyStoppingCallback):
