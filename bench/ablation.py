@@ -305,12 +305,13 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
 
     jobs: list[Job] = []
     for s in seeds:
+        raised: dict[str, bool] = {}  # this seed's SFT runs continued to a raised cap, by row
         f, student = folders(work, args.student, s), work / "students" / f"{args.student}-{s}"
         for sft in dict.fromkeys(r.sft for r in rows):
             base, aug = sft.partition("+")[0], sft.endswith("+aug")
             out = f["sft"] / sft
             flags = [x.format(w=args.weight, r=args.repeats) for x in TASKS[base][1]]
-            raised = cap_raised(out, args.steps)
+            raised[sft] = cap_raised(out, args.steps)
             jobs.append(Job(
                 f"sft-{sft}-s{s}",
                 ["sft", *common, *again(out), *flags, "--augmented", str(aug).lower(),
@@ -322,14 +323,14 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
                  "--save_steps", str(args.eval_steps), "--save_total_limit", "1",
                  "--logging_steps", str(min(50, args.eval_steps)),
                  "--early_stopping_patience", str(args.patience)],
-                done=None if raised else out / "final" / "config.json",
+                done=None if raised[sft] else out / "final" / "config.json",
             ))  # fmt: skip
         for base in dict.fromkeys(r.base for r in rows if r.extra == "dpo"):
             out = f["dpo"] / base
             # DPO from a model made again (or to be) starts over; one cut short on the same model resumes
             sft_job = f"sft-{base}-s{s}"
             fresh = (
-                cap_raised(f["sft"] / base, args.steps)
+                raised[base]
                 or state_of(work, sft_job) in ("running", "failed")
                 or made_after(work, sft_job, f"dpo-{base}-s{s}")
             )
@@ -365,17 +366,14 @@ def cap_raised(out: Path, steps: int) -> bool:
     cap would have gone under this constant schedule when the old cap is a multiple of --eval-steps (else the Trainer
     evaluated at the old cap off the schedule). A run stopped by its patience, a divergence or a time limit, or whose
     patience ran out at the cap, stays as it is."""
-    from distill.train.outputs import last_checkpoint
+    from distill.train.outputs import early_stopping, last_checkpoint
 
     last = last_checkpoint(out) if (out / "final" / "config.json").is_file() else None
     if last is None:
         return False
     state = json.loads((Path(last) / "trainer_state.json").read_text())
-    patience = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback")
-    spent = isinstance(patience, dict) and patience.get("attributes", {}).get(
-        "early_stopping_patience_counter", 0
-    ) >= patience.get("args", {}).get("early_stopping_patience", math.inf)
-    return state["max_steps"] <= state["global_step"] < steps and not spent
+    waited, patience = early_stopping(state)
+    return state["max_steps"] <= state["global_step"] < steps and waited < patience
 
 
 def state_file(work: Path, job: str) -> Path:

@@ -4,6 +4,7 @@ best checkpoint by validation accuracy, else the last weights."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -40,6 +41,17 @@ def last_checkpoint(out: Path) -> str | None:
     into it (a run killed while saving leaves a checkpoint without it, which cannot be resumed from)."""
     done = [c for c in out.glob("checkpoint-*") if c.name[11:].isdigit() and (c / "trainer_state.json").is_file()]
     return str(max(done, key=lambda c: int(c.name[11:]))) if done else None
+
+
+def early_stopping(state: dict) -> tuple[int, float]:
+    """From a checkpoint's trainer state: evaluations already waited without gain, and the patience they count
+    against (infinite when the run had none)."""
+    saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback", {})
+    saved = saved[0] if isinstance(saved, list) and saved else saved  # (a list when several were saved)
+    if not isinstance(saved, dict):
+        return 0, math.inf
+    waited = saved.get("attributes", {}).get("early_stopping_patience_counter", 0)
+    return waited, saved.get("args", {}).get("early_stopping_patience", math.inf)
 
 
 def replaced(out: Path) -> Path:

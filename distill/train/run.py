@@ -151,10 +151,9 @@ def continue_patience(trainer, checkpoint: str) -> None:
     re-made from the checkpoint's arguments: a patience given anew would be ignored.)"""
     from transformers import EarlyStoppingCallback
 
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback", {})
-    saved = saved[0] if isinstance(saved, list) and saved else saved  # (a list when several were saved)
-    count = saved.get("attributes", {}).get("early_stopping_patience_counter", 0) if isinstance(saved, dict) else 0
+    from distill.train.outputs import early_stopping
+
+    count, _ = early_stopping(json.loads((Path(checkpoint) / "trainer_state.json").read_text()))
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, EarlyStoppingCallback):
             callback.early_stopping_patience_counter = count
