@@ -16,6 +16,12 @@ def add(a, b):
     return {"sum": a + b, "pid": os.getpid()}
 
 
+def start_methods():
+    import multiprocessing
+
+    return multiprocessing.get_start_method(), multiprocessing.get_context().get_start_method()
+
+
 def refuse(name):
     raise UserError(f"0 accepted rationales in the store for {name}")
 
@@ -35,6 +41,15 @@ def wait_long():
 def test_its_value_comes_back_from_another_process():
     out = Beside(add, 2, 3).result()
     assert out["sum"] == 5 and out["pid"] != os.getpid()
+
+
+def test_its_own_children_start_as_in_a_process_of_its_own():
+    """A training run's loader workers in the twin's process start as `distill sft`'s would, not spawned anew
+    each epoch (the parent's default, since this process has not fixed its own)."""
+    import multiprocessing
+
+    default = multiprocessing.get_context().get_start_method()
+    assert Beside(start_methods).result() == (default, default)
 
 
 def test_a_users_error_stays_one_line_and_names_the_run():
