@@ -47,8 +47,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GPU_COMMAND = "distill demo --gpu"
 # What the GPU plan printed on one H200 (bench/README.md, "The demo on a GPU").
 GPU_FIGURES = (
-    "58.8 % for the twin against 100.0 % for the student taught by the teacher's rationales "
-    "(400 held-out test items, 17 minutes)"
+    "45.5 % for the twin against 100.0 % for the student taught by the teacher's rationales "
+    "(400 held-out test items, 12 minutes)"
 )
 
 
