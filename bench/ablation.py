@@ -96,7 +96,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="student seeds (initial weights and data order)")
     p.add_argument("--student", default="small", help="a student size of `distill tiny-model --size`")
     p.add_argument(
-        "--steps", type=int, default=2500, help="the cap on optimizer steps (raised: runs that ended at it continue)"
+        "--steps",
+        type=int,
+        default=2500,
+        help="the cap on optimizer steps (runs that ended at a lower cap, or at a time limit, continue)",
     )
     p.add_argument(
         "--patience", type=int, default=4, help="evaluations without gain before stopping (0: a fixed --steps)"
@@ -303,15 +306,19 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
     def again(out: Path) -> list[str]:  # a run cut short (a call's time limit) continues from its checkpoint
         return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
 
+    from store import open_store
+
+    db = work / "traces.db"
+    trained_runs = open_store(db).train_runs() if db.exists() else []  # (opening would make one)
     jobs: list[Job] = []
     for s in seeds:
-        raised: dict[str, bool] = {}  # this seed's SFT runs continued to a raised cap, by row
+        raised: dict[str, bool] = {}  # this seed's SFT runs continued (a raised cap, a time limit), by row
         f, student = folders(work, args.student, s), work / "students" / f"{args.student}-{s}"
         for sft in dict.fromkeys(r.sft for r in rows):
             base, aug = sft.partition("+")[0], sft.endswith("+aug")
             out = f["sft"] / sft
             flags = [x.format(w=args.weight, r=args.repeats) for x in TASKS[base][1]]
-            raised[sft] = cap_raised(out, args.steps)
+            raised[sft] = continues(out, args.steps, run_status(trained_runs, out))
             jobs.append(Job(
                 f"sft-{sft}-s{s}",
                 ["sft", *common, *again(out), *flags, "--augmented", str(aug).lower(),
@@ -360,12 +367,14 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
     return jobs
 
 
-def cap_raised(out: Path, steps: int) -> bool:
-    """A finished run that trained to a cap below `steps` with patience left: raising --steps continues it from its
-    last checkpoint (optimizer, schedule, data order and patience count as saved), as one unbroken run to the higher
-    cap would have gone under this constant schedule when the old cap is a multiple of --eval-steps (else the Trainer
-    evaluated at the old cap off the schedule). A run stopped by its patience, a divergence or a time limit, or whose
-    patience ran out at the cap, stays as it is."""
+def continues(out: Path, steps: int, status: str | None) -> bool:
+    """A finished run with patience left that `train` continues from its last checkpoint (optimizer, schedule, data
+    order and patience count as saved): one that trained to a cap below `steps` (raised since), or one stopped by its
+    time limit (`max_train_minutes`, a shard that had to end inside a machine's lease) before `steps`. Under this
+    constant schedule a continued run goes as one unbroken run would have, when the old cap is a multiple of
+    --eval-steps (else the Trainer evaluated at the old cap off the schedule; a time limit's step is validated too,
+    which can only move the patience count). A run stopped by its patience or a divergence, or whose patience ran
+    out, stays as it is."""
     from distill.train.outputs import early_stopping, last_checkpoint
 
     last = last_checkpoint(out) if (out / "final" / "config.json").is_file() else None
@@ -373,7 +382,8 @@ def cap_raised(out: Path, steps: int) -> bool:
         return False
     state = json.loads((Path(last) / "trainer_state.json").read_text())
     waited, patience = early_stopping(state)
-    return state["max_steps"] <= state["global_step"] < steps and waited < patience
+    stopped_short = status == "time_limit" or state["max_steps"] <= state["global_step"]
+    return stopped_short and state["global_step"] < steps and waited < patience
 
 
 def state_file(work: Path, job: str) -> Path:

@@ -165,7 +165,8 @@ def start_vllm_server(folder: Path, args, log: Path) -> tuple[subprocess.Popen, 
     ]
     if not torch_cuda():  # vLLM's CPU build: seeded sampling fails under chunked prefill ("does not use offset")
         cmd += ["--no-enable-chunked-prefill", "--mm-processor-cache-gb", "0"]
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=os.environ.copy())  # noqa: SIM115
+    env = os.environ | {"VLLM_SERVER_DEV_MODE": "1"}  # its cache-reset routes: every measurement starts cold
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     t0 = time.time()
     while time.time() - t0 < 600:
@@ -292,16 +293,73 @@ def measure(args) -> dict:
 
 
 def run_measurement(args, what: str, level: int, n: int, workers: int, work: Path, code: str | None = None) -> dict:
-    """One measurement in a fresh process, of this code or of the checkout `code`."""
+    """One measurement in a fresh process, of this code or of the checkout `code`; against vLLM, with the server's
+    running batch sampled while it runs."""
     cmd = [sys.executable, "-m", "bench.teacher_at_scale", "--measure", what, "--url", args.url]
     cmd += ["--model-name", args.model_name, "--work", str(work), "--levels", str(level), "--items", str(n)]
     cmd += ["--workers", str(workers), "--passes-factor", str(args.passes_factor)]
     cmd += ["--max-new-tokens", str(args.max_new_tokens), "--describe-tokens", str(args.describe_tokens)]
     cmd += ["--seeded"] if args.seeded else []
+    if args.server == "vllm":
+        reset_caches(args.url.removesuffix("/v1"))
+    batch = RunningBatch(args.url.removesuffix("/v1")) if args.server == "vllm" else None
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=code)
     if out.returncode:
         raise SystemExit(f"{what} at {level} in flight ({code or 'this code'}) failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1]) | (batch.stop() if batch else {})
+
+
+def reset_caches(root: str) -> None:
+    """Empty the server's prefix, multimodal and encoder caches, so that no measurement finds the covers and prompts
+    of the one before it cached (the same items run at a level, in every repeat): each starts as a real run of new
+    items does."""
+    for route in ("/reset_prefix_cache", "/reset_mm_cache", "/reset_encoder_cache"):
+        for _ in range(30):  # (the prefix cache refuses while blocks are still held)
+            with urllib.request.urlopen(urllib.request.Request(root + route, data=b"", method="POST"), timeout=30) as r:
+                body = r.read()
+            if route != "/reset_prefix_cache" or json.loads(body).get("success"):
+                break
+            time.sleep(1)
+        else:
+            raise SystemExit(f"{root}{route}: the server would not empty its prefix cache")
+
+
+class RunningBatch:
+    """vLLM's own gauges (`/metrics`: requests running in the engine's batch, requests waiting), sampled every 0.2 s
+    on a thread: is the server kept busy, or is it waiting for the client?"""
+
+    def __init__(self, root: str):
+        import threading
+
+        self.url, self.samples, self.done = root + "/metrics", [], threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.2):
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            self.samples.append((gauge(text, "vllm:num_requests_running"), gauge(text, "vllm:num_requests_waiting")))
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.thread.join()
+        busy = [s for s in self.samples if s[0] > 0]  # (process start-up and warm-up before the load arrives)
+        if not busy:
+            return {"server_running_mean": 0.0, "server_running_max": 0.0, "server_waiting_mean": 0.0}
+        return {
+            "server_running_mean": statistics.mean(r for r, _ in busy),
+            "server_running_max": max(r for r, _ in busy),
+            "server_waiting_mean": statistics.mean(w for _, w in busy),
+        }
+
+
+def gauge(metrics: str, name: str) -> float:
+    """The sum of a Prometheus gauge's samples (one per engine) in a /metrics page."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name + "{"))
 
 
 # --- the whole benchmark -----------------------------------------------------------------------------------
@@ -364,13 +422,19 @@ def run_level(args, level: int, n: int, workers: list[int], work: Path) -> dict:
                 run[f"{prefix}graph_w{w}"] = g | {"share_of_direct": share(g, direct_run, args.server)}
         runs.append(run)
     median = {"items": n}
+    for key in ("direct", *(f"graph_w{w}" for w in workers)):  # this code's server batch, where sampled
+        if "server_running_mean" in runs[0][key]:
+            median[f"{key}_server_running"] = statistics.median(r[key]["server_running_mean"] for r in runs)
     for prefix, _, counts in codes:
         median[f"{prefix}direct_requests_per_s"] = statistics.median(
             r[f"{prefix}direct"]["requests_per_s"] for r in runs
         )
+        median[f"{prefix}direct_tokens_per_s"] = statistics.median(r[f"{prefix}direct"]["tokens_per_s"] for r in runs)
         for w in counts:
             key = f"{prefix}graph_w{w}"
             median[f"{key}_requests_per_s"] = statistics.median(r[key]["requests_per_s"] for r in runs)
+            median[f"{key}_tokens_per_s"] = statistics.median(r[key]["tokens_per_s"] for r in runs)
+            median[f"{key}_items_per_s"] = statistics.median(n / r[key]["seconds"] for r in runs)
             median[f"{key}_share_of_direct"] = statistics.median(r[key]["share_of_direct"] for r in runs)
             median[f"{key}_failed"] = max(r[key]["failed"] for r in runs)
     return {"runs": runs, "median": median}
@@ -404,6 +468,19 @@ def print_table(results: dict, workers: list[int], baseline: bool) -> None:
                 key = f"{prefix}graph_w{w}"
                 line += f" {m[f'{key}_requests_per_s']:>22.1f} {m[f'{key}_share_of_direct']:>17.2f}"
         print(line)
+    if results["server"] == "vllm":  # what the server did: tokens a second and its running batch
+        print(f"\n{'in flight':>9} {'direct tok/s':>13} {'batch':>6}", end="")
+        for w in workers:
+            print(f" {f'graph w{w} tok/s':>16} {'items/s':>8} {'batch':>6}", end="")
+        print()
+        for level, r in results["levels"].items():
+            m = r["median"]
+            line = f"{level:>9} {m['direct_tokens_per_s']:>13,.0f} {m.get('direct_server_running', 0):>6.1f}"
+            for w in workers:
+                k = f"graph_w{w}"
+                line += f" {m[f'{k}_tokens_per_s']:>16,.0f} {m[f'{k}_items_per_s']:>8.2f}"
+                line += f" {m.get(f'{k}_server_running', 0):>6.1f}"
+            print(line)
     print("device:", results["device"])
 
 

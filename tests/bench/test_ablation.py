@@ -248,6 +248,31 @@ def test_raising_the_cap_continues_runs_that_ended_at_it_and_remakes_what_came_f
     assert {"sft-A-s0", "predict-A-debias-s0"} <= same  # the same cap: nothing to continue
 
 
+def test_a_run_stopped_by_its_time_limit_continues_at_the_same_cap_and_a_diverged_one_does_not(tmp_path):
+    from store.db import Store
+
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "6000"])
+    rows = [ablation.parse_row(r) for r in ["A", "A:debias", "B", "C"]]
+    sft = ablation.folders(tmp_path, args.student, 0)["sft"]
+    store = Store(tmp_path / "traces.db")
+    for row, step, status in (("A", 4567, "time_limit"), ("B", 3000, "diverged"), ("C", 2500, "time_limit")):
+        finished_run(sft / row, step, 6000, waited=4 if row == "C" else 1)  # C's patience ran out at its limit
+        store.record_train_run("sft", {}, {}, str(sft / row), step, {}, "2026-12-04T00:00:00", status, False, {})
+    store.close()
+    answered(tmp_path, args, rows)
+    jobs = ablation.jobs_for(args, tmp_path, [0], rows)
+    assert ablation.finished_jobs(jobs, tmp_path) == {
+        "sft-B-s0",
+        "predict-B-score-s0",
+        "sft-C-s0",
+        "predict-C-score-s0",
+    }
+    cmd = {j.name: j.cmd for j in jobs}["sft-A-s0"]
+    assert "--resume" in cmd and cmd[cmd.index("--max_steps") + 1] == "6000"
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "4567"])
+    assert "sft-A-s0" in ablation.finished_jobs(ablation.jobs_for(args, tmp_path, [0], rows), tmp_path)
+
+
 def test_what_was_made_from_a_job_made_again_is_made_again_whenever_it_is_asked(tmp_path):
     import time
 

@@ -1,0 +1,95 @@
+"""The teacher-at-scale bench reads vLLM's running batch from the server's Prometheus page and empties the server's
+caches before each measurement."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from bench import teacher_at_scale
+
+PAGE = """# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="/tmp/m"} 12.0
+vllm:num_requests_running{engine="1",model_name="/tmp/m"} 3.0
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="/tmp/m"} 40.0
+vllm:num_requests_running_total_not_a_gauge{engine="0"} 99.0
+"""
+
+
+def test_a_gauge_sums_its_engines_and_ignores_other_names():
+    assert teacher_at_scale.gauge(PAGE, "vllm:num_requests_running") == 15.0
+    assert teacher_at_scale.gauge(PAGE, "vllm:num_requests_waiting") == 40.0
+    assert teacher_at_scale.gauge(PAGE, "vllm:kv_cache_usage_perc") == 0.0
+
+
+def test_the_running_batch_is_averaged_over_the_samples_where_the_server_was_busy():
+    pages = iter([PAGE.replace("12.0", "0.0").replace("3.0", "0.0")] * 3 + [PAGE] * 1000)
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = next(pages).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        batch = teacher_at_scale.RunningBatch(f"http://127.0.0.1:{server.server_address[1]}")
+        time.sleep(1.2)
+        got = batch.stop()
+    finally:
+        server.shutdown()
+    assert got == {"server_running_mean": 15.0, "server_running_max": 15.0, "server_waiting_mean": 40.0}
+
+
+def serving(handler_post):
+    class Dev(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            status, body = handler_post(self.path)
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dev)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_every_cache_is_emptied_and_a_prefix_cache_still_held_is_asked_again(monkeypatch):
+    monkeypatch.setattr(teacher_at_scale.time, "sleep", lambda s: None)
+    asked, refusals = [], iter([b'{"success": false}', b'{"success": false}'])
+
+    def post(path):
+        asked.append(path)
+        return 200, next(refusals, b'{"success": true}') if path == "/reset_prefix_cache" else b""
+
+    server, root = serving(post)
+    try:
+        teacher_at_scale.reset_caches(root)
+    finally:
+        server.shutdown()
+    assert asked == ["/reset_prefix_cache"] * 3 + ["/reset_mm_cache", "/reset_encoder_cache"]
+
+
+def test_a_prefix_cache_that_is_never_emptied_stops_the_bench(monkeypatch):
+    monkeypatch.setattr(teacher_at_scale.time, "sleep", lambda s: None)
+    server, root = serving(lambda path: (200, b'{"success": false}'))
+    try:
+        with pytest.raises(SystemExit, match="would not empty its prefix cache"):
+            teacher_at_scale.reset_caches(root)
+    finally:
+        server.shutdown()
