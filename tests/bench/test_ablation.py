@@ -224,53 +224,49 @@ def answered(tmp_path, args, rows, seed=0):
         (answers / "text2image_answer.json").write_text("[]")
 
 
+def planned(work: Path, steps: int, rows) -> tuple[set[str], dict[str, list[str]]]:
+    """What `train --steps` would skip as finished, and each job's command."""
+    args = ablation.make_parser().parse_args(["train", "--work", str(work), "--steps", str(steps)])
+    jobs = ablation.jobs_for(args, work, [0], rows)
+    return ablation.finished_jobs(jobs, work), {j.name: j.cmd for j in jobs}
+
+
+def continued_to(cmd: list[str], steps: int) -> bool:
+    return "--resume" in cmd and cmd[cmd.index("--max_steps") + 1] == str(steps)
+
+
+B_AND_C_STAY = {"sft-B-s0", "predict-B-score-s0", "sft-C-s0", "predict-C-score-s0"}
+
+
 def test_raising_the_cap_continues_runs_that_ended_at_it_and_remakes_what_came_from_them(tmp_path):
-    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "6000"])
     rows = [ablation.parse_row(r) for r in ["A", "A:debias", "B", "B+dpo", "B+dpo:debias", "C"]]
-    sft = ablation.folders(tmp_path, args.student, 0)["sft"]
+    sft, dpo = (ablation.folders(tmp_path, "small", 0)[k] for k in ("sft", "dpo"))
     finished_run(sft / "A", 2500, 2500)  # trained to its old cap
     finished_run(sft / "B", 1750, 2500)  # stopped by its patience before the cap
     finished_run(sft / "C", 2500, 2500, waited=4)  # its patience ran out at the cap
-    (ablation.folders(tmp_path, args.student, 0)["dpo"] / "B" / "checkpoint-100").mkdir(parents=True)
-    answered(tmp_path, args, rows)
-    jobs = ablation.jobs_for(args, tmp_path, [0], rows)
-    assert ablation.finished_jobs(jobs, tmp_path) == {
-        "sft-B-s0",
-        "predict-B-score-s0",
-        "sft-C-s0",
-        "predict-C-score-s0",
-    }
-    cmd = {j.name: j.cmd for j in jobs}
-    assert "--resume" in cmd["sft-A-s0"] and cmd["sft-A-s0"][cmd["sft-A-s0"].index("--max_steps") + 1] == "6000"
+    (dpo / "B" / "checkpoint-100").mkdir(parents=True)
+    answered(tmp_path, ablation.make_parser().parse_args(["train", "--work", str(tmp_path)]), rows)
+    finished, cmd = planned(tmp_path, 6000, rows)
+    assert finished == B_AND_C_STAY and continued_to(cmd["sft-A-s0"], 6000)
     assert "--resume" in cmd["dpo-B-s0"]  # B itself was not continued: its DPO, cut short, resumes as before
-    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "2500"])
-    same = ablation.finished_jobs(ablation.jobs_for(args, tmp_path, [0], rows), tmp_path)
+    same, _ = planned(tmp_path, 2500, rows)
     assert {"sft-A-s0", "predict-A-debias-s0"} <= same  # the same cap: nothing to continue
 
 
 def test_a_run_stopped_by_its_time_limit_continues_at_the_same_cap_and_a_diverged_one_does_not(tmp_path):
     from store.db import Store
 
-    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "6000"])
     rows = [ablation.parse_row(r) for r in ["A", "A:debias", "B", "C"]]
-    sft = ablation.folders(tmp_path, args.student, 0)["sft"]
+    sft = ablation.folders(tmp_path, "small", 0)["sft"]
     store = Store(tmp_path / "traces.db")
     for row, step, status in (("A", 4567, "time_limit"), ("B", 3000, "diverged"), ("C", 2500, "time_limit")):
         finished_run(sft / row, step, 6000, waited=4 if row == "C" else 1)  # C's patience ran out at its limit
         store.record_train_run("sft", {}, {}, str(sft / row), step, {}, "2026-12-04T00:00:00", status, False, {})
     store.close()
-    answered(tmp_path, args, rows)
-    jobs = ablation.jobs_for(args, tmp_path, [0], rows)
-    assert ablation.finished_jobs(jobs, tmp_path) == {
-        "sft-B-s0",
-        "predict-B-score-s0",
-        "sft-C-s0",
-        "predict-C-score-s0",
-    }
-    cmd = {j.name: j.cmd for j in jobs}["sft-A-s0"]
-    assert "--resume" in cmd and cmd[cmd.index("--max_steps") + 1] == "6000"
-    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path), "--steps", "4567"])
-    assert "sft-A-s0" in ablation.finished_jobs(ablation.jobs_for(args, tmp_path, [0], rows), tmp_path)
+    answered(tmp_path, ablation.make_parser().parse_args(["train", "--work", str(tmp_path)]), rows)
+    finished, cmd = planned(tmp_path, 6000, rows)
+    assert finished == B_AND_C_STAY and continued_to(cmd["sft-A-s0"], 6000)
+    assert "sft-A-s0" in planned(tmp_path, 4567, rows)[0]  # its time limit stopped it at the cap asked now
 
 
 def test_what_was_made_from_a_job_made_again_is_made_again_whenever_it_is_asked(tmp_path):

@@ -27,24 +27,32 @@ def test_a_gauge_sums_its_engines_and_ignores_other_names():
     assert teacher_at_scale.gauge(PAGE, "vllm:kv_cache_usage_perc") == 0.0
 
 
-def test_the_running_batch_is_averaged_over_the_samples_where_the_server_was_busy():
-    pages = iter([PAGE.replace("12.0", "0.0").replace("3.0", "0.0")] * 3 + [PAGE] * 1000)
+def serving(answer):
+    """A local HTTP server whose every GET or POST `answer(method, path)` answers with (status, body)."""
 
-    class Metrics(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = next(pages).encode()
-            self.send_response(200)
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def reply(self):
+            status, body = answer(self.command, self.path)
+            self.send_response(status)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
+        do_GET = do_POST = reply
+
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_the_running_batch_is_averaged_over_the_samples_where_the_server_was_busy():
+    pages = iter([PAGE.replace("12.0", "0.0").replace("3.0", "0.0")] * 3 + [PAGE] * 1000)
+    server, root = serving(lambda method, path: (200, next(pages).encode()))
     try:
-        batch = teacher_at_scale.RunningBatch(f"http://127.0.0.1:{server.server_address[1]}")
+        batch = teacher_at_scale.RunningBatch(root)
         time.sleep(1.2)
         got = batch.stop()
     finally:
@@ -52,29 +60,12 @@ def test_the_running_batch_is_averaged_over_the_samples_where_the_server_was_bus
     assert got == {"server_running_mean": 15.0, "server_running_max": 15.0, "server_waiting_mean": 40.0}
 
 
-def serving(handler_post):
-    class Dev(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            status, body = handler_post(self.path)
-            self.send_response(status)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dev)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 def test_every_cache_is_emptied_and_a_prefix_cache_still_held_is_asked_again(monkeypatch):
     monkeypatch.setattr(teacher_at_scale.time, "sleep", lambda s: None)
     asked, refusals = [], iter([b'{"success": false}', b'{"success": false}'])
 
-    def post(path):
-        asked.append(path)
+    def post(method, path):
+        asked.append((method, path))
         return 200, next(refusals, b'{"success": true}') if path == "/reset_prefix_cache" else b""
 
     server, root = serving(post)
@@ -82,12 +73,15 @@ def test_every_cache_is_emptied_and_a_prefix_cache_still_held_is_asked_again(mon
         teacher_at_scale.reset_caches(root)
     finally:
         server.shutdown()
-    assert asked == ["/reset_prefix_cache"] * 3 + ["/reset_mm_cache", "/reset_encoder_cache"]
+    assert [p for m, p in asked if m == "POST"] == ["/reset_prefix_cache"] * 3 + [
+        "/reset_mm_cache",
+        "/reset_encoder_cache",
+    ]
 
 
 def test_a_prefix_cache_that_is_never_emptied_stops_the_bench(monkeypatch):
     monkeypatch.setattr(teacher_at_scale.time, "sleep", lambda s: None)
-    server, root = serving(lambda path: (200, b'{"success": false}'))
+    server, root = serving(lambda method, path: (200, b'{"success": false}'))
     try:
         with pytest.raises(SystemExit, match="would not empty its prefix cache"):
             teacher_at_scale.reset_caches(root)
