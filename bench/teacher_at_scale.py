@@ -3,8 +3,9 @@
 For each level of requests in flight: the graph (describer + reasoner with a forced letter, one attempt) over N
 MAC-shaped items, with each `--workers` count, then the same request mix without the graph (each distinct cover
 described, each item reasoned and its letter forced, `level` requests in flight, one process). Every measurement
-runs in a fresh process (cold caches, a warm-up of two items first) and is repeated; the graph's share of the
-direct feed is taken within each repeat, and medians are reported.
+runs in a fresh process (cold caches, a warm-up of two items first), against a server whose prefix, multimodal and
+encoder caches were just emptied, and is repeated, the two sides' order alternating; the graph's share of the direct
+feed is taken within each repeat, and medians are reported, with the server's running batch.
 
 Servers (`--server`):
 
@@ -410,16 +411,21 @@ def main(argv=None) -> dict:
 
 def run_level(args, level: int, n: int, workers: list[int], work: Path) -> dict:
     """Each repeat measures the direct feed and the graph at each worker count, one after another (the baseline's
-    first, where one is given); the graph's share of the direct feed is taken within the repeat."""
+    first, where one is given; the direct feed first in odd repeats, last in even ones, so that neither side always
+    meets the server as the other left it); the graph's share of the direct feed is taken within the repeat."""
     codes = ([("baseline_", args.baseline, [1])] if args.baseline else []) + [("", None, workers)]
     runs = []
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         run = {}
         for prefix, code, counts in codes:
-            direct_run = run[f"{prefix}direct"] = run_measurement(args, "direct", level, n, 1, work, code)
+            order = [("direct", 1), *(("graph", w) for w in counts)]
+            for what, w in order if repeat % 2 == 0 else reversed(order):
+                key = f"{prefix}direct" if what == "direct" else f"{prefix}graph_w{w}"
+                run[key] = run_measurement(args, what, level, n, w, work, code) | {"order": len(run)}
             for w in counts:
-                g = run_measurement(args, "graph", level, n, w, work, code)
-                run[f"{prefix}graph_w{w}"] = g | {"share_of_direct": share(g, direct_run, args.server)}
+                run[f"{prefix}graph_w{w}"]["share_of_direct"] = share(
+                    run[f"{prefix}graph_w{w}"], run[f"{prefix}direct"], args.server
+                )
         runs.append(run)
     median = {"items": n}
     for key in ("direct", *(f"graph_w{w}" for w in workers)):  # this code's server batch, where sampled
