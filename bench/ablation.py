@@ -306,10 +306,7 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
     def again(out: Path) -> list[str]:  # a run cut short (a call's time limit) continues from its checkpoint
         return ["--resume"] if list(out.glob("checkpoint-*")) else ["--overwrite"]
 
-    from store import open_store
-
-    db = work / "traces.db"
-    trained_runs = open_store(db).train_runs() if db.exists() else []  # (opening would make one)
+    trained_runs = stored_runs(work / "traces.db")
     jobs: list[Job] = []
     for s in seeds:
         raised: dict[str, bool] = {}  # this seed's SFT runs continued (a raised cap, a time limit), by row
@@ -551,6 +548,19 @@ def prediction_cost(answers: Path, model: Path, log: Path) -> dict:
     }
 
 
+def stored_runs(db: Path) -> list[dict]:
+    """The training runs a work folder's store recorded (none without a store: opening one would make it)."""
+    from store import open_store
+
+    if not db.exists():
+        return []
+    store = open_store(db)
+    try:
+        return store.train_runs()
+    finally:
+        store.close()
+
+
 def run_status(runs: list[dict], output_dir: Path) -> str | None:
     """How the training stage ended, as the store recorded its latest run into `output_dir`: done, diverged or
     time_limit (`max_train_minutes`)."""
@@ -563,7 +573,6 @@ def results(args, work: Path) -> list[Path]:
     from distill.data.fileio import atomic_write_json
     from distill.evaluate import evaluate
     from distill.train.metrics import read_metrics, validation_curve
-    from store import open_store
 
     prepared = json.loads((work / "prepared.json").read_text())
     data_seed = prepared.get("data_seed", args.data_seed)
@@ -579,8 +588,7 @@ def results(args, work: Path) -> list[Path]:
     if there and not args.overwrite:
         raise SystemExit(f"results exist: {', '.join(there)} (pass --overwrite to replace them)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    db = work / "traces.db"
-    trained_runs = open_store(db).train_runs() if db.exists() else []  # (opening would make one)
+    trained_runs = stored_runs(work / "traces.db")
     written = []
     for s in seeds:
         f = folders(work, args.student, s)

@@ -65,6 +65,8 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+WARM = "warm-up done"  # what a measuring process prints once its warm-up is over
+
 # --- the instant server ------------------------------------------------------------------------------------
 INSTANT_TEXT = (
     "The shapes and colours of the cover stand for the idea of the story; weighing each option against them, one "
@@ -284,6 +286,7 @@ def measure(args) -> dict:
     args.workers_n = int(args.workers)
     warm = level_items(99, 2, work / "warm")
     asyncio.run(direct(OpenAIBackend(backend_config(args, 2)), warm, 2, args))
+    print(WARM, flush=True)  # the parent samples the server's batch from here on
     items = level_items(level, n, work)
     if args.measure == "graph":
         r = measure_graph(args, level, items, work)
@@ -294,20 +297,32 @@ def measure(args) -> dict:
 
 
 def run_measurement(args, what: str, level: int, n: int, workers: int, work: Path, code: str | None = None) -> dict:
-    """One measurement in a fresh process, of this code or of the checkout `code`; against vLLM, with the server's
-    running batch sampled while it runs."""
+    """One measurement in a fresh process, of this code or of the checkout `code`; against vLLM, on emptied caches,
+    with the server's running batch sampled once the process's warm-up is over."""
     cmd = [sys.executable, "-m", "bench.teacher_at_scale", "--measure", what, "--url", args.url]
     cmd += ["--model-name", args.model_name, "--work", str(work), "--levels", str(level), "--items", str(n)]
     cmd += ["--workers", str(workers), "--passes-factor", str(args.passes_factor)]
     cmd += ["--max-new-tokens", str(args.max_new_tokens), "--describe-tokens", str(args.describe_tokens)]
     cmd += ["--seeded"] if args.seeded else []
+    root = args.url.removesuffix("/v1")
     if args.server == "vllm":
-        reset_caches(args.url.removesuffix("/v1"))
-    batch = RunningBatch(args.url.removesuffix("/v1")) if args.server == "vllm" else None
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=code)
-    if out.returncode:
-        raise SystemExit(f"{what} at {level} in flight ({code or 'this code'}) failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1]) | (batch.stop() if batch else {})
+        reset_caches(root)
+    batch = RunningBatch(root) if args.server == "vllm" else None
+    warm_at = None  # (older code, a --baseline, says nothing: its whole run is sampled)
+    try:
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=code)
+            lines = []
+            for line in proc.stdout:
+                if line.strip() == WARM:
+                    warm_at = time.monotonic()
+                lines.append(line)
+            if proc.wait(timeout=3600):
+                err.seek(0)
+                raise SystemExit(f"{what} at {level} in flight ({code or 'this code'}) failed:\n{err.read()[-4000:]}")
+    finally:
+        sampled = batch.stop(since=warm_at) if batch else {}
+    return json.loads("".join(lines).strip().splitlines()[-1]) | sampled
 
 
 def reset_caches(root: str) -> None:
@@ -332,7 +347,7 @@ class RunningBatch:
     def __init__(self, root: str):
         import threading
 
-        self.url, self.samples, self.done = root + "/metrics", [], threading.Event()
+        self.url, self.samples, self.done = root + "/metrics", [], threading.Event()  # (time, running, waiting)
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
@@ -341,14 +356,17 @@ class RunningBatch:
             try:
                 with urllib.request.urlopen(self.url, timeout=2) as r:
                     text = r.read().decode()
-            except OSError:
+                running, waiting = gauge(text, "vllm:num_requests_running"), gauge(text, "vllm:num_requests_waiting")
+            except Exception:  # a page cut short or garbled: this sample is lost, not the sampling
                 continue
-            self.samples.append((gauge(text, "vllm:num_requests_running"), gauge(text, "vllm:num_requests_waiting")))
+            self.samples.append((time.monotonic(), running, waiting))
 
-    def stop(self) -> dict:
+    def stop(self, since: float | None = None) -> dict:
+        """Mean and peak of the samples from `since` on where requests were in the engine (not the idle moments
+        before the load arrives or after it ends)."""
         self.done.set()
         self.thread.join()
-        busy = [s for s in self.samples if s[0] > 0]  # (process start-up and warm-up before the load arrives)
+        busy = [(r, w) for t, r, w in self.samples if r > 0 and (since is None or t >= since)]
         if not busy:
             return {"server_running_mean": 0.0, "server_running_max": 0.0, "server_waiting_mean": 0.0}
         return {

@@ -87,3 +87,33 @@ def test_a_prefix_cache_that_is_never_emptied_stops_the_bench(monkeypatch):
             teacher_at_scale.reset_caches(root)
     finally:
         server.shutdown()
+
+
+def test_the_batch_before_the_measuring_process_is_warm_is_left_out():
+    batch = teacher_at_scale.RunningBatch("http://127.0.0.1:9")  # nothing there: no sample of its own
+    batch.samples = [(1.0, 2.0, 0.0), (2.0, 0.0, 0.0), (3.0, 60.0, 4.0), (4.0, 64.0, 0.0)]
+    assert batch.stop(since=2.5) == {
+        "server_running_mean": 62.0,
+        "server_running_max": 64.0,
+        "server_waiting_mean": 2.0,
+    }
+
+
+def test_each_repeat_measures_both_sides_on_the_same_items_the_first_side_alternating(tmp_path):
+    """Against the instant server: real measuring processes, the graph and the direct feed."""
+    proc, url = teacher_at_scale.start_instant_server()
+    args = teacher_at_scale.make_parser().parse_args(["--server", "instant", "--repeats", "2"])
+    args.url, args.model_name = url, "instant"
+    try:
+        teacher_at_scale.level_items(4, 6, tmp_path)
+        result = teacher_at_scale.run_level(args, 4, 6, [1], tmp_path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    first, second = result["runs"]
+    assert (first["direct"]["order"], first["graph_w1"]["order"]) == (0, 1)
+    assert (second["graph_w1"]["order"], second["direct"]["order"]) == (0, 1)
+    for run in (first, second):
+        assert run["graph_w1"]["requests"] == run["direct"]["requests"] > 6 and run["graph_w1"]["failed"] == 0
+        assert run["graph_w1"]["share_of_direct"] == run["direct"]["seconds"] / run["graph_w1"]["seconds"]
+        assert "server_running_mean" not in run["direct"]  # an instant server has no batch to sample
