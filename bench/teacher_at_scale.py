@@ -304,10 +304,11 @@ def run_measurement(args, what: str, level: int, n: int, workers: int, work: Pat
     cmd += ["--workers", str(workers), "--passes-factor", str(args.passes_factor)]
     cmd += ["--max-new-tokens", str(args.max_new_tokens), "--describe-tokens", str(args.describe_tokens)]
     cmd += ["--seeded"] if args.seeded else []
-    root = args.url.removesuffix("/v1")
+    batch = None
     if args.server == "vllm":
+        root = args.url.removesuffix("/v1")
         reset_caches(root)
-    batch = RunningBatch(root) if args.server == "vllm" else None
+        batch = RunningBatch(root)
     warm_at = None  # (older code, a --baseline, says nothing: its whole run is sampled)
     try:
         with tempfile.TemporaryFile("w+") as err:
