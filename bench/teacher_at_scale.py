@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -313,12 +314,17 @@ def run_measurement(args, what: str, level: int, n: int, workers: int, work: Pat
     try:
         with tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=code)
+            hung = threading.Timer(3600, proc.kill)  # the hour a measurement may take, as before
+            hung.start()
             lines = []
-            for line in proc.stdout:
-                if line.strip() == WARM:
-                    warm_at = time.monotonic()
-                lines.append(line)
-            if proc.wait(timeout=3600):
+            try:
+                for line in proc.stdout:
+                    if line.strip() == WARM:
+                        warm_at = time.monotonic()
+                    lines.append(line)
+            finally:
+                hung.cancel()
+            if proc.wait():
                 err.seek(0)
                 raise SystemExit(f"{what} at {level} in flight ({code or 'this code'}) failed:\n{err.read()[-4000:]}")
     finally:
@@ -346,8 +352,6 @@ class RunningBatch:
     on a thread: is the server kept busy, or is it waiting for the client?"""
 
     def __init__(self, root: str):
-        import threading
-
         self.url, self.samples, self.done = root + "/metrics", [], threading.Event()  # (time, running, waiting)
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
