@@ -12,7 +12,8 @@ training items and 400 test items a task):
   dpo      `distill dpo --config configs/dpo-7b.yaml` from the same weights, likewise over its pairs
   predict  `distill predict --backend vllm` with the default method over the test slice  -> items a second
 
-Model loading and start-up are reported apart (`fixed_s`), once a stage, not scaled. Answers from random weights are
+Model loading and start-up (and a training run's first step, its kernels' warm-up) are reported apart (`fixed_s`),
+once a stage, not scaled. Answers from random weights are
 noise, so the critic rejects every rationale and the teacher retries up to the recipe's attempts: the teacher row is
 the recipe's worst case, with its requests an item beside it; for the training stages each item's first rationale
 then stands in for an accepted one (`stand_in_verdicts`).
@@ -80,7 +81,19 @@ def write_slice(work: Path, n_train: int, n_test: int) -> dict[str, list[str]]:
 
 def model_with_weights(served: Path, out: Path) -> Path:
     """The served folder's architecture at random weights, saved: training and vLLM's prediction read weights from
-    disk (the teacher's server makes its own)."""
+    disk (the teacher's server makes its own). Built in a process of its own, so that this one holds no GPU memory
+    when vLLM's engine later asks for its share of the card."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("spawn").Process(target=save_random_weights, args=(served, out))
+    proc.start()
+    proc.join()
+    if proc.exitcode:
+        raise SystemExit(f"building the model's random weights failed (exit {proc.exitcode})")
+    return out
+
+
+def save_random_weights(served: Path, out: Path) -> None:
     import shutil
 
     import torch
@@ -95,8 +108,6 @@ def model_with_weights(served: Path, out: Path) -> Path:
     for f in served.iterdir():  # the processor's files
         if not (out / f.name).exists():
             shutil.copy(f, out / f.name)
-    del model
-    return out
 
 
 def pipeline_recipe(work: Path, files: dict, url: str, model: Path, args) -> Path:
@@ -164,18 +175,29 @@ def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path,
     path = work / recipe
     path.write_text(yaml.safe_dump(settings))
     wall, _ = timed([kind, "--config", str(path)], work / f"{kind}.log")
-    counts, metrics = training_run(work / "run" / "traces.db", out)
+    counts, _ = training_run(work / "run" / "traces.db", out)
     per_step = settings.get("per_device_train_batch_size", 8) * settings.get("gradient_accumulation_steps", 1)
     units = counts.get("pairs") or counts["examples"]  # what one epoch goes over
-    step_s = metrics["train_runtime"] / steps
+    step_s = steady_step_s(out / "metrics.jsonl")
     return {
         "wall_s": wall,
-        "fixed_s": wall - metrics["train_runtime"],
+        "fixed_s": wall - steps * step_s,
         "step_s": step_s,
         "units": units,
         "per_step": per_step,
         "epochs": settings.get("num_train_epochs", 1),
     }
+
+
+def steady_step_s(metrics: Path) -> float:
+    """Seconds a step after the first, from the times a run logged each step at (`logging_steps: 1`): the first
+    step carries the kernels' compilation and warm-up, paid once a run, not once a step."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    times = sorted((r["step"], r["time"]) for r in rows if "loss" in r and "time" in r)
+    if len(times) < 2:
+        raise SystemExit(f"{metrics}: fewer than two logged steps to time (give --steps 2 or more)")
+    (first, t0), (last, t1) = times[0], times[-1]
+    return (t1 - t0) / (last - first)
 
 
 def extrapolated(stage: dict, scale: float) -> float:
@@ -221,7 +243,7 @@ def main(argv=None) -> dict:
     flags = ["predict", "--model", str(weights), "--out", str(work / "answers")]
     flags += [x for f in files["test"] for x in ("--data", f)]
     wall, said = timed([*flags, "--backend", "vllm"], work / "predict.log")
-    seconds = float(re.findall(r"items in ([\d.]+)s", said)[-1])
+    seconds = float(re.findall(r"items in ([\d.]+)s after [\d.]+s of model start-up", said)[-1])
     n = 2 * args.test_items
     res["stages"]["predict"] = {
         "wall_s": wall,

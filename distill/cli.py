@@ -243,7 +243,11 @@ def demo(
 
 @app.command("predict")
 @with_settings(PredictConfig, "cfg", exclude=("prior_min_items",))
-@with_settings(BackendConfig, "backend_opts", include=("backend", "base_url", "scoring", "dtype", "concurrency"))
+@with_settings(
+    BackendConfig,
+    "backend_opts",
+    include=("backend", "base_url", "scoring", "dtype", "concurrency", "gpu_memory_utilization"),
+)
 @with_settings(
     BackendConfig, "cap", include=("max_pixels",), overrides="the cap the model folder records from training"
 )

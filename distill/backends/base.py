@@ -75,6 +75,9 @@ class Backend(abc.ABC):
     def check(self) -> None:  # noqa: B027 (a backend with nothing to check keeps this)
         """Fail now, with one clear line, on a configuration that cannot work (a missing model folder, ...)."""
 
+    def start(self) -> None:  # noqa: B027 (a backend with nothing to bring up keeps this)
+        """Bring the model up now (load its weights, start its engine) rather than at the first request."""
+
     @property
     def model_name(self) -> str:
         return self.config.model

@@ -42,6 +42,13 @@ class BackendConfig(BaseModel):
         description="The weights' dtype (transformers, vllm); auto: bfloat16 on a GPU, float32 on a CPU (vLLM is "
         "given it: its own auto would run float32 weights in bfloat16 on a CPU).",
     )
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="vllm: the share of the GPU's memory the engine takes (default: vLLM's, 0.92); lower it when "
+        "another process holds some of the card.",
+    )
     # transformers on CUDA: the vision tower's windows in one varlen flash call per layer (False: per-window SDPA)
     varlen_vision: bool = True
     extra: dict = {}  # engine keyword arguments (vLLM: gpu_memory_utilization, max_model_len, ...)

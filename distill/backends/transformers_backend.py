@@ -219,6 +219,9 @@ class TransformersBackend(Backend):
         # one generate() call samples at one temperature (and seeds the batch with its first request's seed)
         self._batcher = Batcher(self._run, config.concurrency, lambda j: (j.kind, j.request.temperature))
 
+    def start(self) -> None:
+        self.check()  # loads it, a failure in one line
+
     def check(self) -> None:
         """The folder exists and the model loads (agents that name the same model share one copy)."""
         from distill.backends.base import require_local_model

@@ -46,6 +46,11 @@ _engines_lock = threading.Lock()
 # vLLM's CPU worker refusing to start: "Available memory on node 0 (9.97/13.21 GiB) on startup is less than desired
 # CPU memory utilization (0.92, 12.16 GiB). ..." (or "... on kv cache allocation is less than requested ...")
 _CPU_MEMORY = re.compile(r"Available memory on node .+?\)(?=\.(?:\s|$))", re.MULTILINE)
+# vLLM's GPU worker when another process holds memory: "Free memory on device cuda:0 (123.0/139.8 GiB) on startup ..."
+_GPU_MEMORY = re.compile(
+    r"Free memory on device \S+ \((?P<free>[\d.]+)/(?P<total>[\d.]+) GiB\) on startup is less than desired GPU memory "
+    r"utilization \([\d.]+, [\d.]+ GiB\)"
+)
 # The first exception a process reports: "ValueError: ...", "(EngineCore pid=7) ERROR ... [core.py:1] KeyError: ..."
 _CAUSE = re.compile(r"(?:^|\] )(\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
 
@@ -69,6 +74,7 @@ def engine_kwargs(config: BackendConfig, on_cpu: bool | None = None) -> dict:
         "mm_processor_kwargs": {"max_pixels": config.max_pixels},  # the processor rounds under the same cap
         "logprobs_mode": "processed_logprobs",
         "seed": 0,
+        **({} if config.gpu_memory_utilization is None else {"gpu_memory_utilization": config.gpu_memory_utilization}),
         **config.extra,
     }
 
@@ -76,6 +82,14 @@ def engine_kwargs(config: BackendConfig, on_cpu: bool | None = None) -> dict:
 def start_failure(output: str, log_file: str) -> BackendError:
     """A failed engine start, from what its processes printed, as one line: the first exception they report, or,
     for a CPU engine short of memory, the setting that bounds what it takes."""
+    gpu = _GPU_MEMORY.search(output)
+    if gpu:
+        free, total = float(gpu.group("free")), float(gpu.group("total"))
+        return BackendError(
+            f"the vLLM engine did not start for lack of GPU memory ({gpu.group(0)}): another process holds some of "
+            f"the card; free it, or give the engine a smaller share (--gpu-memory-utilization, e.g. "
+            f"{max(0.05, int(100 * free / total - 2) / 100):.2f}); vLLM's output is in {log_file}"
+        )
     memory = _CPU_MEMORY.search(output)
     if memory:
         return BackendError(
@@ -115,6 +129,9 @@ class VLLMBackend(Backend):
 
     def check(self) -> None:
         require_local_model(self.config.model)
+
+    def start(self) -> None:
+        _ = self.engine
 
     @property
     def engine(self) -> tuple[object, threading.Lock]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -24,7 +25,8 @@ SHOWN = (
 
 
 class MetricsFile(TrainerCallback):
-    """Every logged metric, one JSON line per log call."""
+    """Every logged metric, one JSON line per log call, with the wall-clock `time` it was logged at (the steps'
+    pace, across resumes)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -32,7 +34,8 @@ class MetricsFile(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             with open(self.path, "a") as f:
-                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+                row = {"step": state.global_step, "epoch": state.epoch, **logs, "time": round(time.time(), 3)}
+                f.write(json.dumps(row) + "\n")
 
 
 class LogLines(TrainerCallback):

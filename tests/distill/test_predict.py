@@ -1,5 +1,7 @@
 import asyncio
 import json
+import logging
+import re
 
 import pytest
 
@@ -95,15 +97,24 @@ def test_batched_and_single_scoring_agree(tiny_model_dir, sample_dir):
             assert a[L] == pytest.approx(b[L], abs=2e-4)
 
 
+def test_the_prediction_rate_leaves_out_the_models_start_up():
+    from distill.pipeline import throughput
+
+    assert throughput(48, 112.0, 80.0) == "48 items in 32.0s after 80.0s of model start-up (1.50 items/s)"
+    assert throughput(10, 5.0, None) == "10 items in 5.0s (2.00 items/s)"  # workers on several devices
+
+
 @pytest.mark.slow
-def test_predict_writes_valid_answer_files(tiny_model_dir, sample_dir, tmp_path):
+def test_predict_writes_valid_answer_files(tiny_model_dir, sample_dir, tmp_path, caplog):
     from distill.data.answers import read_answers
     from distill.pipeline import run_predict
 
     files = [sample_dir / "image2text_test.json", sample_dir / "text2image_test.json"]
-    written = run_predict(
-        str(tiny_model_dir), files, tmp_path, PredictConfig(method="debias"), max_pixels=50176, show_progress=False
-    )
+    with caplog.at_level(logging.INFO, logger="distill"):
+        written = run_predict(
+            str(tiny_model_dir), files, tmp_path, PredictConfig(method="debias"), max_pixels=50176, show_progress=False
+        )
+    assert re.search(r"\d+ items in [\d.]+s after [\d.]+s of model start-up", caplog.text)
     for task, path in written.items():
         ids = [it.id for it in load_json(sample_dir / f"{task}_test.json").items]
         assert sorted(read_answers(path)) == sorted(ids)

@@ -28,6 +28,12 @@ _KV_CACHE_REFUSAL = """\
 kv cache allocation is less than requested memory for kv (97656.25 GiB). Decrease --kv-cache-memory-bytes, \
 VLLM_CPU_KVCACHE_SPACE, or reduce CPU memory used by other processes.
 """
+# What vLLM 0.26's GPU worker printed on an H200 while another process held 17 GiB of it (abridged)
+_GPU_REFUSAL = """\
+(EngineCore pid=4121) ERROR 12-04 12:16:40 [core.py:1510] ValueError: Free memory on device cuda:0 (123.0/139.8 GiB) \
+on startup is less than desired GPU memory utilization (0.92, 128.62 GiB). Decrease GPU memory utilization or reduce \
+GPU memory used by other processes.
+"""
 _OTHER = """\
 (EngineCore pid=9001) ERROR 12-03 06:01:02 [core.py:1510] Traceback (most recent call last):
 (EngineCore pid=9001) ERROR 12-03 06:01:02 [core.py:1510] ValueError: The model's max seq len (8192) is larger than \
@@ -52,6 +58,21 @@ def test_the_engine_is_always_told_the_dtype_the_help_promises(on_cpu, dtype, wa
 def test_a_recipe_s_extra_engine_arguments_still_win():
     config = BackendConfig(backend="vllm", model="m", extra={"dtype": "float16", "max_model_len": 4096})
     assert engine_kwargs(config, on_cpu=True)["dtype"] == engine_kwargs(config, on_cpu=False)["dtype"] == "float16"
+
+
+def test_the_gpu_memory_share_reaches_the_engine_only_when_given():
+    assert "gpu_memory_utilization" not in engine_kwargs(BackendConfig(backend="vllm", model="m"), on_cpu=False)
+    given = BackendConfig(backend="vllm", model="m", gpu_memory_utilization=0.8)
+    assert engine_kwargs(given, on_cpu=False)["gpu_memory_utilization"] == 0.8
+    with pytest.raises(ValueError):
+        BackendConfig(backend="vllm", model="m", gpu_memory_utilization=1.5)
+
+
+def test_a_gpu_another_process_holds_is_one_line_naming_the_flag_and_a_share_that_fits():
+    message = str(start_failure(_GPU_REFUSAL, "/tmp/x.log"))
+    assert "\n" not in message and "(123.0/139.8 GiB)" in message
+    assert "--gpu-memory-utilization, e.g. 0.85" in message  # 123.0 / 139.8 = 0.88, less a margin
+    assert message.endswith("vLLM's output is in /tmp/x.log")
 
 
 def test_the_dtype_help_says_what_auto_means_on_each_device():

@@ -81,6 +81,8 @@ def test_sft_full_loss_falls_and_best_checkpoint_is_kept(tiny_model_dir, train_s
     best = load_file(Path(res["best_checkpoint"]) / "model.safetensors")
     assert final.keys() == best.keys() and all((final[k] == best[k]).all() for k in final)
     assert (out / "metrics.png").exists()
+    times = [r["time"] for r in _log(out)]  # when each row was logged: the steps' pace
+    assert times == sorted(times) and times[-1] - times[0] < 3600
     assert (Path(res["final"]) / "preprocessor_config.json").exists() or (
         Path(res["final"]) / "processor_config.json"
     ).exists()
