@@ -51,7 +51,7 @@ class BackendConfig(BaseModel):
     )
     # transformers on CUDA: the vision tower's windows in one varlen flash call per layer (False: per-window SDPA)
     varlen_vision: bool = True
-    extra: dict = {}  # engine keyword arguments (vLLM: gpu_memory_utilization, max_model_len, ...)
+    extra: dict = {}  # more engine keyword arguments (vLLM: max_model_len, load_format, ...); they win over the above
 
     @field_validator("base_url")
     @classmethod

@@ -87,7 +87,8 @@ def start_failure(output: str, log_file: str) -> BackendError:
         free, total = float(gpu.group("free")), float(gpu.group("total"))
         return BackendError(
             f"the vLLM engine did not start for lack of GPU memory ({gpu.group(0)}): another process holds some of "
-            f"the card; free it, or give the engine a smaller share (--gpu-memory-utilization, e.g. "
+            f"the card; free it, or give the engine a smaller share (gpu_memory_utilization in a recipe's backend, "
+            f"or --gpu-memory-utilization, e.g. "
             f"{max(0.05, int(100 * free / total - 2) / 100):.2f}); vLLM's output is in {log_file}"
         )
     memory = _CPU_MEMORY.search(output)
