@@ -25,6 +25,7 @@ then stands in for an accepted one (`stand_in_verdicts`).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import re
@@ -59,6 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm serve's share of the card")
     p.add_argument("--work", default=None, help="working folder (default: a new temporary one)")
     p.add_argument("--out", default=None, help="the results as JSON")
+    p.add_argument("--card", default="", help="the machine it runs on, recorded in the results")
     return p
 
 
@@ -172,6 +174,9 @@ def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path,
     settings |= {"pipeline": str(pipeline), "model_name_or_path": str(model), "output_dir": str(out), "merge": False}
     settings |= {"max_steps": steps, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 1}
     settings |= {"report_to": "none", "max_pixels": settings.get("max_pixels", 262144)}
+    # A step costs the same at any rate; random weights that move can overflow (on the H200 a gradient turned NaN at
+    # step 6 of sft-7b.yaml's rate, and the divergence guard stopped the run), so they are left where they are.
+    settings["learning_rate"] = 0.0
     path = work / recipe
     path.write_text(yaml.safe_dump(settings))
     wall, _ = timed([kind, "--config", str(path)], work / f"{kind}.log")
@@ -200,6 +205,17 @@ def steady_step_s(metrics: Path) -> float:
     return (t1 - t0) / (last - first)
 
 
+def versions() -> dict[str, str]:
+    """The libraries each stage ran on (read from their metadata: importing torch here would hold GPU memory)."""
+    found = {}
+    for name in ("torch", "transformers", "trl", "peft", "vllm", "liger-kernel"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def extrapolated(stage: dict, scale: float) -> float:
     """The stage's seconds on the seed: its fixed cost, then its per-unit cost over `scale` times the slice."""
     if "step_s" in stage:
@@ -220,9 +236,12 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     weights = model_with_weights(served, work / "model")
     res = {"model": args.model, "slice": {"train": args.items, "test": args.test_items}, "seed": SEED, "stages": {}}
+    res["card"], res["date"], res["versions"] = args.card, time.strftime("%Y-%m-%d"), versions()
     res["weights_s"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     server, url = start_vllm_server(served, args, work / "vllm-teacher.log")
+    server_start_s = time.perf_counter() - t0
     try:
         pipeline = pipeline_recipe(work, files, url, served, args)
         wall, said = timed(["graph", "--config", str(pipeline)], work / "graph.log")
@@ -233,7 +252,9 @@ def main(argv=None) -> dict:
     with sqlite3.connect(work / "run" / "traces.db") as con:
         calls = con.execute("select count(*) from calls").fetchone()[0]
         n = con.execute("select count(*) from item_runs").fetchone()[0]  # the training split, validation held out
-    res["stages"]["teacher"] = {"wall_s": wall, "items": n, "items_per_s": rate, "fixed_s": max(0.0, wall - n / rate)}
+    fixed = server_start_s + max(0.0, wall - n / rate)  # the server's start is the stage's as a user meets it
+    res["stages"]["teacher"] = {"wall_s": wall, "items": n, "items_per_s": rate, "fixed_s": fixed}
+    res["stages"]["teacher"]["server_start_s"] = server_start_s
     res["stages"]["teacher"]["requests_per_item"] = calls / n
     res["stand_in"] = stand_in_verdicts(work / "run" / "traces.db")
 
