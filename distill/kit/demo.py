@@ -48,7 +48,7 @@ GPU_COMMAND = "distill demo --gpu"
 # What the GPU plan printed on one H200 (bench/README.md, "The demo on a GPU").
 GPU_FIGURES = (
     "45.5 % for the twin against 100.0 % for the student taught by the teacher's rationales "
-    "(400 held-out test items, 12 minutes)"
+    "(400 held-out test items, 12 to 13 minutes; two runs, the same figures)"
 )
 
 
