@@ -253,9 +253,14 @@ def main(argv=None) -> dict:
         calls = con.execute("select count(*) from calls").fetchone()[0]
         n = con.execute("select count(*) from item_runs").fetchone()[0]  # the training split, validation held out
     fixed = server_start_s + max(0.0, wall - n / rate)  # the server's start is the stage's as a user meets it
-    res["stages"]["teacher"] = {"wall_s": wall, "items": n, "items_per_s": rate, "fixed_s": fixed}
-    res["stages"]["teacher"]["server_start_s"] = server_start_s
-    res["stages"]["teacher"]["requests_per_item"] = calls / n
+    res["stages"]["teacher"] = {
+        "wall_s": wall,
+        "items": n,
+        "items_per_s": rate,
+        "fixed_s": fixed,
+        "server_start_s": server_start_s,
+        "requests_per_item": calls / n,
+    }
     res["stand_in"] = stand_in_verdicts(work / "run" / "traces.db")
 
     res["stages"]["sft"] = train_stage("sft", "sft-7b.yaml", pipeline, weights, work, args.steps)
