@@ -452,16 +452,25 @@ class Store:
 
     def move_images(self, moves: dict[str, str]) -> int:
         """Image paths re-pointed, each old path to its new one (the covers were made again, or moved, elsewhere:
-        another machine, another folder), in the images table and in every item, in one transaction. How many image
-        rows moved."""
+        another machine, another folder), in the images table and in every item (its covers, and the options' covers
+        of a text2image item), in one transaction. How many image rows moved."""
         with self.transaction():
             rows = [r for r in self.db.query("select sha256, path from images") if r["path"] in moves]
             for r in rows:
                 self.db["images"].update(r["sha256"], {"path": moves[r["path"]]})
-            for r in list(self.db.query("select key, images from items")):
+            for r in list(self.db.query("select key, images, options from items")):
                 paths = json.loads(r["images"] or "[]")
-                if any(x in moves for x in paths):
-                    self.db["items"].update(r["key"], {"images": json.dumps([moves.get(x, x) for x in paths])})
+                options = json.loads(r["options"] or "[]")  # text2image: each option is a cover
+                if any(x in moves for x in paths) or any(o.get("image") in moves for o in options):
+                    self.db["items"].update(
+                        r["key"],
+                        {
+                            "images": dumps([moves.get(x, x) for x in paths]),
+                            "options": dumps(
+                                [o | {"image": moves[o["image"]]} if o.get("image") in moves else o for o in options]
+                            ),
+                        },
+                    )
         return len(rows)
 
     # --- agent calls, descriptions, traces ----------------------------------------------------------------

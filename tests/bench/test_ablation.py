@@ -297,6 +297,7 @@ def test_what_was_made_from_a_job_made_again_is_made_again_whenever_it_is_asked(
 def test_data_makes_a_carried_stores_covers_again_here_and_points_the_store_at_them(tmp_path):
     import shutil
 
+    from distill.audit import audit_store
     from store.db import Store
     from tests.helpers import ingested
 
@@ -309,6 +310,8 @@ def test_data_makes_a_carried_stores_covers_again_here_and_points_the_store_at_t
     shutil.rmtree(there)
     ablation.main(["data", "--work", str(here), *flags])
     store = Store(here / "traces.db")
-    paths = list(store.image_hashes()) + [p for it in store.items() for p in it.images]
-    assert paths and all(p.startswith(str(here.resolve() / "data" / "images")) and Path(p).is_file() for p in paths)
+    options = [o.image for it in store.items(task="text2image") for o in it.options]
+    paths = list(store.image_hashes()) + [p for it in store.items() for p in it.images] + options
+    assert options and all(p.startswith(str(here.resolve() / "data" / "images")) and Path(p).is_file() for p in paths)
+    assert audit_store(store).leaks == 0  # what `distill sft` checks first: it hashes every option's cover
     ablation.main(["data", "--work", str(here), *flags])  # where they are already: nothing to move

@@ -376,3 +376,17 @@ def test_moved_covers_are_re_pointed_one_path_at_a_time(store, sample_dir):
     }
     assert store.get_item(a.key).images == ["/new/w1/data/images/a.jpg"]
     assert store.get_item(b.key).images == ["/old/W1/copy/data/images/b.jpg"]
+
+
+def test_a_text2image_items_option_covers_move_with_the_covers(store, sample_dir):
+    [t] = load_json(sample_dir / "text2image_test.json").items[:1]
+    old = [f"/old/W1/data/images/t-{k}.jpg" for k in range(len(t.options))]
+    t = t.model_copy(update={"options": [o.model_copy(update={"image": p}) for o, p in zip(t.options, old)]})
+    store.add_items([t], images=[
+        {"sha256": f"{k}" * 64, "path": p, "width": 8, "height": 8, "bytes": 1} for k, p in enumerate(old)
+    ])  # fmt: skip
+    moves = {p: p.replace("/old/W1/", "/new/w1/") for p in old[:-1]}  # the last cover is not moved
+    assert store.move_images(moves) == len(old) - 1
+    moved = store.get_item(t.key)
+    assert [o.image for o in moved.options] == [*moves.values(), old[-1]]
+    assert [o.text for o in moved.options] == [o.text for o in t.options]  # nothing else about an option changes
