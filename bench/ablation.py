@@ -721,11 +721,13 @@ def table(files: list[str]) -> dict:
                 if not got:
                     continue
                 o = [g["test"]["overall"] for g in got if g.get("test")]
+                seeds = [sh["student_seed"] for sh in group if row in sh["runs"] and sh["runs"][row].get("test")]
+                named = seeds != list(range(len(seeds)))  # seeds 1 and 2 alone are named, not read as 0 and 1
                 lines.append(
                     f"| {d} | {row} | **{mean_sd(o)}** | "
                     f"{mean_sd([g['test']['image2text'] for g in got if g.get('test')])} | "
                     f"{mean_sd([g['test']['text2image'] for g in got if g.get('test')])} | "
-                    f"{' / '.join(f'{100 * x:.1f}' for x in o) or '–'} | "
+                    f"{' / '.join((f's{n} ' if named else '') + f'{100 * x:.1f}' for n, x in zip(seeds, o)) or '–'} | "
                     f"{mean_sd([g['best_val'] for g in got if g.get('best_val') is not None])} | "
                     f"{' / '.join(str(g.get('best_step')) for g in got)} | "
                     f"{' / '.join(stopped(g) for g in got)} |"
@@ -735,25 +737,17 @@ def table(files: list[str]) -> dict:
                 for name, run in sh["runs"].items():
                     if name != "A" and run.get("test"):
                         stages.setdefault(f"{d}|{name}", []).append(run)
-        a_lr = best_rate(studies, "A")
-        a_by_seed = {sh["student_seed"]: sh["runs"]["A"] for sh in studies.get(a_lr, []) if "A" in sh["runs"]}
-        for sh in studies.get(DEFAULT_LR, []):
-            a, b = a_by_seed.get(sh["student_seed"]), sh["runs"].get("B")
-            if a_lr is None or not (b and b.get("test")):
-                continue
-            if not (a and a.get("test")):
-                pairs.append(
-                    f"| {key} | {sh['student_seed']} | {a_lr:g} | – | {100 * b['test']['overall']:.1f} | – | "
-                    "not run at this rate | – | – |"
-                )
-                continue
-            hit = reach(b.get("curve", []), a.get("best_val"))
-            ratio = f"{hit / a['best_step']:.2f}" if hit and a.get("best_step") else "–"
-            pairs.append(
-                f"| {key} | {sh['student_seed']} | {a_lr:g} | {100 * a['test']['overall']:.1f} | "
-                f"{100 * b['test']['overall']:.1f} | {100 * (b['test']['overall'] - a['test']['overall']):+.1f} | "
-                f"{100 * (a.get('best_val') or 0):.1f} % at {a.get('best_step')} | {hit or 'never'} | {ratio} |"
-            )
+        # B at its own rate against A at the rate where A did best; B at another rate against A at that same rate
+        a_best = best_rate(studies, "A")
+        for b_lr in sorted(studies, key=lambda lr: (lr != DEFAULT_LR, lr)):
+            a_lr = a_best if b_lr == DEFAULT_LR else b_lr
+            d = key + ("" if b_lr == DEFAULT_LR else f" @ lr {b_lr:g}")
+            a_by_seed = {sh["student_seed"]: sh["runs"]["A"] for sh in studies.get(a_lr, []) if "A" in sh["runs"]}
+            for sh in studies[b_lr]:
+                a, b = a_by_seed.get(sh["student_seed"]), sh["runs"].get("B")
+                if a_lr is None or not (b and b.get("test")):
+                    continue
+                pairs.append(pair_line(d, sh["student_seed"], a_lr, a, b))
     stage_lines = [
         "| draw | stage | overall | image2text | text2image | s / item | prefills / item | generated tokens / item "
         "| overall per seed |",
@@ -774,6 +768,21 @@ def table(files: list[str]) -> dict:
     summary["markdown"] = "\n\n".join(["\n".join(lines), "\n".join(pairs), "\n".join(stage_lines)])
     print(summary["markdown"])
     return summary
+
+
+def pair_line(study: str, seed: int, a_lr: float, a: dict | None, b: dict) -> str:
+    """One paired seed: B's test accuracy against A's, and the step at which B reaches A's best validation."""
+    if not (a and a.get("test")):
+        return (
+            f"| {study} | {seed} | {a_lr:g} | – | {100 * b['test']['overall']:.1f} | – | not run at this rate | – | – |"
+        )
+    hit = reach(b.get("curve", []), a.get("best_val"))
+    ratio = f"{hit / a['best_step']:.2f}" if hit and a.get("best_step") else "–"
+    return (
+        f"| {study} | {seed} | {a_lr:g} | {100 * a['test']['overall']:.1f} | {100 * b['test']['overall']:.1f} | "
+        f"{100 * (b['test']['overall'] - a['test']['overall']):+.1f} | "
+        f"{100 * (a.get('best_val') or 0):.1f} % at {a.get('best_step')} | {hit or 'never'} | {ratio} |"
+    )
 
 
 def stopped(run: dict) -> str:

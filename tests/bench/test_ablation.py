@@ -136,6 +136,26 @@ def test_a_study_at_another_learning_rate_is_its_own_row_and_b_meets_a_at_its_be
     assert "| 2 | 0 | 0.001 |" not in pairs
 
 
+def test_b_at_letters_alones_rate_is_paired_with_it_at_that_rate_and_its_seeds_are_named(tmp_path):
+    lower = {"steps": 4000, "patience": 4, "lr": 3e-4}
+    slow, fast = [(250, 0.3), (2500, 0.55), (8000, 0.95)], [(250, 0.3), (1000, 0.3)]
+    (tmp_path / "b").mkdir()
+    files = [
+        shard(tmp_path, 2, 1, 0.30, 0.99, fast, [(250, 0.4), (2000, 0.99)]),
+        shard(tmp_path, 2, 1, 0.94, 0.90, slow, slow, settings=lower),  # A at 3e-4 (its B is not this study's)
+        shard(tmp_path / "b", 2, 1, 0.10, 0.97, fast, [(250, 0.3), (3000, 0.9), (3500, 0.96)], settings=lower),
+    ]
+    data = json.loads(Path(files[2]).read_text())
+    del data["runs"]["A"]  # B alone at 3e-4, in a folder of its own (the same file name as A's)
+    Path(files[2]).write_text(json.dumps(data))
+    del (data := json.loads(Path(files[1]).read_text()))["runs"]["B"]
+    Path(files[1]).write_text(json.dumps(data))
+    plateau, pairs, _ = ablation.table(files)["markdown"].split("\n\n")
+    assert "| 2 @ lr 0.0003 | B | **97.0 ± 0.0** | 97.0 ± 0.0 | 97.0 ± 0.0 | s1 97.0 |" in plateau
+    assert "| 2 | 1 | 0.0003 | 94.0 | 99.0 | +5.0 | 95.0 % at 8000 | 2000 | 0.25 |" in pairs  # B at 1e-3, A at its best
+    assert "| 2 @ lr 0.0003 | 1 | 0.0003 | 94.0 | 97.0 | +3.0 | 95.0 % at 8000 | 3500 | 0.44 |" in pairs  # one rate
+
+
 def test_a_rate_tried_on_one_seed_is_chosen_on_that_seed_and_seeds_without_it_say_so(tmp_path):
     lower = {"steps": 2500, "patience": 4, "lr": 3e-4}
     b_curve = [(250, 0.4), (500, 0.99)]
