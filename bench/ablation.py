@@ -697,11 +697,17 @@ def best_rate(studies: dict[float, list[dict]], row: str) -> float | None:
 
 
 def table(files: list[str]) -> dict:
+    files = list({Path(f).resolve(): f for f in reversed(files)}.values())[::-1]  # a file named twice counts once
     shards = [json.loads(Path(f).read_text()) for f in files]
     by_study: dict[str, dict[float, list[dict]]] = {}
-    for sh in shards:
+    seen: dict[tuple, str] = {}
+    for f, sh in zip(files, shards):
         key, lr = study_key(sh)
         by_study.setdefault(key, {}).setdefault(lr, []).append(sh)
+        for row in sh["runs"]:  # a run given twice would count twice in its row's mean
+            other = seen.setdefault((key, lr, sh["student_seed"], row), f)
+            if other != f:
+                raise SystemExit(f"{f}: draw {key}, lr {lr:g}, seed {sh['student_seed']}, row {row} is in {other} too")
     lines = [
         "| draw | row | overall (test) | image2text | text2image | per seed | best val | best step | stopped at |",
         "|---:|---|---:|---:|---:|---|---:|---:|---:|",
@@ -745,9 +751,8 @@ def table(files: list[str]) -> dict:
             a_by_seed = {sh["student_seed"]: sh["runs"]["A"] for sh in studies.get(a_lr, []) if "A" in sh["runs"]}
             for sh in studies[b_lr]:
                 a, b = a_by_seed.get(sh["student_seed"]), sh["runs"].get("B")
-                if a_lr is None or not (b and b.get("test")):
-                    continue
-                pairs.append(pair_line(d, sh["student_seed"], a_lr, a, b))
+                if b and b.get("test"):
+                    pairs.append(pair_line(d, sh["student_seed"], a_lr, a, b))
     stage_lines = [
         "| draw | stage | overall | image2text | text2image | s / item | prefills / item | generated tokens / item "
         "| overall per seed |",
@@ -770,11 +775,12 @@ def table(files: list[str]) -> dict:
     return summary
 
 
-def pair_line(study: str, seed: int, a_lr: float, a: dict | None, b: dict) -> str:
+def pair_line(study: str, seed: int, a_lr: float | None, a: dict | None, b: dict) -> str:
     """One paired seed: B's test accuracy against A's, and the step at which B reaches A's best validation."""
     if not (a and a.get("test")):
+        rate = "–" if a_lr is None else f"{a_lr:g}"
         return (
-            f"| {study} | {seed} | {a_lr:g} | – | {100 * b['test']['overall']:.1f} | – | not run at this rate | – | – |"
+            f"| {study} | {seed} | {rate} | – | {100 * b['test']['overall']:.1f} | – | not run at this rate | – | – |"
         )
     hit = reach(b.get("curve", []), a.get("best_val"))
     ratio = f"{hit / a['best_step']:.2f}" if hit and a.get("best_step") else "–"

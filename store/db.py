@@ -459,8 +459,8 @@ class Store:
             for r in rows:
                 self.db["images"].update(r["sha256"], {"path": moves[r["path"]]})
             for r in list(self.db.query("select key, images, options from items")):
-                paths = json.loads(r["images"] or "[]")
-                options = json.loads(r["options"] or "[]")  # text2image: each option is a cover
+                paths = json.loads(r["images"] or "[]") or []
+                options = json.loads(r["options"] or "[]") or []  # text2image: each option is a cover
                 if any(x in moves for x in paths) or any(o.get("image") in moves for o in options):
                     self.db["items"].update(
                         r["key"],

@@ -156,6 +156,25 @@ def test_b_at_letters_alones_rate_is_paired_with_it_at_that_rate_and_its_seeds_a
     assert "| 2 @ lr 0.0003 | 1 | 0.0003 | 94.0 | 97.0 | +3.0 | 95.0 % at 8000 | 3500 | 0.44 |" in pairs  # one rate
 
 
+def test_a_run_in_two_files_is_refused_and_a_file_named_twice_counts_once(tmp_path):
+    curve = [(250, 0.5), (500, 0.7)]
+    first = shard(tmp_path, 2, 1, 0.60, 0.99, curve, curve)
+    (tmp_path / "copy").mkdir()
+    again = shard(tmp_path / "copy", 2, 1, 0.60, 0.99, curve, curve)
+    plateau, _, _ = ablation.table([first, first])["markdown"].split("\n\n")
+    assert "| 2 | A | **60.0 ± 0.0** | 60.0 ± 0.0 | 60.0 ± 0.0 | s1 60.0 |" in plateau
+    with pytest.raises(SystemExit, match=r"copy/.*seed 1, row A is in .*ablation-plateau-d2-s1-small.json too"):
+        ablation.table([first, again])
+
+
+def test_b_with_no_letters_alone_at_any_rate_says_so(tmp_path):
+    data = json.loads(Path(f := shard(tmp_path, 2, 0, 0.60, 0.99, [(250, 0.5)], [(250, 0.9)])).read_text())
+    del data["runs"]["A"]
+    Path(f).write_text(json.dumps(data))
+    _, pairs, _ = ablation.table([f])["markdown"].split("\n\n")
+    assert "| 2 | 0 | – | – | 99.0 | – | not run at this rate | – | – |" in pairs
+
+
 def test_a_rate_tried_on_one_seed_is_chosen_on_that_seed_and_seeds_without_it_say_so(tmp_path):
     lower = {"steps": 2500, "patience": 4, "lr": 3e-4}
     b_curve = [(250, 0.4), (500, 0.99)]
