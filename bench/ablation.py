@@ -665,11 +665,16 @@ def mean_sd(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
 
 
+# A run is at its plateau from its first evaluation within one point of its best: a flat plateau's best may come
+# thousands of steps after the run got there, and steps counted to it would flatter the other row.
+PLATEAU_TOLERANCE = 0.01
+
+
 def reach(curve_b: list, target: float | None) -> int | None:
     """The first evaluated step at which a run's validation accuracy reached `target`."""
     if target is None:
         return None
-    return next((step for step, acc in curve_b if acc >= target), None)
+    return next((step for step, acc in curve_b if acc >= target - 1e-9), None)  # 0.92 - 0.01 > 0.91 in floats
 
 
 def study_key(shard: dict) -> tuple[str, float]:
@@ -713,7 +718,8 @@ def table(files: list[str]) -> dict:
         "|---:|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     pairs = [
-        "| draw | seed | A's rate | A test | B test | B − A | A plateau (val, step) | B reaches it at | B / A steps |",
+        "| draw | seed | A's rate | A test | B test | B − A | A's plateau: best val, from step | B reaches it at "
+        "| B / A steps |",
         "|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     stages: dict[str, list[dict]] = {}
@@ -776,18 +782,21 @@ def table(files: list[str]) -> dict:
 
 
 def pair_line(study: str, seed: int, a_lr: float | None, a: dict | None, b: dict) -> str:
-    """One paired seed: B's test accuracy against A's, and the step at which B reaches A's best validation."""
+    """One paired seed: B's test accuracy against A's, and the steps each row took to A's plateau (within one point
+    of A's best validation accuracy)."""
     if not (a and a.get("test")):
         rate = "–" if a_lr is None else f"{a_lr:g}"
         return (
             f"| {study} | {seed} | {rate} | – | {100 * b['test']['overall']:.1f} | – | not run at this rate | – | – |"
         )
-    hit = reach(b.get("curve", []), a.get("best_val"))
-    ratio = f"{hit / a['best_step']:.2f}" if hit and a.get("best_step") else "–"
+    plateau = None if a.get("best_val") is None else a["best_val"] - PLATEAU_TOLERANCE
+    a_at = reach(a.get("curve", []), plateau) or a.get("best_step")
+    hit = reach(b.get("curve", []), plateau)
+    ratio = f"{hit / a_at:.2f}" if hit and a_at else "–"
     return (
         f"| {study} | {seed} | {a_lr:g} | {100 * a['test']['overall']:.1f} | {100 * b['test']['overall']:.1f} | "
         f"{100 * (b['test']['overall'] - a['test']['overall']):+.1f} | "
-        f"{100 * (a.get('best_val') or 0):.1f} % at {a.get('best_step')} | {hit or 'never'} | {ratio} |"
+        f"{100 * (a.get('best_val') or 0):.1f} % from {a_at} | {hit or 'never'} | {ratio} |"
     )
 
 

@@ -94,11 +94,19 @@ def test_the_tables_pair_seeds_and_say_when_b_reaches_as_plateau(tmp_path):
     plateau, pairs, stages = out["markdown"].split("\n\n")
     assert "| 1 | A | **65.0 ± 7.1** |" in plateau and "| 1 | B | **77.5 ± 17.7** |" in plateau
     assert (
-        "| 1 | 0 | 0.001 | 60.0 | 90.0 | +30.0 | 62.0 % at 750 | 500 | 0.67 |" in pairs
+        "| 1 | 0 | 0.001 | 60.0 | 90.0 | +30.0 | 62.0 % from 750 | 500 | 0.67 |" in pairs
     )  # B at A's best, 2/3 the steps
-    assert "| 1 | 1 | 0.001 | 70.0 | 65.0 | -5.0 | 70.0 % at 500 | never | – |" in pairs
+    assert "| 1 | 1 | 0.001 | 70.0 | 65.0 | -5.0 | 70.0 % from 500 | never | – |" in pairs
     assert "| 1 | B:debias | 70.0 ± 0.0 |" in stages and "4.00" in stages and "| 70.0 |" in stages
     assert out["draws"]["1"]["B"] == [0.9, 0.65]
+
+
+def test_steps_are_counted_to_the_first_evaluation_within_a_point_of_as_best(tmp_path):
+    # A is at 91 % from step 500 and creeps to 92 % at 1,000: B, at 91 % only by 750, took longer, not 0.75 of A's
+    flat = [(250, 0.5), (500, 0.91), (750, 0.915), (1000, 0.92)]
+    files = [shard(tmp_path, 1, 0, 0.90, 0.93, flat, [(250, 0.6), (500, 0.7), (750, 0.95)])]
+    pairs = ablation.table(files)["markdown"].split("\n\n")[1]
+    assert "| 1 | 0 | 0.001 | 90.0 | 93.0 | +3.0 | 92.0 % from 500 | 750 | 1.50 |" in pairs
 
 
 def test_a_fixed_budget_study_is_its_own_row_beside_the_same_draw_at_plateau(tmp_path):
@@ -131,8 +139,8 @@ def test_a_study_at_another_learning_rate_is_its_own_row_and_b_meets_a_at_its_be
     plateau, pairs, _ = ablation.table(files)["markdown"].split("\n\n")
     assert "| 2 | A | **32.5 ± 3.5** |" in plateau and "| 2 @ lr 0.0003 | A | **55.0 ± 7.1** |" in plateau
     # B (at its rate) against A at the rate where A did best on validation, seed by seed
-    assert "| 2 | 0 | 0.0003 | 50.0 | 99.0 | +49.0 | 55.0 % at 2500 | 750 | 0.30 |" in pairs
-    assert "| 2 | 1 | 0.0003 | 60.0 | 97.0 | +37.0 | 55.0 % at 2500 | 500 | 0.20 |" in pairs
+    assert "| 2 | 0 | 0.0003 | 50.0 | 99.0 | +49.0 | 55.0 % from 2500 | 750 | 0.30 |" in pairs
+    assert "| 2 | 1 | 0.0003 | 60.0 | 97.0 | +37.0 | 55.0 % from 2500 | 500 | 0.20 |" in pairs
     assert "| 2 | 0 | 0.001 |" not in pairs
 
 
@@ -152,8 +160,8 @@ def test_b_at_letters_alones_rate_is_paired_with_it_at_that_rate_and_its_seeds_a
     Path(files[1]).write_text(json.dumps(data))
     plateau, pairs, _ = ablation.table(files)["markdown"].split("\n\n")
     assert "| 2 @ lr 0.0003 | B | **97.0 ± 0.0** | 97.0 ± 0.0 | 97.0 ± 0.0 | s1 97.0 |" in plateau
-    assert "| 2 | 1 | 0.0003 | 94.0 | 99.0 | +5.0 | 95.0 % at 8000 | 2000 | 0.25 |" in pairs  # B at 1e-3, A at its best
-    assert "| 2 @ lr 0.0003 | 1 | 0.0003 | 94.0 | 97.0 | +3.0 | 95.0 % at 8000 | 3500 | 0.44 |" in pairs  # one rate
+    assert "| 2 | 1 | 0.0003 | 94.0 | 99.0 | +5.0 | 95.0 % from 8000 | 2000 | 0.25 |" in pairs  # B at 1e-3
+    assert "| 2 @ lr 0.0003 | 1 | 0.0003 | 94.0 | 97.0 | +3.0 | 95.0 % from 8000 | 3500 | 0.44 |" in pairs  # one rate
 
 
 def test_a_run_in_two_files_is_refused_and_a_file_named_twice_counts_once(tmp_path):
@@ -187,7 +195,7 @@ def test_a_rate_tried_on_one_seed_is_chosen_on_that_seed_and_seeds_without_it_sa
     ]
     assert ablation.best_rate({1e-3: [json.loads(Path(f).read_text()) for f in files[:3]]}, "A") == 1e-3
     _, pairs, _ = ablation.table(files)["markdown"].split("\n\n")
-    assert "| 2 | 1 | 0.0003 | 44.0 | 98.0 | +54.0 | 45.0 % at 2500 | 500 | 0.20 |" in pairs
+    assert "| 2 | 1 | 0.0003 | 44.0 | 98.0 | +54.0 | 45.0 % from 2500 | 500 | 0.20 |" in pairs
     assert "| 2 | 0 | 0.0003 | – | 99.0 | – | not run at this rate | – | – |" in pairs
     assert "| 2 | 2 | 0.0003 | – | 97.0 | – | not run at this rate | – | – |" in pairs
 
