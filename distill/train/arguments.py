@@ -36,7 +36,8 @@ class DistillArguments(ExampleOptions):
         metadata={
             "help": "Stop training after this many minutes (0: no limit): the step in progress is validated and "
             "saved, the best checkpoint so far becomes the final model, and the run is recorded `time_limit` "
-            "(a resumed run counts its own minutes; leave a margin for that last validation and save)."
+            "(a resumed run counts its own minutes; leave a margin for that last validation and save); that step's "
+            "checkpoint is kept beside the best (save_total_limit at least 2), so --resume continues from it."
         },
     )
     freeze_vision: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})

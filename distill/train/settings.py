@@ -78,7 +78,10 @@ def build_settings(kind: Kind, values: dict, flags: list[str] = (), source: str 
     unsupported(model, source)
     if no_gpu(user_cpu):
         without_gpu(trainer, halves)
+    from distill.train.time_limit import keep_last_checkpoint
+
     for_vision_language(trainer, asked, source)
+    keep_last_checkpoint(trainer, settings.distill.max_train_minutes)
     liger_on_gpu(trainer, asked)
     return settings
 

@@ -15,6 +15,14 @@ log = logging.getLogger("distill.train")
 clock = time.monotonic  # a module attribute, so a test can run the clock forward
 
 
+def keep_last_checkpoint(trainer, minutes: float) -> None:
+    """A run stopped by its limit resumes from its last checkpoint, not its best: under `save_total_limit: 1`
+    transformers deletes every checkpoint but the best when a run ends, so a time-limited run keeps two."""
+    if minutes and trainer.save_total_limit == 1:
+        trainer.save_total_limit = 2
+        log.info("save_total_limit: 1 -> 2 (the step the time limit stops at is kept beside the best, to resume from)")
+
+
 class StopAtTimeLimit(TrainerCallback):
     def __init__(self, minutes: float):
         self.seconds = minutes * 60

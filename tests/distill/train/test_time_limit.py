@@ -49,3 +49,20 @@ def test_a_run_that_reaches_its_cap_as_the_limit_passes_is_done(a_minute_a_step,
 def test_a_negative_time_limit_is_refused_in_one_line(tiny_model_dir, train_store, tmp_path):
     with pytest.raises(UserError, match="max_train_minutes must be 0 .no limit. or more, not -1"):
         sft_main(tiny_sft_args(tiny_model_dir, train_store, tmp_path / "sft", "--max_train_minutes", "-1"))
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_its_limit_resumes_where_it_stopped(a_minute_a_step, tiny_model_dir, train_store, tmp_path):
+    # save_total_limit 1 is what the shipped recipes keep; at a run's end transformers then deletes every checkpoint
+    # but the best, and a resumed shard would go back to its best step and train those steps again
+    out = tmp_path / "sft"
+    every_step = ["--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
+    every_step += ["--logging_steps", "1"]
+    leg = tiny_sft_args(tiny_model_dir, train_store, out, *every_step, "--save_total_limit", "1")
+    first = sft_main([*leg, "--max_train_minutes", "4.5"])
+    assert first["status"] == "time_limit" and (out / "checkpoint-5").is_dir()
+    second = sft_main([*leg, "--max_train_minutes", "2.5", "--resume", "true"])
+    assert second["status"] == "time_limit"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6, 7, 8]  # 6-8 after 5, none trained twice
+    assert (out / "checkpoint-8").is_dir()
