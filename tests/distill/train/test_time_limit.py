@@ -53,7 +53,7 @@ def test_a_negative_time_limit_is_refused_in_one_line(tiny_model_dir, train_stor
 
 @pytest.mark.slow
 def test_a_run_stopped_by_its_limit_resumes_where_it_stopped(a_minute_a_step, tiny_model_dir, train_store, tmp_path):
-    # save_total_limit 1 is what the shipped recipes keep; at a run's end transformers then deletes every checkpoint
+    # save_total_limit 1 is what the demo recipes keep; at a run's end transformers then deletes every checkpoint
     # but the best, and a resumed shard would go back to its best step and train those steps again
     out = tmp_path / "sft"
     every_step = ["--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
