@@ -422,9 +422,10 @@ def run_jobs(jobs: list[Job], args, work: Path) -> None:
     """Every job not finished (`finished_jobs`) whose inputs are ready, `parallel` at a time, in the order given
     (training first), each logging to its own file, timed and its state kept; a job whose input failed is skipped,
     and any failure ends the stage with an error."""
+    from distill.data.fileio import atomic_write_json
+
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads))
     times_path = work / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
     devices = [d for d in args.devices.split(",") if d]
     (work / "logs").mkdir(exist_ok=True)
     finished = finished_jobs(jobs, work)
@@ -458,8 +459,10 @@ def run_jobs(jobs: list[Job], args, work: Path) -> None:
                 continue
             running.remove(entry)
             log.close()
+            # read again each time: another `train` on this work dir (other seeds) keeps its times here too
+            times = json.loads(times_path.read_text()) if times_path.exists() else {}
             times[job.name] = round(times.get(job.name, 0) + time.time() - started, 1)
-            times_path.write_text(json.dumps(times, indent=1))
+            atomic_write_json(times_path, times)
             state_file(work, job.name).write_text("done" if proc.returncode == 0 else "failed")
             if proc.returncode == 0:
                 finished.add(job.name)

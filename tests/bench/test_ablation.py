@@ -56,6 +56,22 @@ def test_a_job_whose_input_failed_is_skipped_and_the_stage_fails(tmp_path, monke
     assert ablation.state_of(tmp_path, "bad") == "failed" and ablation.state_of(tmp_path, "after-bad") is None
 
 
+def test_times_kept_by_another_train_on_the_same_work_dir_while_a_job_ran_are_kept(tmp_path, monkeypatch):
+    args = ablation.make_parser().parse_args(["train", "--work", str(tmp_path)])
+    times = tmp_path / "times.json"
+    times.write_text(json.dumps({"ok": 2.0}))
+    popen = ablation.subprocess.Popen
+
+    def another_train_finishes_a_job_meanwhile(*a, **k):
+        times.write_text(json.dumps(json.loads(times.read_text()) | {"sft-A-s2": 60.0}))
+        return popen(*a, **k)
+
+    monkeypatch.setattr(ablation.subprocess, "Popen", another_train_finishes_a_job_meanwhile)
+    ablation.run_jobs([ablation.Job("ok", ["--help"])], args, tmp_path)
+    kept = json.loads(times.read_text())
+    assert kept["sft-A-s2"] == 60.0 and kept["ok"] > 2.0  # this job's time adds to what it had
+
+
 def test_a_draw_whose_teacher_failed_stops_with_the_teachers_error():
     failed = SimpleNamespace(
         failed=2000, items=2000, errors=["APIConnectionError: Connection refused (127.0.0.1:8765)"]
