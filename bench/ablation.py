@@ -389,6 +389,12 @@ def state_file(work: Path, job: str) -> Path:
     return work / "logs" / f"{job}.state"
 
 
+def job_times(work: Path) -> dict[str, float]:
+    """Each job's seconds so far, summed over its runs, as `run_jobs` keeps them in `times.json`."""
+    path = work / "times.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def state_of(work: Path, job: str) -> str | None:
     path = state_file(work, job)
     return path.read_text() if path.exists() else None
@@ -425,7 +431,6 @@ def run_jobs(jobs: list[Job], args, work: Path) -> None:
     from distill.data.fileio import atomic_write_json
 
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads))
-    times_path = work / "times.json"
     devices = [d for d in args.devices.split(",") if d]
     (work / "logs").mkdir(exist_ok=True)
     finished = finished_jobs(jobs, work)
@@ -460,9 +465,9 @@ def run_jobs(jobs: list[Job], args, work: Path) -> None:
             running.remove(entry)
             log.close()
             # read again each time: another `train` on this work dir (other seeds) keeps its times here too
-            times = json.loads(times_path.read_text()) if times_path.exists() else {}
+            times = job_times(work)
             times[job.name] = round(times.get(job.name, 0) + time.time() - started, 1)
-            atomic_write_json(times_path, times)
+            atomic_write_json(work / "times.json", times)
             state_file(work, job.name).write_text("done" if proc.returncode == 0 else "failed")
             if proc.returncode == 0:
                 finished.add(job.name)
@@ -579,7 +584,7 @@ def results(args, work: Path) -> list[Path]:
 
     prepared = json.loads((work / "prepared.json").read_text())
     data_seed = prepared.get("data_seed", args.data_seed)
-    times = json.loads((work / "times.json").read_text()) if (work / "times.json").exists() else {}
+    times = job_times(work)
     gold = [work / "data" / f"{t}_test_gold.json" for t in TEST_TASKS]
     out_dir = Path(args.out_dir or work)
     seeds = [int(x) for x in args.seeds.split(",")]
