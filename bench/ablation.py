@@ -709,9 +709,21 @@ def best_rate(studies: dict[float, list[dict]], row: str) -> float | None:
     return max(means, key=lambda lr: (means[lr], lr == DEFAULT_LR))
 
 
+def read_shard(file: str) -> dict:
+    """One results file, or a one-line error naming it: a results folder holds job times and metrics beside them."""
+    try:
+        shard = json.loads(Path(file).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"{file}: not a readable results file ({e})") from None
+    missing = [k for k in ("data_seed", "student_seed", "runs") if not isinstance(shard, dict) or k not in shard]
+    if missing:
+        raise SystemExit(f"{file}: not a results file of `results` (no {', '.join(missing)})")
+    return shard
+
+
 def table(files: list[str]) -> dict:
     files = list({Path(f).resolve(): f for f in reversed(files)}.values())[::-1]  # a file named twice counts once
-    shards = [json.loads(Path(f).read_text()) for f in files]
+    shards = [read_shard(f) for f in files]
     by_study: dict[str, dict[float, list[dict]]] = {}
     seen: dict[tuple, str] = {}
     for f, sh in zip(files, shards):

@@ -191,6 +191,20 @@ def test_a_run_in_two_files_is_refused_and_a_file_named_twice_counts_once(tmp_pa
         ablation.table([first, again])
 
 
+def test_a_file_that_is_not_a_results_file_is_refused_by_name(tmp_path):
+    good = shard(tmp_path, 1, 0, 0.6, 0.9, [(250, 0.6)], [(250, 0.9)])
+    times = tmp_path / "times.json"
+    times.write_text(json.dumps({"sft-A-s0": 120.0}))
+    with pytest.raises(
+        SystemExit, match=r"times.json: not a results file of `results` \(no data_seed, student_seed, runs\)"
+    ):
+        ablation.table([good, str(times)])
+    cut = tmp_path / "cut.json"
+    cut.write_text('{"data_seed": 1, "stu')
+    with pytest.raises(SystemExit, match=r"cut.json: not a readable results file"):
+        ablation.table([good, str(cut)])
+
+
 def test_b_with_no_letters_alone_at_any_rate_says_so(tmp_path):
     data = json.loads(Path(f := shard(tmp_path, 2, 0, 0.60, 0.99, [(250, 0.5)], [(250, 0.9)])).read_text())
     del data["runs"]["A"]
