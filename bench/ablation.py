@@ -368,10 +368,9 @@ def continues(out: Path, steps: int, status: str | None) -> bool:
     """A finished run with patience left that `train` continues from its last checkpoint (optimizer, schedule, data
     order and patience count as saved): one that trained to a cap below `steps` (raised since), or one stopped by its
     time limit (`max_train_minutes`, a shard that had to end inside a machine's lease) before `steps`. Under this
-    constant schedule a continued run goes as one unbroken run would have, when the old cap is a multiple of
-    --eval-steps (else the Trainer evaluated at the old cap off the schedule; a time limit's step is validated too,
-    which can only move the patience count). A run stopped by its patience or a divergence, or whose patience ran
-    out, stays as it is."""
+    constant schedule a continued run goes as one unbroken run would have: the validation the old cap or the time
+    limit added off the schedule can only set a new best, not count as one waited without gain. A run stopped by its
+    patience or a divergence, or whose patience ran out, stays as it is."""
     from distill.train.outputs import early_stopping, last_checkpoint
 
     last = last_checkpoint(out) if (out / "final" / "config.json").is_file() else None

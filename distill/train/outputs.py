@@ -51,7 +51,20 @@ def early_stopping(state: dict) -> tuple[int, float]:
     if not isinstance(saved, dict):
         return 0, math.inf
     waited = saved.get("attributes", {}).get("early_stopping_patience_counter", 0)
+    if waited and evaluated_off_schedule_without_gain(state):
+        waited -= 1
     return waited, saved.get("args", {}).get("early_stopping_patience", math.inf)
+
+
+def evaluated_off_schedule_without_gain(state: dict) -> bool:
+    """Whether the checkpoint's own step was validated off the evaluation schedule (where a time limit, or a cap that
+    is not a multiple of `eval_steps`, stopped the run) without a new best. Such an evaluation counted as one waited
+    without gain, though an unbroken run would not have made it: a run continued from there counts it out, and ends
+    where the unbroken run would have."""
+    step, every = state.get("global_step"), state.get("eval_steps")
+    if not step or not every or step % every == 0 or state.get("best_global_step") == step:
+        return False
+    return any(e.get("step") == step and any(k.startswith("eval_") for k in e) for e in state.get("log_history", []))
 
 
 def replaced(out: Path) -> Path:

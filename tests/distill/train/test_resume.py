@@ -48,3 +48,18 @@ def test_a_checkpoint_left_half_written_is_not_resumed_from(tmp_path):
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
     checkpoint, _ = prepare_output_dir(str(tmp_path), DistillArguments(db="x.db", resume=True))
     assert checkpoint == str(tmp_path / "checkpoint-4")
+
+
+def test_a_validation_off_the_schedule_without_gain_is_not_counted_when_continuing():
+    from distill.train.outputs import early_stopping
+
+    def state(step, waited, best, validated=True):
+        log = [{"step": step, "loss": 0.5}, *([{"step": step, "eval_accuracy": 0.4}] if validated else [])]
+        early = {"args": {"early_stopping_patience": 3}, "attributes": {"early_stopping_patience_counter": waited}}
+        return {"global_step": step, "eval_steps": 2, "best_global_step": best, "log_history": log,
+                "stateful_callbacks": {"EarlyStoppingCallback": early}}  # fmt: skip
+
+    assert early_stopping(state(5, 2, best=2)) == (1, 3)  # the limit's validation at 5 found no gain
+    assert early_stopping(state(5, 0, best=5)) == (0, 3)  # it found one: nothing to count out
+    assert early_stopping(state(5, 1, best=2, validated=False)) == (1, 3)  # saved there, not validated
+    assert early_stopping(state(6, 2, best=2)) == (2, 3)  # on the schedule: it counts

@@ -66,3 +66,28 @@ def test_a_run_stopped_by_its_limit_resumes_where_it_stopped(a_minute_a_step, ti
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6, 7, 8]  # 6-8 after 5, none trained twice
     assert (out / "checkpoint-8").is_dir()
+
+
+@pytest.mark.slow
+def test_patience_resumed_after_the_limit_ends_where_the_unbroken_run_ended(
+    a_minute_a_step, tiny_model_dir, train_store, tmp_path
+):
+    # at learning rate 0 no validation gains, so patience 2 ends an unbroken run at its second evaluation after its
+    # first; the limit's validation at step 3, off the 2-step schedule, must not count as one of them
+    flags = [*EVERY_2, "--early_stopping_patience", "2", "--learning_rate", "0", "--lr_scheduler_type", "constant"]
+    unbroken = tmp_path / "unbroken"
+    sft_main(tiny_sft_args(tiny_model_dir, train_store, unbroken, *flags))
+    assert validated(unbroken) == [2, 4, 6]
+    out = tmp_path / "legs"
+    first = sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *flags, "--max_train_minutes", "2.5"))
+    assert first["status"] == "time_limit" and validated(out) == [2, 3]
+    second = sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *flags, "--resume", "true"))
+    assert second["status"] == "done" and validated(out) == [2, 3, 4, 6]
+
+
+EVERY_2 = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
+
+
+def validated(out) -> list[int]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows if "eval_accuracy" in r]
