@@ -282,12 +282,12 @@ def test_results_write_nothing_for_a_seed_without_test_predictions_and_replace_n
     assert earlier.read_text() == '{"runs": {"A": {}}}'
 
 
-def finished_run(out: Path, step: int, cap: int, waited: int = 0, patience: int = 4) -> Path:
+def finished_run(out: Path, step: int, cap: int, waited: int = 0, patience: int = 4, **state) -> Path:
     """A training run's folder as `distill sft` leaves it: its last checkpoint (`waited` evaluations without gain
-    at its step), then its final model."""
+    at its step, `state` more of its trainer state), then its final model."""
     (out / f"checkpoint-{step}").mkdir(parents=True)
     early = {"args": {"early_stopping_patience": patience}, "attributes": {"early_stopping_patience_counter": waited}}
-    state = {"global_step": step, "max_steps": cap, "stateful_callbacks": {"EarlyStoppingCallback": early}}
+    state |= {"global_step": step, "max_steps": cap, "stateful_callbacks": {"EarlyStoppingCallback": early}}
     (out / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
     (out / "final").mkdir()
     (out / "final" / "config.json").write_text("{}")
@@ -344,6 +344,21 @@ def test_a_run_stopped_by_its_time_limit_continues_at_the_same_cap_and_a_diverge
     finished, cmd = planned(tmp_path, 6000, rows)
     assert finished == B_AND_C_STAY and continued_to(cmd["sft-A-s0"], 6000)
     assert "sft-A-s0" in planned(tmp_path, 4567, rows)[0]  # its time limit stopped it at the cap asked now
+
+
+def test_a_run_whose_patience_ran_out_at_its_time_limits_validation_alone_continues(tmp_path):
+    from store.db import Store
+
+    rows = [ablation.parse_row("A")]
+    out = ablation.folders(tmp_path, "small", 0)["sft"] / "A"
+    validated = [{"step": 4567, "loss": 0.1}, {"step": 4567, "eval_accuracy": 0.9}]
+    finished_run(out, 4567, 6000, waited=4, eval_steps=250, best_global_step=3750, log_history=validated)
+    store = Store(tmp_path / "traces.db")
+    store.record_train_run("sft", {}, {}, str(out), 4567, {}, "2026-12-04T00:00:00", "time_limit", False, {})
+    store.close()
+    answered(tmp_path, ablation.make_parser().parse_args(["train", "--work", str(tmp_path)]), rows)
+    finished, cmd = planned(tmp_path, 6000, rows)
+    assert "sft-A-s0" not in finished and continued_to(cmd["sft-A-s0"], 6000)  # its fourth was the limit's own
 
 
 def test_what_was_made_from_a_job_made_again_is_made_again_whenever_it_is_asked(tmp_path):
