@@ -43,15 +43,16 @@ def last_checkpoint(out: Path) -> str | None:
     return str(max(done, key=lambda c: int(c.name[11:]))) if done else None
 
 
-def early_stopping(state: dict) -> tuple[int, float]:
+def early_stopping(state: dict, every_n_steps: bool = True) -> tuple[int, float]:
     """From a checkpoint's trainer state: evaluations already waited without gain, and the patience they count
-    against (infinite when the run had none)."""
+    against (infinite when the run had none). `every_n_steps`: the run validated on a step schedule (`eval_steps`),
+    the only one whose off-schedule validations the state tells apart (under an epoch schedule the count is kept)."""
     saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback", {})
     saved = saved[0] if isinstance(saved, list) and saved else saved  # (a list when several were saved)
     if not isinstance(saved, dict):
         return 0, math.inf
     waited = saved.get("attributes", {}).get("early_stopping_patience_counter", 0)
-    if waited and evaluated_off_schedule_without_gain(state):
+    if waited and every_n_steps and evaluated_off_schedule_without_gain(state):
         waited -= 1
     return waited, saved.get("args", {}).get("early_stopping_patience", math.inf)
 

@@ -153,7 +153,8 @@ def continue_patience(trainer, checkpoint: str) -> None:
 
     from distill.train.outputs import early_stopping
 
-    count, _ = early_stopping(json.loads((Path(checkpoint) / "trainer_state.json").read_text()))
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    count, _ = early_stopping(state, every_n_steps=trainer.args.eval_strategy == "steps")
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, EarlyStoppingCallback):
             callback.early_stopping_patience_counter = count

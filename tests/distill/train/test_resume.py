@@ -63,3 +63,4 @@ def test_a_validation_off_the_schedule_without_gain_is_not_counted_when_continui
     assert early_stopping(state(5, 0, best=5)) == (0, 3)  # it found one: nothing to count out
     assert early_stopping(state(5, 1, best=2, validated=False)) == (1, 3)  # saved there, not validated
     assert early_stopping(state(6, 2, best=2)) == (2, 3)  # on the schedule: it counts
+    assert early_stopping(state(5, 2, best=2), every_n_steps=False) == (2, 3)  # an epoch schedule: kept as saved
