@@ -46,6 +46,10 @@ def sft_main(argv: list[str]) -> dict:
     return run_sft(training_from_argv("sft", argv))
 
 
+# validated and saved every second step
+EVERY_2 = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
+
+
 def tiny_sft_args(model, db, out, *extra) -> list[str]:
     """`distill sft` flags for a short full fine-tuning run of the tiny model on a store (`extra` last: it wins)."""
     return [

@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import sft_main, tiny_sft_args
-
-EVERY_2 = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
+from tests.helpers import EVERY_2, sft_main, tiny_sft_args
 
 
 def logged(out):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from distill.errors import UserError
-from tests.helpers import sft_main, tiny_sft_args
+from tests.helpers import EVERY_2, sft_main, tiny_sft_args
 
 
 @pytest.fixture
@@ -83,9 +83,6 @@ def test_patience_resumed_after_the_limit_ends_where_the_unbroken_run_ended(
     assert first["status"] == "time_limit" and validated(out) == [2, 3]
     second = sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *flags, "--resume", "true"))
     assert second["status"] == "done" and validated(out) == [2, 3, 4, 6]
-
-
-EVERY_2 = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
 
 
 def validated(out) -> list[int]:
