@@ -812,9 +812,11 @@ def pair_line(study: str, seed: int, a_lr: float | None, a: dict | None, b: dict
     a_at = reach(a.get("curve", []), plateau) or a.get("best_step")
     hit = reach(b.get("curve", []), plateau)
     ratio = f"{hit / a_at:.2f}" if hit and a_at else "–"
+    # a side its time limit stopped may still have been learning: its gap is not a plateau figure
+    cut = ", ".join(row for row, run in (("A", a), ("B", b)) if run.get("status") == "time_limit")
     return (
         f"| {study} | {seed} | {a_lr:g} | {100 * a['test']['overall']:.1f} | {100 * b['test']['overall']:.1f} | "
-        f"{100 * (b['test']['overall'] - a['test']['overall']):+.1f} | "
+        f"{100 * (b['test']['overall'] - a['test']['overall']):+.1f}{f' ({cut}: time limit)' if cut else ''} | "
         f"{100 * (a.get('best_val') or 0):.1f} % from {a_at} | {hit or 'never'} | {ratio} |"
     )
 

@@ -243,8 +243,16 @@ def test_a_run_stopped_by_its_time_limit_says_so_where_the_table_says_where_it_s
     shards = json.loads(path.read_text())
     shards["runs"]["A"]["status"] = "time_limit"
     path.write_text(json.dumps(shards))
-    plateau, _, _ = ablation.table([str(path)])["markdown"].split("\n\n")
+    plateau, pairs, _ = ablation.table([str(path)])["markdown"].split("\n\n")
     assert "| 3000 (time limit) |" in plateau.splitlines()[2] and plateau.splitlines()[3].endswith("| 3000 |")
+    # its pair is no plateau figure either, and says which side was cut short
+    assert "| 2 | 0 | 0.001 | 50.0 | 90.0 | +40.0 (A: time limit) |" in pairs
+    shards["runs"]["B"]["status"] = "time_limit"
+    path.write_text(json.dumps(shards))
+    assert "| +40.0 (A, B: time limit) |" in ablation.table([str(path)])["markdown"]
+    del shards["runs"]["A"]["status"], shards["runs"]["B"]["status"]
+    path.write_text(json.dumps(shards))
+    assert "| +40.0 | 60.0 % from" in ablation.table([str(path)])["markdown"]
 
 
 def test_curves_read_runs_metrics_and_mark_where_a_run_turned_nan(tmp_path):
