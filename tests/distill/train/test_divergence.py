@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from distill.train.divergence import TrainingDiverged
-from tests.helpers import add_to_trainers, sft_main, tiny_sft_args
+from tests.helpers import EVERY_2, add_to_trainers, sft_main, tiny_sft_args
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,7 @@ def _args(model, db, out, *extra):
 
 def test_the_best_checkpoint_before_a_divergence_is_the_final_model(poisoned, tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "sft"
-    evals = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
-    res = sft_main(_args(tiny_model_dir, train_store, out, *evals))
+    res = sft_main(_args(tiny_model_dir, train_store, out, *EVERY_2))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().replace("NaN", "null").splitlines()]
     assert res["status"] == "diverged"
     assert max(r["step"] for r in rows) == 6  # stopped at the first log after the poisoned step
@@ -68,8 +67,7 @@ def test_weights_that_evaluate_to_nan_are_never_the_best_nor_saved(poisoned, tin
     steps, logs every 3: the step is logged before it is evaluated, the NaN evaluation is not the best, and its
     checkpoint is not written."""
     out = tmp_path / "sft"
-    evals = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
-    res = sft_main(_args(tiny_model_dir, train_store, out, *evals, "--logging_steps", "3"))
+    res = sft_main(_args(tiny_model_dir, train_store, out, *EVERY_2, "--logging_steps", "3"))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().replace("NaN", "null").splitlines()]
     assert [r["step"] for r in rows if "eval_loss" in r] == [2, 4]
     assert [r["eval_loss"] is None for r in rows if "eval_loss" in r] == [False, True]

@@ -22,8 +22,7 @@ def a_minute_a_step(monkeypatch):
 @pytest.mark.slow
 def test_the_step_past_the_limit_is_validated_and_saved(a_minute_a_step, tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "sft"
-    evals = ["--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
-    res = sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *evals, "--max_train_minutes", "2.5"))
+    res = sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *EVERY_2, "--max_train_minutes", "2.5"))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert res["status"] == "time_limit"
     assert max(r["step"] for r in rows) == 3  # 3 minutes at step 3: past 2.5, not at the 12-step cap
