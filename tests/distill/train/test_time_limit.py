@@ -3,11 +3,11 @@ best checkpoint so far is the final model, and the run is recorded `time_limit`.
 a step, so where the run stops does not depend on this machine's speed."""
 
 import itertools
-import json
 
 import pytest
 
 from distill.errors import UserError
+from distill.train.metrics import read_metrics, validation_curve
 from tests.helpers import EVERY_2, sft_main, tiny_sft_args
 
 
@@ -23,10 +23,10 @@ def a_minute_a_step(monkeypatch):
 def test_the_step_past_the_limit_is_validated_and_saved(a_minute_a_step, tiny_model_dir, train_store, tmp_path):
     out = tmp_path / "sft"
     res = sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *EVERY_2, "--max_train_minutes", "2.5"))
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out / "metrics.jsonl")
     assert res["status"] == "time_limit"
     assert max(r["step"] for r in rows) == 3  # 3 minutes at step 3: past 2.5, not at the 12-step cap
-    evals = [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
+    evals = validation_curve(rows)
     assert [step for step, _ in evals] == [2, 3]  # step 3 validated off the 2-step schedule, once
     assert any(r["step"] == 3 and "loss" in r for r in rows)  # logged (and checked for NaN) before it was validated
     assert (out / "checkpoint-3").is_dir() and (out / "final" / "model.safetensors").is_file()
@@ -62,7 +62,7 @@ def test_a_run_stopped_by_its_limit_resumes_where_it_stopped(a_minute_a_step, ti
     assert first["status"] == "time_limit" and (out / "checkpoint-5").is_dir()
     second = sft_main([*leg, "--max_train_minutes", "2.5", "--resume", "true"])
     assert second["status"] == "time_limit"
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6, 7, 8]  # 6-8 after 5, none trained twice
     assert (out / "checkpoint-8").is_dir()
 
@@ -85,5 +85,4 @@ def test_patience_resumed_after_the_limit_ends_where_the_unbroken_run_ended(
 
 
 def validated(out) -> list[int]:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["step"] for r in rows if "eval_accuracy" in r]
+    return [step for step, _ in validation_curve(read_metrics(out / "metrics.jsonl"))]
