@@ -43,7 +43,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["7b", "tiny"], default="7b", help="vllm: the architecture served")
     p.add_argument("--levels", default="1,16,64", help="requests in flight")
     p.add_argument("--items", default="8,48,192", help="items per level")
-    p.add_argument("--workers", default="1", help="graph processes (teacher.workers), one measurement each")
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="graph variants, one measurement each: N graph processes (teacher.workers), or NpF with F graph passes "
+        "in flight per request in flight instead of --passes-factor (e.g. 1,1p4)",
+    )
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument(
         "--baseline",
@@ -275,7 +280,13 @@ def measure_graph(args, level: int, items, work: Path) -> dict:
     t = time.perf_counter()
     summary = asyncio.run(run_items(store, items, settings, backend, backend, run_id="bench", show_progress=False))
     seconds = time.perf_counter() - t
-    return {"seconds": seconds, "requests": summary.calls, "tokens": summary.tokens, "failed": summary.failed}
+    return {
+        "seconds": seconds,
+        "requests": summary.calls,
+        "tokens": summary.tokens,
+        "failed": summary.failed,
+        "passes_in_flight": settings.concurrency,
+    }
 
 
 def measure(args) -> dict:
@@ -297,12 +308,14 @@ def measure(args) -> dict:
     return r | {"requests_per_s": r["requests"] / r["seconds"], "tokens_per_s": r["tokens"] / r["seconds"]}
 
 
-def run_measurement(args, what: str, level: int, n: int, workers: int, work: Path, code: str | None = None) -> dict:
+def run_measurement(args, what: str, level: int, n: int, variant, work: Path, code: str | None = None) -> dict:
     """One measurement in a fresh process, of this code or of the checkout `code`; against vLLM, on emptied caches,
-    with the server's running batch sampled once the process's warm-up is over."""
+    with the server's running batch sampled once the process's warm-up is over. `variant`: the graph's processes,
+    with its passes factor after a `p` where it is not --passes-factor's."""
+    workers, _, factor = str(variant).partition("p")
     cmd = [sys.executable, "-m", "bench.teacher_at_scale", "--measure", what, "--url", args.url]
     cmd += ["--model-name", args.model_name, "--work", str(work), "--levels", str(level), "--items", str(n)]
-    cmd += ["--workers", str(workers), "--passes-factor", str(args.passes_factor)]
+    cmd += ["--workers", workers, "--passes-factor", factor or str(args.passes_factor)]
     cmd += ["--max-new-tokens", str(args.max_new_tokens), "--describe-tokens", str(args.describe_tokens)]
     cmd += ["--seeded"] if args.seeded else []
     batch = None
@@ -417,7 +430,7 @@ def main(argv=None) -> dict:
         "server_start_s": time.perf_counter() - t0,
         "levels": {},
     }
-    workers = [int(w) for w in args.workers.split(",")]
+    workers = args.workers.split(",")
     try:
         for level, n in zip(map(int, args.levels.split(",")), map(int, args.items.split(","))):
             level_items(level, n, work)  # the covers are drawn before any measurement

@@ -20,6 +20,9 @@ Variants (pick with --variants; each builds a fresh model):
   ...-nocast       PEFT's per-layer input casts to the float32 adapters skipped under bf16 autocast
                    (peft.helpers.disable_input_dtype_casting, as `distill sft` does)
   ...-b2x, -b4x    twice, four times the batch
+  ...-mb1          micro-batches of one example, accumulated to the same examples an optimizer step
+                   (`per_device_train_batch_size: 1`, `gradient_accumulation_steps`: the batch)
+  ...-drop         LoRA dropout 0.05 (every other variant: 0.0, as configs/sft-7b.yaml now has it)
   ...-full         full fine-tuning of the language model (vision tower frozen) instead of LoRA
 Under `accelerate launch` (DDP or FSDP, configs/accelerate/) the TRL variants run data-parallel: tokens/s
 is the whole job's (TRL gathers the token count), and each rank's peak memory is recorded.
@@ -62,6 +65,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-dpo", action="store_true")
     p.add_argument(
         "--profile", default=None, help="then profile two steps of this variant on image2text (a separate, untimed run)"
+    )
+    p.add_argument(
+        "--syncs",
+        default=None,
+        help="then run two steps of this variant on image2text with CUDA's sync debug mode on, and count each place "
+        "where the host waited for the GPU (the innermost Python frames; an untimed run)",
     )
     p.add_argument("--out", default=None)
     return p
@@ -108,7 +117,7 @@ def examples(task: str, n: int, work: Path, seed: int) -> list[dict]:
     return out
 
 
-def lora_config():
+def lora_config(dropout: float = 0.0):
     from peft import LoraConfig
 
     from distill.train.model import LANGUAGE_LINEARS
@@ -116,7 +125,7 @@ def lora_config():
     return LoraConfig(
         r=8,
         lora_alpha=16,
-        lora_dropout=0.0,
+        lora_dropout=dropout,
         task_type="CAUSAL_LM",
         target_modules=r".*\.language_model\..*\.(" + "|".join(LANGUAGE_LINEARS) + ")",
     )
@@ -231,9 +240,50 @@ def naive_dpo(model, processor, exs, pairs, steps, warmup, device, beta: float =
     return naive_steps(peft_model, batch_of, loss_of, steps, warmup, device)
 
 
+class SyncCounter:
+    """Counts the places where the host waited for the GPU, as CUDA's sync debug mode reports them (a warning from
+    the synchronizing call): each place named by its innermost Python frames."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self):
+        import warnings
+
+        import torch  # before the filters are kept: its import adds filters of its own
+
+        self._show, self._filters = warnings.showwarning, warnings.filters[:]
+        warnings.simplefilter("always")
+        warnings.showwarning = self._record
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def _record(self, message, category, filename, lineno, file=None, line=None):
+        import traceback
+
+        frames = [f for f in traceback.extract_stack()[:-1] if "/warnings.py" not in f.filename][-3:]
+        where = " < ".join(
+            f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames)
+        )
+        self.counts[where] = self.counts.get(where, 0) + 1
+
+    def __exit__(self, *exc):
+        import warnings
+
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode(0)
+        warnings.showwarning, warnings.filters[:] = self._show, self._filters
+
+    def report(self) -> list[dict]:
+        return [{"where": k, "count": v} for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])]
+
+
 class StepTimer:
-    def __init__(self, warmup, device, profile: bool = False):
-        self.warmup, self.device, self.profile = warmup, device, profile
+    def __init__(self, warmup, device, profile: bool = False, syncs: bool = False):
+        self.warmup, self.device, self.profile, self.syncs = warmup, device, profile, syncs
         self.t0 = None
         self.tokens0 = None
         self.prof = None
@@ -250,6 +300,8 @@ class StepTimer:
                     reset_peak(timer.device)
                     timer.tokens0 = trainer._total_train_tokens if hasattr(trainer, "_total_train_tokens") else None
                     timer.t0 = time.perf_counter()
+                    if timer.syncs:
+                        timer.sync_counter = SyncCounter().__enter__()
                     if timer.profile:
                         from torch.profiler import ProfilerActivity, profile
 
@@ -258,6 +310,11 @@ class StepTimer:
                         timer.prof_t0 = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kw):
+                counter = getattr(timer, "sync_counter", None)
+                if counter is not None and state.global_step == timer.warmup + 2:
+                    counter.__exit__(None, None, None)
+                    timer.summary = {"steps": 2, "syncs": counter.report()}
+                    timer.sync_counter = None
                 if timer.prof is not None and not hasattr(timer, "summary") and state.global_step == timer.warmup + 2:
                     sync(timer.device)
                     wall = time.perf_counter() - timer.prof_t0
@@ -295,7 +352,13 @@ def settings(variant: str) -> tuple[bool, dict | None, bool, int, bool]:
     return checkpointing, kwargs, "liger" in parts, factor, "varlen" in parts
 
 
-def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, work, profile=False) -> dict:
+def passes(variant: str, batch: int) -> tuple[int, int]:
+    """(examples a forward pass, passes accumulated into an optimizer step) for `batch` examples a step: one pass of
+    them all, or with `-mb1` one pass an example."""
+    return (1, batch) if "mb1" in variant.split("-") else (batch, 1)
+
+
+def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, work, profile=False, syncs=False) -> dict:
     import torch
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
@@ -309,6 +372,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     liger_active = liger or LIGER_PATCHED
     LIGER_PATCHED = LIGER_PATCHED or liger
     batch *= factor
+    parts = variant.split("-")
+    micro, accumulated = passes(variant, batch)
     text_only_input_grads(model)  # as distill sft does with the vision tower frozen
     if varlen:
         from distill.backends.vision_attention import use_varlen_vision_attention
@@ -322,7 +387,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     on_gpu = device.startswith("cuda")
     args = cfg_cls(
         output_dir=str(work / kind),
-        per_device_train_batch_size=batch,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulated,
         max_steps=warmup + steps,
         learning_rate=1e-4,
         logging_steps=1,
@@ -344,7 +410,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         from distill.patches import compact_logprobs_on_cpu
 
         compact_logprobs_on_cpu()
-    full = "full" in variant.split("-")
+    full = "full" in parts
     if full:
         for name, p in model.named_parameters():
             p.requires_grad_(".visual." not in f".{name}")
@@ -353,13 +419,13 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         args=args,
         train_dataset=to_dataset(exs, MAX_PIXELS),
         processing_class=processor,
-        peft_config=None if full else lora_config(),
+        peft_config=None if full else lora_config(0.05 if "drop" in parts else 0.0),
     )
     from peft.helpers import disable_input_dtype_casting
 
-    timer = StepTimer(warmup, device, profile)
+    timer = StepTimer(warmup, device, profile, syncs)
     trainer.add_callback(timer.callback(trainer))
-    with disable_input_dtype_casting(trainer.model, active="nocast" in variant.split("-")):
+    with disable_input_dtype_casting(trainer.model, active="nocast" in parts):
         trainer.train()
     dt = timer.t1 - timer.t0
     out = {"step_s": dt / steps, "peak_gb": timer.peak, "liger_active": liger_active}
@@ -389,27 +455,17 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     return out
 
 
-def run_variant(variant, exs, batch, args, work, profile: bool = False) -> dict:
+def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: bool = False) -> dict:
     import torch
 
     from bench.workloads import build_model
 
     model, processor = build_model(args.model, args.device)
+    run = (model, processor, exs, batch, args.steps, args.warmup, args.device)
     try:
         if variant.startswith("naive"):
-            return naive_sft(
-                model,
-                processor,
-                exs,
-                batch,
-                args.steps,
-                args.warmup,
-                args.device,
-                text_grads=variant == "naive-text-grads",
-            )
-        return ours(
-            "sft", model, processor, exs, batch, args.steps, args.warmup, args.device, variant, work, profile=profile
-        )
+            return naive_sft(*run, text_grads=variant == "naive-text-grads")
+        return ours("sft", *run, variant, work, profile=profile, syncs=syncs)
     except torch.OutOfMemoryError:
         return {"error": "out of memory"}
     finally:
@@ -458,6 +514,11 @@ def main(argv=None) -> dict:
         if args.profile and task == "image2text":
             r["profile"] = run_variant(args.profile, exs, batch, args, work, profile=True).get("profile")
             r["profile_variant"] = args.profile
+            save()
+        if args.syncs and task == "image2text":
+            r["syncs"] = run_variant(args.syncs, exs, batch, args, work, syncs=True).get("profile")
+            r["syncs_variant"] = args.syncs
+            print(json.dumps({"syncs": r["syncs"]}, indent=1), flush=True)
             save()
     if not args.skip_dpo:
         exs = examples("image2text", 32, work, seed=3)

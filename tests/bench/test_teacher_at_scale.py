@@ -99,17 +99,22 @@ def test_the_batch_before_the_measuring_process_is_warm_is_left_out():
     }
 
 
-def test_each_repeat_measures_both_sides_on_the_same_items_the_first_side_alternating(tmp_path):
-    """Against the instant server: real measuring processes, the graph and the direct feed."""
+def instant_level(tmp_path, *argv: str) -> dict:
+    """One level (4 in flight, 6 items) against the instant server: real measuring processes, the graph and the
+    direct feed."""
     proc, url = teacher_at_scale.start_instant_server()
-    args = teacher_at_scale.make_parser().parse_args(["--server", "instant", "--repeats", "2"])
+    args = teacher_at_scale.make_parser().parse_args(["--server", "instant", *argv])
     args.url, args.model_name = url, "instant"
     try:
         teacher_at_scale.level_items(4, 6, tmp_path)
-        result = teacher_at_scale.run_level(args, 4, 6, [1], tmp_path)
+        return teacher_at_scale.run_level(args, 4, 6, args.workers.split(","), tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_each_repeat_measures_both_sides_on_the_same_items_the_first_side_alternating(tmp_path):
+    result = instant_level(tmp_path, "--repeats", "2")
     first, second = result["runs"]
     assert (first["direct"]["order"], first["graph_w1"]["order"]) == (0, 1)
     assert (second["graph_w1"]["order"], second["direct"]["order"]) == (0, 1)
@@ -117,3 +122,12 @@ def test_each_repeat_measures_both_sides_on_the_same_items_the_first_side_altern
         assert run["graph_w1"]["requests"] == run["direct"]["requests"] > 6 and run["graph_w1"]["failed"] == 0
         assert run["graph_w1"]["share_of_direct"] == run["direct"]["seconds"] / run["graph_w1"]["seconds"]
         assert "server_running_mean" not in run["direct"]  # an instant server has no batch to sample
+
+
+def test_a_graph_variant_runs_at_its_own_passes_a_request_in_flight(tmp_path):
+    """`--workers 1,1p3`: the same graph at --passes-factor's passes in flight a request, then at three."""
+    result = instant_level(tmp_path, "--workers", "1,1p3")
+    (run,) = result["runs"]
+    assert run["graph_w1"]["passes_in_flight"] == 2 * 4 and run["graph_w1p3"]["passes_in_flight"] == 3 * 4
+    assert run["graph_w1p3"]["requests"] == run["direct"]["requests"] and run["graph_w1p3"]["failed"] == 0
+    assert result["median"]["graph_w1p3_share_of_direct"] == run["graph_w1p3"]["share_of_direct"]
