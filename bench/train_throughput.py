@@ -23,6 +23,7 @@ Variants (pick with --variants; each builds a fresh model):
   ...-mb1          micro-batches of one example, accumulated to the same examples an optimizer step
                    (`per_device_train_batch_size: 1`, `gradient_accumulation_steps`: the batch)
   ...-drop         LoRA dropout 0.05 (every other variant: 0.0, as configs/sft-7b.yaml now has it)
+  ...-compile      each decoder layer compiled (`torch.compile`, dynamic shapes): fewer, fused operations a pass
   ...-full         full fine-tuning of the language model (vision tower frozen) instead of LoRA
 Under `accelerate launch` (DDP or FSDP, configs/accelerate/) the TRL variants run data-parallel: tokens/s
 is the whole job's (TRL gathers the token count), and each rank's peak memory is recorded.
@@ -375,6 +376,9 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     parts = variant.split("-")
     micro, accumulated = passes(variant, batch)
     text_only_input_grads(model)  # as distill sft does with the vision tower frozen
+    if "compile" in parts:
+        for layer in model.model.language_model.layers:
+            layer.compile(dynamic=True)
     if varlen:
         from distill.backends.vision_attention import use_varlen_vision_attention
 

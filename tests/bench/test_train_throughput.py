@@ -1,5 +1,6 @@
 import warnings
 
+import pytest
 import torch  # noqa: F401  (imported first, as in the bench: its import adds warning filters of its own)
 
 from bench import train_throughput
@@ -26,3 +27,20 @@ def test_each_place_the_host_waited_is_counted_and_warnings_are_as_before_after(
     assert all(
         r["where"].startswith(f"{__file__.rsplit('/', 1)[-1]}") or "waits" in r["where"] for r in counter.report()
     )
+
+
+@pytest.mark.slow
+def test_compiled_decoder_layers_train_as_the_eager_ones(tmp_path):
+    """`-compile` on the tiny model, with and without checkpointing: the same losses step by step as eager layers."""
+    from bench.workloads import build_model
+
+    exs = train_throughput.examples("image2text", 8, tmp_path, seed=2)
+    losses = {}
+    for variant in ("ckpt", "ckpt-compile", "nockpt-compile"):
+        model, processor = build_model("tiny", "cpu")
+        result = train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", variant, tmp_path)
+        losses[variant] = result["loss"]
+        compiled = [layer for layer in model.model.language_model.layers if layer._compiled_call_impl is not None]
+        assert len(compiled) == (len(model.model.language_model.layers) if "compile" in variant else 0)
+    assert losses["ckpt-compile"] == pytest.approx(losses["ckpt"], rel=1e-4)
+    assert losses["nockpt-compile"] == pytest.approx(losses["ckpt"], rel=1e-4)
