@@ -288,6 +288,13 @@ class StepTimer:
         self.t0 = None
         self.tokens0 = None
         self.prof = None
+        self.sync_counter = None
+
+    def stop_counting_syncs(self, step: int) -> None:
+        if self.sync_counter is not None:
+            self.sync_counter.__exit__(None, None, None)
+            self.summary = {"steps": step - self.warmup, "syncs": self.sync_counter.report()}
+            self.sync_counter = None
 
     def callback(self, trainer):
         from transformers import TrainerCallback
@@ -311,11 +318,8 @@ class StepTimer:
                         timer.prof_t0 = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kw):
-                counter = getattr(timer, "sync_counter", None)
-                if counter is not None and state.global_step == timer.warmup + 2:
-                    counter.__exit__(None, None, None)
-                    timer.summary = {"steps": 2, "syncs": counter.report()}
-                    timer.sync_counter = None
+                if state.global_step == timer.warmup + 2:
+                    timer.stop_counting_syncs(state.global_step)
                 if timer.prof is not None and not hasattr(timer, "summary") and state.global_step == timer.warmup + 2:
                     sync(timer.device)
                     wall = time.perf_counter() - timer.prof_t0
@@ -325,6 +329,9 @@ class StepTimer:
                     timer.summary = dict(steps=2, **kernel_summary(timer.prof, wall))
 
             def on_train_end(self, args, state, control, **kw):
+                timer.stop_counting_syncs(
+                    state.global_step
+                )  # a run shorter than its two counted steps leaves no debug mode on
                 sync(timer.device)
                 timer.t1 = time.perf_counter()
                 timer.tokens1 = trainer._total_train_tokens if hasattr(trainer, "_total_train_tokens") else None
@@ -452,8 +459,9 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         if "tokens_per_s" in out:
             out["tokens_per_s_per_gpu"] = out["tokens_per_s"] / len(peaks)
     if hasattr(timer, "summary"):
-        out["profile"] = timer.summary
-        print(json.dumps({"profile": {variant: timer.summary}}, indent=1), flush=True)
+        what = "syncs" if syncs else "profile"
+        out[what] = timer.summary
+        print(json.dumps({what: {variant: timer.summary}}, indent=1), flush=True)
     del trainer
     torch.cuda.empty_cache() if on_gpu else None
     return out
@@ -520,9 +528,8 @@ def main(argv=None) -> dict:
             r["profile_variant"] = args.profile
             save()
         if args.syncs and task == "image2text":
-            r["syncs"] = run_variant(args.syncs, exs, batch, args, work, syncs=True).get("profile")
+            r["syncs"] = run_variant(args.syncs, exs, batch, args, work, syncs=True).get("syncs")
             r["syncs_variant"] = args.syncs
-            print(json.dumps({"syncs": r["syncs"]}, indent=1), flush=True)
             save()
     if not args.skip_dpo:
         exs = examples("image2text", 32, work, seed=3)
