@@ -43,3 +43,15 @@ def test_compiled_decoder_layers_train_as_the_eager_ones(tmp_path):
         assert len(compiled) == (len(model.model.language_model.layers) if "compile" in variant else 0)
     assert losses["ckpt-compile"] == pytest.approx(losses["ckpt"], rel=1e-4)
     assert losses["nockpt-compile"] == pytest.approx(losses["ckpt"], rel=1e-4)
+
+
+def test_a_compiled_variant_after_liger_is_refused_before_any_model_is_built(capsys):
+    assert train_throughput.compile_after_liger(["naive", "ckpt-compile", "ckpt-liger"]) is None
+    assert train_throughput.compile_after_liger(["ckpt-liger-compile"]) == "ckpt-liger-compile"
+    # Liger patches the process: a later variant without -liger runs with its kernels too
+    assert train_throughput.compile_after_liger(["ckpt-liger", "nockpt-compile"]) == "nockpt-compile"
+    with pytest.raises(SystemExit):
+        train_throughput.main(
+            ["--model", "tiny", "--device", "cpu", "--variants", "ckpt-liger", "--dpo-variants", "ckpt-compile"]
+        )
+    assert "variant ckpt-compile: -compile cannot run with Liger's kernels" in capsys.readouterr().err
