@@ -13,6 +13,7 @@ Variants (pick with --variants; each builds a fresh model):
   every2           the same, checkpointing every second layer (`gradient_checkpointing_kwargs.every_n_layers`)
   sac              the same, TRL's selective checkpointing (attention outputs kept)
   nockpt           the same without checkpointing
+  mlpckpt          the same with each decoder layer's MLP alone checkpointed (attention's activations kept)
   ...-liger        Liger's fused kernels (RMSNorm, SwiGLU, RoPE; `use_liger_kernel`), TRL's fused LM head kept.
                    Liger patches transformers' classes for the whole process: every later variant runs with its
                    kernels too (recorded as `liger_active`), so list Liger variants last.
@@ -348,6 +349,7 @@ OURS = {
     "every2": (True, {"every_n_layers": 2}),
     "sac": (True, {"selective": True}),
     "nockpt": (False, None),
+    "mlpckpt": (False, None),  # then each decoder layer's MLP alone checkpointed (checkpoint_mlps)
 }
 
 
@@ -366,6 +368,36 @@ def passes(variant: str, batch: int) -> tuple[int, int]:
     """(examples a forward pass, passes accumulated into an optimizer step) for `batch` examples a step: one pass of
     them all, or with `-mb1` one pass an example."""
     return (1, batch) if "mb1" in variant.split("-") else (batch, 1)
+
+
+def checkpoint_mlps(model) -> int:
+    """Recompute each language-model decoder layer's MLP in the backward pass instead of keeping its activations (the
+    gate, up and down inputs: two thirds of what a layer keeps), and keep the rest of the layer's (attention's
+    inputs and outputs). Call it once training has begun (`MlpCheckpointing`): the Trainer applies Liger's kernels
+    at the start of `train()`, replacing the MLPs' forwards, and a wrap made before would be undone. Returns the
+    MLPs wrapped."""
+    import re
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint
+
+    layers = [m for name, m in model.named_modules() if re.search(r"language_model\.layers\.\d+$", name)]
+    for layer in layers:
+        layer.mlp.forward = partial(checkpoint, layer.mlp.forward, use_reentrant=False)
+    return len(layers)
+
+
+def mlp_checkpointing_callback():
+    """A callback that wraps the MLPs (checkpoint_mlps) when training begins, after Liger's kernels are in."""
+    from transformers import TrainerCallback
+
+    class MlpCheckpointing(TrainerCallback):
+        wrapped = 0
+
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            self.wrapped = checkpoint_mlps(model)
+
+    return MlpCheckpointing()
 
 
 def compile_after_liger(variants: list[str]) -> str | None:
@@ -447,12 +479,16 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     )
     from peft.helpers import disable_input_dtype_casting
 
+    if parts[0] == "mlpckpt":
+        trainer.add_callback(mlps := mlp_checkpointing_callback())
     timer = StepTimer(warmup, device, profile, syncs)
     trainer.add_callback(timer.callback(trainer))
     with disable_input_dtype_casting(trainer.model, active="nocast" in parts):
         trainer.train()
     dt = timer.t1 - timer.t0
     out = {"step_s": dt / steps, "peak_gb": timer.peak, "liger_active": liger_active}
+    if parts[0] == "mlpckpt":
+        out["mlps_checkpointed"] = mlps.wrapped
     if timer.tokens0 is not None and timer.tokens1 is not None:
         out["tokens_per_s"] = (timer.tokens1 - timer.tokens0) / dt
     logs = [r for r in trainer.state.log_history if "loss" in r]

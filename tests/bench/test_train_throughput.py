@@ -1,4 +1,5 @@
 import warnings
+from functools import partial
 
 import pytest
 import torch  # noqa: F401  (imported first, as in the bench: its import adds warning filters of its own)
@@ -55,3 +56,31 @@ def test_a_compiled_variant_after_liger_is_refused_before_any_model_is_built(cap
             ["--model", "tiny", "--device", "cpu", "--variants", "ckpt-liger", "--dpo-variants", "ckpt-compile"]
         )
     assert "variant ckpt-compile: -compile cannot run with Liger's kernels" in capsys.readouterr().err
+
+
+def count(counts: dict, part: str, *_):
+    counts[part] += 1
+
+
+@pytest.mark.slow
+def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_path):
+    """`mlpckpt` on the tiny model: each MLP runs again in the backward pass, attention does not, and the losses are
+    those of the same run without checkpointing."""
+    from bench.workloads import build_model
+
+    exs = train_throughput.examples("image2text", 8, tmp_path, seed=2)
+    losses, calls = {}, {}
+    for variant in ("nockpt", "mlpckpt"):
+        model, processor = build_model("tiny", "cpu")
+        layer = model.model.language_model.layers[0]
+        calls[variant] = {"mlp": 0, "attention": 0}
+        for part, module in (("mlp", layer.mlp.gate_proj), ("attention", layer.self_attn.q_proj)):
+            module.register_forward_hook(partial(count, calls[variant], part))
+        result = train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", variant, tmp_path)
+        losses[variant] = result["loss"]
+        assert result.get("mlps_checkpointed", 0) == (
+            len(model.model.language_model.layers) if variant == "mlpckpt" else 0
+        )
+    assert calls["nockpt"] == {"mlp": 3, "attention": 3}  # one pass a step, three steps
+    assert calls["mlpckpt"] == {"mlp": 6, "attention": 3}
+    assert losses["mlpckpt"] == pytest.approx(losses["nockpt"], rel=1e-5)
