@@ -84,3 +84,29 @@ def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_p
     assert calls["nockpt"] == {"mlp": 3, "attention": 3}  # one pass a step, three steps
     assert calls["mlpckpt"] == {"mlp": 6, "attention": 3}
     assert losses["mlpckpt"] == pytest.approx(losses["nockpt"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_mlp_checkpointing_outlasts_the_trainer_replacing_the_mlps_forwards(tmp_path, monkeypatch):
+    """The Trainer applies Liger's kernels as `train()` starts, binding a new forward to every MLP (Liger's
+    `_bind_method_to_module`); the MLPs must still be recomputed. Liger needs CUDA, so its binding is done here."""
+    import types
+
+    import transformers.trainer
+
+    from bench.workloads import build_model
+
+    def bind_new_forwards(model, config):
+        for layer in model.base_model.model.model.language_model.layers:
+            layer.mlp.forward = types.MethodType(type(layer.mlp).forward, layer.mlp)
+
+    monkeypatch.setattr(transformers.trainer, "apply_liger_kernel", bind_new_forwards)
+    monkeypatch.setattr(train_throughput, "LIGER_PATCHED", False)
+    exs = train_throughput.examples("image2text", 8, tmp_path, seed=2)
+    model, processor = build_model("tiny", "cpu")
+    calls = {"mlp": 0, "attention": 0}
+    layer = model.model.language_model.layers[0]
+    for part, module in (("mlp", layer.mlp.gate_proj), ("attention", layer.self_attn.q_proj)):
+        module.register_forward_hook(partial(count, calls, part))
+    train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", "mlpckpt-liger", tmp_path)
+    assert calls == {"mlp": 6, "attention": 3}
