@@ -332,9 +332,8 @@ class StepTimer:
                     timer.summary = dict(steps=2, **kernel_summary(timer.prof, wall))
 
             def on_train_end(self, args, state, control, **kw):
-                timer.stop_counting_syncs(
-                    state.global_step
-                )  # a run shorter than its two counted steps leaves no debug mode on
+                # a run shorter than its two counted steps leaves no debug mode on
+                timer.stop_counting_syncs(state.global_step)
                 sync(timer.device)
                 timer.t1 = time.perf_counter()
                 timer.tokens1 = trainer._total_train_tokens if hasattr(trainer, "_total_train_tokens") else None
@@ -409,6 +408,17 @@ def compile_after_liger(variants: list[str]) -> str | None:
         if liger and "compile" in v.split("-"):
             return v
     return None
+
+
+def run_order(args) -> list[str]:
+    """The variants in the order main() runs them in one process: the SFT list again for each task (image2text's
+    profile and sync-count runs after it), then the DPO list."""
+    order = []
+    for task in ("image2text", "text2image"):
+        if task in args.tasks.split(","):
+            order += args.variants.split(",")
+            order += [v for v in (args.profile, args.syncs) if v and task == "image2text"]
+    return order + ([] if args.skip_dpo else args.dpo_variants.split(","))
 
 
 def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, work, profile=False, syncs=False) -> dict:
@@ -544,8 +554,7 @@ def main(argv=None) -> dict:
     parser = make_parser()
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
-    in_order = variants + ([] if args.skip_dpo else args.dpo_variants.split(",")) + [args.profile, args.syncs]
-    if bad := compile_after_liger([v for v in in_order if v]):
+    if bad := compile_after_liger(run_order(args)):
         parser.error(
             f"variant {bad}: -compile cannot run with Liger's kernels, which a -liger variant patches in for "
             "the rest of the process (Dynamo fails on Liger's RMSNorm); run it without -liger, before any"

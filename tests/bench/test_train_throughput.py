@@ -56,10 +56,35 @@ def test_a_compiled_variant_after_liger_is_refused_before_any_model_is_built(cap
             ["--model", "tiny", "--device", "cpu", "--variants", "ckpt-liger", "--dpo-variants", "ckpt-compile"]
         )
     assert "variant ckpt-compile: -compile cannot run with Liger's kernels" in capsys.readouterr().err
+    # the SFT list runs again for the second task, after the first task's Liger variant
+    with pytest.raises(SystemExit):
+        train_throughput.main(["--model", "tiny", "--device", "cpu", "--variants", "ckpt-compile,ckpt-liger"])
+    assert "variant ckpt-compile: -compile" in capsys.readouterr().err
+
+
+def test_the_run_order_is_the_one_main_runs():
+    def order(*argv):
+        return train_throughput.run_order(train_throughput.make_parser().parse_args(list(argv)))
+
+    assert order("--variants", "a,b", "--profile", "p", "--syncs", "s", "--dpo-variants", "d") == [
+        *("a", "b", "p", "s"),  # image2text, then its profile and sync count
+        *("a", "b"),  # text2image
+        "d",
+    ]
+    assert order("--variants", "a", "--tasks", "text2image", "--profile", "p", "--skip-dpo") == ["a"]
 
 
 def count(counts: dict, part: str, *_):
     counts[part] += 1
+
+
+def passes_counted(model) -> dict:
+    """Forward passes through the first decoder layer's MLP and attention, counted as training runs."""
+    calls = {"mlp": 0, "attention": 0}
+    layer = model.model.language_model.layers[0]
+    for part, module in (("mlp", layer.mlp.gate_proj), ("attention", layer.self_attn.q_proj)):
+        module.register_forward_hook(partial(count, calls, part))
+    return calls
 
 
 @pytest.mark.slow
@@ -72,10 +97,7 @@ def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_p
     losses, calls = {}, {}
     for variant in ("nockpt", "mlpckpt"):
         model, processor = build_model("tiny", "cpu")
-        layer = model.model.language_model.layers[0]
-        calls[variant] = {"mlp": 0, "attention": 0}
-        for part, module in (("mlp", layer.mlp.gate_proj), ("attention", layer.self_attn.q_proj)):
-            module.register_forward_hook(partial(count, calls[variant], part))
+        calls[variant] = passes_counted(model)
         result = train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", variant, tmp_path)
         losses[variant] = result["loss"]
         assert result.get("mlps_checkpointed", 0) == (
@@ -104,9 +126,6 @@ def test_mlp_checkpointing_outlasts_the_trainer_replacing_the_mlps_forwards(tmp_
     monkeypatch.setattr(train_throughput, "LIGER_PATCHED", False)
     exs = train_throughput.examples("image2text", 8, tmp_path, seed=2)
     model, processor = build_model("tiny", "cpu")
-    calls = {"mlp": 0, "attention": 0}
-    layer = model.model.language_model.layers[0]
-    for part, module in (("mlp", layer.mlp.gate_proj), ("attention", layer.self_attn.q_proj)):
-        module.register_forward_hook(partial(count, calls, part))
+    calls = passes_counted(model)
     train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", "mlpckpt-liger", tmp_path)
     assert calls == {"mlp": 6, "attention": 3}
