@@ -381,6 +381,8 @@ def checkpoint_mlps(model) -> int:
     from torch.utils.checkpoint import checkpoint
 
     layers = [m for name, m in model.named_modules() if re.search(r"language_model\.layers\.\d+$", name)]
+    if not layers:  # a run that checkpointed nothing would pass for one that did
+        raise ValueError(f"mlpckpt: no language_model.layers.N in {type(model).__name__} to checkpoint")
     for layer in layers:
         layer.mlp.forward = partial(checkpoint, layer.mlp.forward, use_reentrant=False)
     return len(layers)

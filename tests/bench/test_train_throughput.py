@@ -2,7 +2,7 @@ import warnings
 from functools import partial
 
 import pytest
-import torch  # noqa: F401  (imported first, as in the bench: its import adds warning filters of its own)
+import torch  # (imported first, as in the bench: its import adds warning filters of its own)
 
 from bench import train_throughput
 
@@ -129,3 +129,8 @@ def test_mlp_checkpointing_outlasts_the_trainer_replacing_the_mlps_forwards(tmp_
     calls = passes_counted(model)
     train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", "mlpckpt-liger", tmp_path)
     assert calls == {"mlp": 6, "attention": 3}
+
+
+def test_mlp_checkpointing_refuses_a_model_without_its_decoder_layers():
+    with pytest.raises(ValueError, match="no language_model.layers.N in Linear"):
+        train_throughput.checkpoint_mlps(torch.nn.Linear(2, 2))
