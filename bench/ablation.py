@@ -300,7 +300,9 @@ def jobs_for(args, work: Path, seeds: list[int], rows: list[Row]) -> list[Job]:
     common = [
         "--db", str(work / "traces.db"), "--max_pixels", str(args.max_pixels), "--report_to", "none",
         "--disable_tqdm", "true", "--templates", "true", "--val_max_items", "1000",
-        "--dataloader_num_workers", str(args.workers), *args.train_flags.split(),
+        "--dataloader_num_workers", str(args.workers),
+        "--gradient_checkpointing", "true",  # whole layers, as the results were trained (the GPU default: the MLPs)
+        *args.train_flags.split(),
     ]  # fmt: skip
 
     def again(out: Path) -> list[str]:  # a run cut short (a call's time limit) continues from its checkpoint

@@ -348,7 +348,7 @@ OURS = {
     "every2": (True, {"every_n_layers": 2}),
     "sac": (True, {"selective": True}),
     "nockpt": (False, None),
-    "mlpckpt": (False, None),  # then each decoder layer's MLP alone checkpointed (checkpoint_mlps)
+    "mlpckpt": (False, None),  # then each decoder layer's MLP alone checkpointed (`distill sft`'s checkpoint_mlps)
 }
 
 
@@ -369,38 +369,6 @@ def passes(variant: str, batch: int) -> tuple[int, int]:
     return (1, batch) if "mb1" in variant.split("-") else (batch, 1)
 
 
-def checkpoint_mlps(model) -> int:
-    """Recompute each language-model decoder layer's MLP in the backward pass instead of keeping its activations (the
-    gate, up and down inputs: two thirds of what a layer keeps), and keep the rest of the layer's (attention's
-    inputs and outputs). Call it once training has begun (`MlpCheckpointing`): the Trainer applies Liger's kernels
-    at the start of `train()`, replacing the MLPs' forwards, and a wrap made before would be undone. Returns the
-    MLPs wrapped."""
-    import re
-    from functools import partial
-
-    from torch.utils.checkpoint import checkpoint
-
-    layers = [m for name, m in model.named_modules() if re.search(r"language_model\.layers\.\d+$", name)]
-    if not layers:  # a run that checkpointed nothing would pass for one that did
-        raise ValueError(f"mlpckpt: no language_model.layers.N in {type(model).__name__} to checkpoint")
-    for layer in layers:
-        layer.mlp.forward = partial(checkpoint, layer.mlp.forward, use_reentrant=False)
-    return len(layers)
-
-
-def mlp_checkpointing_callback():
-    """A callback that wraps the MLPs (checkpoint_mlps) when training begins, after Liger's kernels are in."""
-    from transformers import TrainerCallback
-
-    class MlpCheckpointing(TrainerCallback):
-        wrapped = 0
-
-        def on_train_begin(self, args, state, control, model=None, **kw):
-            self.wrapped = checkpoint_mlps(model)
-
-    return MlpCheckpointing()
-
-
 def compile_after_liger(variants: list[str]) -> str | None:
     """The first `-compile` variant that would run with Liger's kernels patched in (its own `-liger`, or an earlier
     variant's in the same process): Dynamo fails on Liger's RMSNorm, after the model is built."""
@@ -410,6 +378,17 @@ def compile_after_liger(variants: list[str]) -> str | None:
         if liger and "compile" in v.split("-"):
             return v
     return None
+
+
+def run_keys(variants: list[str]) -> list[str]:
+    """The results' key of each run: its variant's name, with `#2`, `#3`... for a variant listed again (a repeat in
+    the same process keeps its own figures)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for v in variants:
+        seen[v] = seen.get(v, 0) + 1
+        keys.append(v if seen[v] == 1 else f"{v}#{seen[v]}")
+    return keys
 
 
 def run_order(args) -> list[str]:
@@ -492,6 +471,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     from peft.helpers import disable_input_dtype_casting
 
     if parts[0] == "mlpckpt":
+        from distill.train.mlp_checkpointing import mlp_checkpointing_callback
+
         trainer.add_callback(mlps := mlp_checkpointing_callback())
     timer = StepTimer(warmup, device, profile, syncs)
     trainer.add_callback(timer.callback(trainer))
@@ -582,13 +563,13 @@ def main(argv=None) -> dict:
             continue
         exs = examples(task, 64, work, seed=2)
         r = res["tasks"][task] = {"batch": batch}
-        for v in variants:
-            r[v] = run_variant(v, exs, batch, args, work)
+        for v, key in zip(variants, run_keys(variants)):
+            m = r[key] = run_variant(v, exs, batch, args, work)
             base = r.get("naive", {}).get("tokens_per_s")
-            if base and "tokens_per_s" in r[v]:
-                r[v]["speedup"] = r[v]["tokens_per_s"] / base
-                r[v]["memory_vs_naive"] = r[v]["peak_gb"] / r["naive"]["peak_gb"] if r[v]["peak_gb"] else None
-            print(json.dumps({task: {v: r[v]}}), flush=True)
+            if base and "tokens_per_s" in m:
+                m["speedup"] = m["tokens_per_s"] / base
+                m["memory_vs_naive"] = m["peak_gb"] / r["naive"]["peak_gb"] if m["peak_gb"] else None
+            print(json.dumps({task: {key: m}}), flush=True)
             save()
         if args.profile and task == "image2text":
             r["profile"] = run_variant(args.profile, exs, batch, args, work, profile=True).get("profile")
@@ -623,7 +604,7 @@ def main(argv=None) -> dict:
             save()
     print(f"\n{'task':<11} {'variant':<17} {'tok/s':>7} {'x naive':>7} {'peak GB':>7}")
     for task, r in res["tasks"].items():
-        for v in variants:
+        for v in run_keys(variants):
             m = r[v]
             print(
                 f"{task:<11} {v:<17} {m.get('tokens_per_s', 0):>7.0f} {m.get('speedup', 0):>7.2f} "

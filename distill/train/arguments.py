@@ -55,6 +55,15 @@ class DistillArguments(ExampleOptions):
             "run's half precision (false: transformers' one SDPA call per window)."
         },
     )
+    checkpoint_mlps: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Recompute each decoder layer's MLP in the backward pass and keep the rest of its activations: "
+            "the 7B's LoRA under naive training's memory at most of no checkpointing's speed (bench/README.md). "
+            "Excludes gradient_checkpointing (whole layers: less memory, slower). Default: on for a CUDA run whose "
+            "recipe and flags leave gradient_checkpointing unset, off otherwise."
+        },
+    )
     train_projector: bool = field(default=False, metadata={"help": "Train the vision-language merger too."})
     merge: bool = field(default=False, metadata={"help": "Write a merged standalone model to OUTPUT_DIR/merged."})
     resume: bool = field(default=False, metadata={"help": "Continue an existing OUTPUT_DIR from its last checkpoint."})

@@ -106,6 +106,11 @@ def build_trainer(settings: TrainingSettings, trl_trainer, model, processor, exa
     # the time limit before the divergence guard: a step it makes evaluate is checked for NaN first
     timer = [StopAtTimeLimit(d.max_train_minutes)] if d.max_train_minutes else []
     callbacks = [MetricsFile(Path(args.output_dir) / "metrics.jsonl"), *timer, StopOnNonFinite(), CardOnSave(card)]
+    if d.checkpoint_mlps:
+        from distill.train.mlp_checkpointing import decoder_layers, mlp_checkpointing_callback
+
+        decoder_layers(model)  # a model without them is refused before the trainer is built
+        callbacks.append(mlp_checkpointing_callback())
     if d.early_stopping_patience and args.eval_strategy != "no":
         callbacks.append(EarlyStoppingCallback(d.early_stopping_patience))
     if d.curriculum != "none" and args.train_sampling_strategy != "sequential":  # examples come in curriculum order

@@ -83,6 +83,7 @@ def build_settings(kind: Kind, values: dict, flags: list[str] = (), source: str 
     for_vision_language(trainer, asked, source)
     keep_last_checkpoint(trainer, settings.distill.max_train_minutes)
     liger_on_gpu(trainer, asked)
+    checkpointing_on_gpu(trainer, settings.distill, asked, source)
     return settings
 
 
@@ -197,6 +198,30 @@ def liger_on_gpu(trainer, explicit: set[str]) -> None:
         trainer.liger_kernel_config = dict(LIGER_KERNELS)
     # TRL 1.16 points to the Hub's kernels instead, which a machine without the Hub cannot fetch
     warnings.filterwarnings("ignore", message="`use_liger_kernel=True` is deprecated", category=FutureWarning)
+
+
+def checkpointing_on_gpu(trainer, distill_args: DistillArguments, explicit: set[str], source: str) -> None:
+    """What keeps activations down: on a GPU, each decoder layer's MLP alone recomputed (`checkpoint_mlps`) unless
+    the recipe or a flag sets `gradient_checkpointing` (TRL's default checkpoints whole layers: less memory, slower);
+    the recipe's own `checkpoint_mlps` otherwise. The two together are refused; `checkpoint_mlps` is left true or
+    false, as the run records it."""
+    layers_asked = "gradient_checkpointing" in explicit
+    mlps = distill_args.checkpoint_mlps
+    if mlps is None:
+        mlps = not trainer.use_cpu and not layers_asked
+    if mlps and trainer.gradient_checkpointing:
+        if layers_asked:
+            raise TrainingSettingsError(
+                f"{source}: checkpoint_mlps and gradient_checkpointing are both on: choose one (whole layers "
+                "checkpointed hold less memory; the MLPs alone run faster)"
+            )
+        trainer.gradient_checkpointing = False
+    if mlps:
+        log.info(
+            "checkpointing each decoder layer's MLP alone (checkpoint_mlps; gradient_checkpointing: true "
+            "checkpoints whole layers, for less memory)"
+        )
+    distill_args.checkpoint_mlps = mlps
 
 
 # What a vision-language run must have, whatever the recipe says: (field, value, why).

@@ -2,7 +2,7 @@ import warnings
 from functools import partial
 
 import pytest
-import torch  # (imported first, as in the bench: its import adds warning filters of its own)
+import torch  # noqa: F401 (imported first, as in the bench: its import adds warning filters of its own)
 
 from bench import train_throughput
 
@@ -62,6 +62,10 @@ def test_a_compiled_variant_after_liger_is_refused_before_any_model_is_built(cap
     assert "variant ckpt-compile: -compile" in capsys.readouterr().err
 
 
+def test_a_variant_listed_again_keeps_each_runs_figures():
+    assert train_throughput.run_keys(["naive", "a", "b", "a", "a"]) == ["naive", "a", "b", "a#2", "a#3"]
+
+
 def test_the_run_order_is_the_one_main_runs():
     def order(*argv):
         return train_throughput.run_order(train_throughput.make_parser().parse_args(list(argv)))
@@ -106,31 +110,3 @@ def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_p
     assert calls["nockpt"] == {"mlp": 3, "attention": 3}  # one pass a step, three steps
     assert calls["mlpckpt"] == {"mlp": 6, "attention": 3}
     assert losses["mlpckpt"] == pytest.approx(losses["nockpt"], rel=1e-5)
-
-
-@pytest.mark.slow
-def test_mlp_checkpointing_outlasts_the_trainer_replacing_the_mlps_forwards(tmp_path, monkeypatch):
-    """The Trainer applies Liger's kernels as `train()` starts, binding a new forward to every MLP (Liger's
-    `_bind_method_to_module`); the MLPs must still be recomputed. Liger needs CUDA, so its binding is done here."""
-    import types
-
-    import transformers.trainer
-
-    from bench.workloads import build_model
-
-    def bind_new_forwards(model, config):
-        for layer in model.base_model.model.model.language_model.layers:
-            layer.mlp.forward = types.MethodType(type(layer.mlp).forward, layer.mlp)
-
-    monkeypatch.setattr(transformers.trainer, "apply_liger_kernel", bind_new_forwards)
-    monkeypatch.setattr(train_throughput, "LIGER_PATCHED", False)
-    exs = train_throughput.examples("image2text", 8, tmp_path, seed=2)
-    model, processor = build_model("tiny", "cpu")
-    calls = passes_counted(model)
-    train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", "mlpckpt-liger", tmp_path)
-    assert calls == {"mlp": 6, "attention": 3}
-
-
-def test_mlp_checkpointing_refuses_a_model_without_its_decoder_layers():
-    with pytest.raises(ValueError, match="no language_model.layers.N in Linear"):
-        train_throughput.checkpoint_mlps(torch.nn.Linear(2, 2))
