@@ -292,6 +292,7 @@ class StepTimer:
         self.tokens0 = None
         self.prof = None
         self.sync_counter = None
+        self.ends: list[float] = []  # when each step ended (the host's clock), warm-up steps too
 
     def stop_counting_syncs(self, step: int) -> None:
         if self.sync_counter is not None:
@@ -321,6 +322,7 @@ class StepTimer:
                         timer.prof_t0 = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kw):
+                timer.ends.append(time.perf_counter())
                 if state.global_step == timer.warmup + 2:
                     timer.stop_counting_syncs(state.global_step)
                 if timer.prof is not None and not hasattr(timer, "summary") and state.global_step == timer.warmup + 2:
@@ -480,6 +482,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         trainer.train()
     dt = timer.t1 - timer.t0
     out = {"step_s": dt / steps, "peak_gb": timer.peak, "liger_active": liger_active}
+    # each step's seconds from the second on, warm-up included: whether a run's pace still changes after its warm-up
+    out["step_s_each"] = [round(b - a, 4) for a, b in zip(timer.ends, timer.ends[1:])]
     if parts[0] == "mlpckpt":
         out["mlps_checkpointed"] = mlps.wrapped
     if timer.tokens0 is not None and timer.tokens1 is not None:
