@@ -28,6 +28,8 @@ Variants (pick with --variants; each builds a fresh model):
                    Measured not to pay (bench/README.md): +3 % on image2text, naive's pace on text2image, and
                    Dynamo fails on Liger's RMSNorm, so list it without -liger
   ...-full         full fine-tuning of the language model (vision tower frozen) instead of LoRA
+  ...-prepatch     with -liger: Liger's kernels patched into transformers' classes before the model is built (its
+                   modules Liger's from construction), not bound to the built model's modules as the Trainer does
 Under `accelerate launch` (DDP or FSDP, configs/accelerate/) the TRL variants run data-parallel: tokens/s
 is the whole job's (TRL gathers the token count), and each rank's peak memory is recorded.
 Tokens/s counts non-padding tokens. Peak memory is torch's max allocated during the timed steps.
@@ -513,11 +515,25 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     return out
 
 
+def liger_before_the_model() -> None:
+    """Liger's kernels patched into transformers' Qwen2.5-VL classes before the model is built, so that its modules
+    are Liger's from construction (the Trainer otherwise binds Liger's forwards to a built model's modules)."""
+    from liger_kernel.transformers import apply_liger_kernel_to_qwen2_5_vl
+
+    from distill.train.settings import LIGER_KERNELS
+
+    global LIGER_PATCHED
+    apply_liger_kernel_to_qwen2_5_vl(**LIGER_KERNELS)
+    LIGER_PATCHED = True
+
+
 def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: bool = False) -> dict:
     import torch
 
     from bench.workloads import build_model
 
+    if "prepatch" in variant.split("-"):
+        liger_before_the_model()
     model, processor = build_model(args.model, args.device)
     run = (model, processor, exs, batch, args.steps, args.warmup, args.device)
     try:
