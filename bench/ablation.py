@@ -121,7 +121,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="CPU threads a job")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes a training run")
     p.add_argument("--devices", default="", help="GPUs to spread the jobs over, e.g. 0,1 (default: as visible)")
-    p.add_argument("--train-flags", default="", help="more flags for every sft and dpo run, e.g. '--bf16 false'")
+    p.add_argument(
+        "--train-flags",
+        default="",
+        help="more flags for every sft and dpo run, e.g. '--bf16 false' (the runs checkpoint whole layers: "
+        "'--gradient_checkpointing false --checkpoint_mlps true' for the MLPs alone)",
+    )
     p.add_argument("--grounding-items", type=int, default=48, help="test items whose covers and rationales are read")
     p.add_argument("--card", default="", help="results: the machine the runs ran on")
     p.add_argument("--out-dir", default=None, help="results: the folder of the per-seed files")

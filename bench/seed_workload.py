@@ -147,7 +147,7 @@ def stand_in_verdicts(db: Path) -> dict:
 
 # How `distill sft` / `dpo` end when a gradient turns non-finite at learning rate 0 with nothing saved before: the
 # weights never moved, so it is the random weights overflowing on that batch, not training.
-OVERFLOW_AT_RATE_0 = re.compile(r"training diverged at step \d+ \(\S+ non-finite at learning_rate 0\)")
+OVERFLOW_AT_RATE_0 = re.compile(r"training diverged at step (\d+) \(grad_norm non-finite at learning_rate 0\)")
 
 
 def timed(cmd: list[str], log: Path, tolerate: re.Pattern | None = None) -> tuple[float, str, bool]:
@@ -189,22 +189,33 @@ def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path,
     path = work / recipe
     path.write_text(yaml.safe_dump(settings))
     wall, said, overflowed = timed([kind, "--config", str(path)], work / f"{kind}.log", tolerate=OVERFLOW_AT_RATE_0)
-    counts = stage_counts(kind, path) if overflowed else training_run(work / "run" / "traces.db", out)[0]
+    stop = OVERFLOW_AT_RATE_0.search(said) if overflowed else None
+    counts = counted_apart(kind, path) if stop else training_run(work / "run" / "traces.db", out)[0]
     per_step = settings.get("per_device_train_batch_size", 8) * settings.get("gradient_accumulation_steps", 1)
     units = counts.get("pairs") or counts["examples"]  # what one epoch goes over
     step_s = steady_step_s(out / "metrics.jsonl")
+    ran = int(stop.group(1)) if stop else steps
     stage = {
         "wall_s": wall,
-        "fixed_s": wall - steps * step_s,
+        "fixed_s": wall - ran * step_s,
         "step_s": step_s,
         "units": units,
         "per_step": per_step,
         "epochs": settings.get("num_train_epochs", 1),
     }
-    if overflowed:  # its steps up to the overflow are timed; the run itself was not recorded
-        stage["stopped"] = OVERFLOW_AT_RATE_0.search(said).group(0)
+    if stop:  # its steps up to the overflow are timed; the run itself was not recorded
+        stage["stopped"] = stop.group(0)
         print(f"distill {kind}: {stage['stopped']} (random weights' overflow): its logged steps timed", flush=True)
     return stage
+
+
+def counted_apart(kind: str, recipe: Path) -> dict:
+    """`stage_counts` in a process of its own: the training settings it builds would start CUDA in this one, which
+    must hold no GPU memory when vLLM's engine later asks for its share of the card."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(stage_counts, (kind, recipe))
 
 
 def stage_counts(kind: str, recipe: Path) -> dict:
@@ -319,8 +330,12 @@ def main(argv=None) -> dict:
     print(f"\n{'stage':<8} {'slice wall s':>12} {'fixed s':>8} {'rate':>22} {'the seed, h':>11}")
     for name, s in res["stages"].items():
         rate = f"{s['step_s']:.2f} s a step" if "step_s" in s else f"{s['items_per_s']:.2f} items/s"
+        rate += " *" if "stopped" in s else ""
         print(f"{name:<8} {s['wall_s']:>12.0f} {s['fixed_s']:>8.0f} {rate:>22} {s['seed_s'] / 3600:>11.2f}")
     print(f"{'total':<8} {'':>12} {'':>8} {'':>22} {res['seed_total_s'] / 3600:>11.2f}")
+    for name, s in res["stages"].items():
+        if "stopped" in s:
+            print(f"* {name}: {s['stopped']}: random weights' overflow; timed over the steps it logged")
     return res
 
 

@@ -378,7 +378,7 @@ def compile_after_liger(variants: list[str]) -> str | None:
     variant's in the same process): Dynamo fails on Liger's RMSNorm, after the model is built."""
     liger = False
     for v in variants:
-        liger = liger or "liger" in v.split("-")
+        liger = liger or bool({"liger", "prepatch"} & set(v.split("-")))
         if liger and "compile" in v.split("-"):
             return v
     return None
@@ -602,7 +602,10 @@ def main(argv=None) -> dict:
     if not args.skip_dpo:
         exs = examples("image2text", 32, work, seed=3)
         res["dpo_image2text"] = {}
-        for v in args.dpo_variants.split(","):
+        dpo_variants = args.dpo_variants.split(",")
+        for v, key in zip(dpo_variants, run_keys(dpo_variants)):
+            if "prepatch" in v.split("-"):
+                liger_before_the_model()
             model, processor = build_model(args.model, args.device)
             try:
                 if v == "naive":
@@ -614,13 +617,11 @@ def main(argv=None) -> dict:
             del model
             gc.collect()
             torch.cuda.empty_cache() if args.device.startswith("cuda") else None
-            res["dpo_image2text"][v] = dict(r, pairs_per_step=2 * (1 if v == "naive" else settings(v)[3]))
+            m = res["dpo_image2text"][key] = dict(r, pairs_per_step=2 * (1 if v == "naive" else settings(v)[3]))
             base = res["dpo_image2text"].get("naive", {}).get("step_s")
             if base and "step_s" in r:  # same pairs a step: the ratio of step times
-                res["dpo_image2text"][v]["speedup"] = (
-                    base / r["step_s"] * res["dpo_image2text"][v]["pairs_per_step"] / 2
-                )
-            print(json.dumps({"dpo": {v: res["dpo_image2text"][v]}}), flush=True)
+                m["speedup"] = base / r["step_s"] * m["pairs_per_step"] / 2
+            print(json.dumps({"dpo": {key: m}}), flush=True)
             save()
     print(f"\n{'task':<11} {'variant':<17} {'tok/s':>7} {'x naive':>7} {'peak GB':>7}")
     for task, r in res["tasks"].items():

@@ -61,7 +61,8 @@ class DistillArguments(ExampleOptions):
             "help": "Recompute each decoder layer's MLP in the backward pass and keep the rest of its activations: "
             "the 7B's LoRA under naive training's memory at most of no checkpointing's speed (bench/README.md). "
             "Excludes gradient_checkpointing (whole layers: less memory, slower). Default: on for a CUDA run whose "
-            "recipe and flags leave gradient_checkpointing unset, off otherwise."
+            "recipe and flags leave gradient_checkpointing and its kwargs unset (and no DeepSpeed or FSDP "
+            "activation checkpointing), off otherwise. As a flag it takes a value: --checkpoint_mlps true|false."
         },
     )
     train_projector: bool = field(default=False, metadata={"help": "Train the vision-language merger too."})

@@ -88,7 +88,10 @@ def build_settings(kind: Kind, values: dict, flags: list[str] = (), source: str 
 
 
 def flag_names(flags: list[str]) -> set[str]:
-    return {f[2:].split("=")[0] for f in flags if f.startswith("--")}
+    """The fields `--flags` set, in the parser's every spelling: `--field_name`, `--field-name`, and for a boolean
+    `--no_field_name` / `--no-field-name`."""
+    names = {f[2:].split("=")[0].replace("-", "_") for f in flags if f.startswith("--")}
+    return names | {n[3:] for n in names if n.startswith("no_")}
 
 
 def one_line(exc: BaseException) -> str:
@@ -202,13 +205,16 @@ def liger_on_gpu(trainer, explicit: set[str]) -> None:
 
 def checkpointing_on_gpu(trainer, distill_args: DistillArguments, explicit: set[str], source: str) -> None:
     """What keeps activations down: on a GPU, each decoder layer's MLP alone recomputed (`checkpoint_mlps`) unless
-    the recipe or a flag sets `gradient_checkpointing` (TRL's default checkpoints whole layers: less memory, slower);
-    the recipe's own `checkpoint_mlps` otherwise. The two together are refused; `checkpoint_mlps` is left true or
+    the recipe or a flag sets `gradient_checkpointing` or its kwargs (TRL's default checkpoints whole layers: less
+    memory, slower), or another checkpointing is configured (DeepSpeed, FSDP's own); the recipe's own
+    `checkpoint_mlps` otherwise. The MLPs and whole layers together are refused; `checkpoint_mlps` is left true or
     false, as the run records it."""
-    layers_asked = "gradient_checkpointing" in explicit
+    layers_asked = (
+        "gradient_checkpointing" in explicit and trainer.gradient_checkpointing is not None
+    ) or "gradient_checkpointing_kwargs" in explicit
     mlps = distill_args.checkpoint_mlps
     if mlps is None:
-        mlps = not trainer.use_cpu and not layers_asked
+        mlps = not trainer.use_cpu and not layers_asked and not elsewhere_checkpointed(trainer)
     if mlps and trainer.gradient_checkpointing:
         if layers_asked:
             raise TrainingSettingsError(
@@ -222,6 +228,17 @@ def checkpointing_on_gpu(trainer, distill_args: DistillArguments, explicit: set[
             "checkpoints whole layers, for less memory)"
         )
     distill_args.checkpoint_mlps = mlps
+
+
+def elsewhere_checkpointed(trainer) -> str | None:
+    """Checkpointing a run gets from elsewhere, which the MLPs' own would nest inside or conflict with: DeepSpeed
+    (ZeRO-3 with LoRA needs the reentrant kind) and FSDP's activation checkpointing."""
+    if getattr(trainer, "deepspeed", None) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return "DeepSpeed"
+    fsdp = getattr(trainer, "fsdp_config", None) or {}
+    if fsdp.get("activation_checkpointing") or os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
+        return "FSDP's activation checkpointing"
+    return None
 
 
 # What a vision-language run must have, whatever the recipe says: (field, value, why).

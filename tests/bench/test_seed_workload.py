@@ -75,22 +75,23 @@ def test_a_training_stage_reads_its_latest_run_from_the_store(tmp_path):
     assert training_run(tmp_path / "traces.db", tmp_path / "sft") == ({"examples": 64}, {"train_runtime": 12.5})
 
 
-def diverged_message(learning_rate: float) -> str:
+def diverged_message(learning_rate: float, metric: str = "grad_norm", step: int = 6) -> str:
     """What `distill sft` / `dpo` print when a gradient turns non-finite with no checkpoint before it."""
     from types import SimpleNamespace
 
     from distill.train.divergence import StopOnNonFinite
 
     guard = StopOnNonFinite()
-    guard.step, guard.metric = 6, "grad_norm"
+    guard.step, guard.metric = step, metric
     with pytest.raises(Exception) as caught:
         guard.outcome(SimpleNamespace(best_model_checkpoint=None), learning_rate)
     return str(caught.value)
 
 
-def test_only_an_overflow_at_learning_rate_0_is_tolerated():
-    assert OVERFLOW_AT_RATE_0.search(diverged_message(0.0))
+def test_only_a_gradients_overflow_at_learning_rate_0_is_tolerated():
+    assert OVERFLOW_AT_RATE_0.search(diverged_message(0.0)).group(1) == "6"
     assert not OVERFLOW_AT_RATE_0.search(diverged_message(1e-4))  # training diverged: the bench must stop
+    assert not OVERFLOW_AT_RATE_0.search(diverged_message(0.0, metric="loss"))  # a NaN loss is not an overflow
 
 
 def test_a_stage_stopped_by_random_weights_overflow_is_timed_over_its_logged_steps(tmp_path, monkeypatch):
@@ -99,26 +100,27 @@ def test_a_stage_stopped_by_random_weights_overflow_is_timed_over_its_logged_ste
     def overflowing(cmd, log, tolerate=None):
         out = tmp_path / "run" / "dpo"
         out.mkdir(parents=True)
-        rows = [{"step": k, "loss": 0.69, "grad_norm": 500.0, "time": 100.0 + 5.0 * k} for k in range(1, 7)]
+        rows = [{"step": k, "loss": 0.69, "grad_norm": 500.0, "time": 100.0 + 5.0 * k} for k in range(1, 4)]
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        said = "error: " + diverged_message(0.0)
+        said = "error: " + diverged_message(0.0, step=3)
         assert tolerate.search(said)
-        return 31.0, said, True
+        return 21.0, said, True
 
     monkeypatch.setattr(seed_workload, "timed", overflowing)
-    monkeypatch.setattr(seed_workload, "stage_counts", lambda kind, recipe: {"pairs": 84, "items": 42})
-    stage = seed_workload.train_stage("dpo", "dpo-7b.yaml", tmp_path / "pipeline.yaml", tmp_path / "m", tmp_path, 6)
+    monkeypatch.setattr(seed_workload, "counted_apart", lambda kind, recipe: {"pairs": 84, "items": 42})
+    stage = seed_workload.train_stage("dpo", "dpo-7b.yaml", tmp_path / "pipeline.yaml", tmp_path / "m", tmp_path, 10)
     assert stage["step_s"] == pytest.approx(5.0) and stage["units"] == 84 and stage["per_step"] == 8
-    assert stage["stopped"].startswith("training diverged at step 6 (grad_norm non-finite at learning_rate 0)")
+    assert stage["fixed_s"] == pytest.approx(21.0 - 3 * 5.0)  # the 3 steps it ran, not the 10 asked for
+    assert stage["stopped"].startswith("training diverged at step 3 (grad_norm non-finite at learning_rate 0)")
 
 
 def test_a_stopped_runs_units_are_counted_as_distill_counts_them(train_store, tmp_path):
-    from bench.seed_workload import stage_counts
+    from bench.seed_workload import counted_apart
     from store import open_store
 
     recipe = tmp_path / "dpo.yaml"
     recipe.write_text(f"db: {train_store}\noutput_dir: {tmp_path / 'out'}\nmodel_name_or_path: m\n")
-    counts = stage_counts("dpo", recipe)
+    counts = counted_apart("dpo", recipe)  # in a process of its own, as the bench counts them
     store = open_store(train_store)
     train = {it.key for it in store.items(split="train")}
     unhinted_accepted = {t["item_key"] for t in store.traces() if t["verdict"] == "accepted" and not t["hinted"]}

@@ -51,6 +51,7 @@ def test_a_compiled_variant_after_liger_is_refused_before_any_model_is_built(cap
     assert train_throughput.compile_after_liger(["ckpt-liger-compile"]) == "ckpt-liger-compile"
     # Liger patches the process: a later variant without -liger runs with its kernels too
     assert train_throughput.compile_after_liger(["ckpt-liger", "nockpt-compile"]) == "nockpt-compile"
+    assert train_throughput.compile_after_liger(["ckpt-prepatch", "nockpt-compile"]) == "nockpt-compile"
     with pytest.raises(SystemExit):
         train_throughput.main(
             ["--model", "tiny", "--device", "cpu", "--variants", "ckpt-liger", "--dpo-variants", "ckpt-compile"]

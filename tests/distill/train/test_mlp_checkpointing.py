@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from distill.errors import UserError
+from distill.train import settings as settings_module
 from distill.train.arguments import DistillArguments
 from distill.train.mlp_checkpointing import checkpoint_mlps
 from distill.train.model import load_model
@@ -211,3 +212,41 @@ def test_on_cuda_by_default_after_ligers_kernels_and_as_without(tiny_model_dir, 
         configs = [json.loads(c) for (c,) in db.execute("select config from train_runs order by started_at")]
     last = configs[-1]
     assert last["distill"]["checkpoint_mlps"] is True and last["training"]["gradient_checkpointing"] is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "recipe", "expected"),
+    [
+        ([], "", (True, False)),
+        (["--gradient-checkpointing", "true"], "", (False, True)),
+        (["--no_gradient_checkpointing"], "", (False, False)),
+        (["--gradient-checkpointing", "false"], "", (False, False)),
+        (["--checkpoint-mlps", "false"], "", (False, True)),
+        ([], "gradient_checkpointing_kwargs: {every_n_layers: 2}\n", (False, True)),
+        ([], "gradient_checkpointing: null\n", (True, None)),
+    ],
+)
+def test_on_a_gpu_every_spelling_of_the_recipe_and_flags_is_heard(tmp_path, monkeypatch, flags, recipe, expected):
+    from distill.recipe import training_settings
+
+    monkeypatch.setattr(settings_module, "no_gpu", lambda use_cpu: False)  # the settings of a machine with a GPU
+    (tmp_path / "sft.yaml").write_text(f"db: x.db\noutput_dir: out\nmodel_name_or_path: m\nbf16: false\n{recipe}")
+    settings = training_settings("sft", tmp_path / "sft.yaml", flags=flags)
+    assert (settings.distill.checkpoint_mlps, settings.trainer.gradient_checkpointing) == expected
+
+
+def test_on_a_gpu_both_spelled_with_dashes_are_refused(tmp_path, monkeypatch):
+    from distill.recipe import training_settings
+
+    monkeypatch.setattr(settings_module, "no_gpu", lambda use_cpu: False)
+    (tmp_path / "sft.yaml").write_text("db: x.db\noutput_dir: out\nmodel_name_or_path: m\nbf16: false\n")
+    with pytest.raises(TrainingSettingsError, match="checkpoint_mlps and gradient_checkpointing are both on"):
+        training_settings("sft", tmp_path / "sft.yaml", flags=["--checkpoint-mlps", "true", "--gradient-checkpointing"])
+
+
+def test_deepspeed_or_fsdps_own_checkpointing_leave_the_default_off(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert resolved(None, True) == (False, True)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
+    assert resolved(None, False) == (False, False)
