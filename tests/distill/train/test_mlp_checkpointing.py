@@ -14,10 +14,11 @@ import torch
 from distill.errors import UserError
 from distill.train import settings as settings_module
 from distill.train.arguments import DistillArguments
+from distill.train.metrics import read_metrics
 from distill.train.mlp_checkpointing import checkpoint_mlps
 from distill.train.model import load_model
 from distill.train.settings import TrainingSettingsError, checkpointing_on_gpu
-from tests.helpers import sft_main
+from tests.helpers import sft_main, tiny_sft_args
 
 
 def resolved(mlps, layers, use_cpu=False, explicit=()):
@@ -77,19 +78,14 @@ def counted_load(calls: dict):
 
 
 def sft(tiny_model_dir, train_store, out, *extra) -> dict:
-    return sft_main(
-        [
-            *("--model_name_or_path", str(tiny_model_dir), "--db", str(train_store), "--output_dir", str(out)),
-            *("--max_pixels", "3136", "--per_device_train_batch_size", "8", "--max_steps", "3"),
-            *("--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3"),
-            *("--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none"),
-            *("--disable_tqdm", "true", "--seed", "0", *extra),
-        ]
-    )
+    """Three LoRA steps of the tiny model, each step logged, nothing validated or saved unless `extra` says so."""
+    lora = ("--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3", "--max_steps", "3")
+    quiet = ("--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no")
+    return sft_main(tiny_sft_args(tiny_model_dir, train_store, out, *lora, *quiet, *extra))
 
 
 def losses(out) -> list[float]:
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    return [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
 
 
 @pytest.mark.slow
@@ -147,8 +143,7 @@ def test_the_wrap_outlasts_the_trainer_binding_new_forwards(tiny_model_dir, trai
         if mlps == "false":  # no checkpointing at all (TRL's default is whole layers)
             flags += ["--gradient_checkpointing", "false"]
         sft(tiny_model_dir, train_store, tmp_path / name, *flags)
-        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        assert any("eval_accuracy" in r for r in rows)
+        assert any("eval_accuracy" in r for r in read_metrics(tmp_path / name / "metrics.jsonl"))
     # validation's passes run once through both; the training steps' MLPs run again in the backward pass
     assert calls["mlps"] == {"mlp": calls["none"]["mlp"] + 3, "attention": calls["none"]["attention"]}
     assert calls["none"]["attention"] > 3
@@ -195,10 +190,10 @@ def test_on_cuda_by_default_after_ligers_kernels_and_as_without(tiny_model_dir, 
     results = {}
     for name, flags in (("none", ["--gradient_checkpointing", "false"]), ("default", [])):
         out = tmp_path / name
-        common = [*("--model_name_or_path", str(tiny_model_dir), "--db", str(train_store), "--output_dir", str(out))]
-        common += [*("--max_pixels", "3136", "--per_device_train_batch_size", "4", "--max_steps", "3", "--seed", "0")]
-        common += [*("--use_peft", "true", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no")]
-        common += ["--report_to", "none", "--disable_tqdm", "true"]
+        common = tiny_sft_args(
+            tiny_model_dir, train_store, out, "--per_device_train_batch_size", "4", "--max_steps", "3"
+        )
+        common += ["--use_peft", "true", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]
         run = subprocess.run([sys.executable, "-c", RUN, "sft", *common, *flags], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
         results[name] = json.loads(run.stdout.split("COUNTS")[-1])
