@@ -150,18 +150,19 @@ def stand_in_verdicts(db: Path) -> dict:
 OVERFLOW_AT_RATE_0 = re.compile(r"training diverged at step (\d+) \(grad_norm non-finite at learning_rate 0\)")
 
 
-def timed(cmd: list[str], log: Path, tolerate: re.Pattern | None = None) -> tuple[float, str, bool]:
-    """Runs a `distill` command; (wall seconds, its output, whether it failed as `tolerate` matches). Any other failure
-    ends the benchmark with the command's tail."""
+def timed(cmd: list[str], log: Path, tolerate: re.Pattern | None = None) -> tuple[float, str, re.Match | None]:
+    """Runs a `distill` command; (wall seconds, its output, the match of `tolerate` if it failed that way). Any other
+    failure ends the benchmark with the command's tail."""
     print(f"distill {cmd[0]} ... (its output: {log})", flush=True)  # a stage can take minutes
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "distill.cli", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     said = run.stdout + run.stderr
     log.write_text(said)
-    if run.returncode and not (tolerate and tolerate.search(said)):
+    tolerated = tolerate.search(said) if run.returncode and tolerate else None
+    if run.returncode and not tolerated:
         raise SystemExit(f"distill {cmd[0]} failed ({log}):\n" + said[-3000:])
-    return wall, said, bool(run.returncode)
+    return wall, said, tolerated
 
 
 def training_run(db: Path, output_dir: Path) -> tuple[dict, dict]:
@@ -188,8 +189,7 @@ def train_stage(kind: str, recipe: str, pipeline: Path, model: Path, work: Path,
     settings["learning_rate"] = 0.0
     path = work / recipe
     path.write_text(yaml.safe_dump(settings))
-    wall, said, overflowed = timed([kind, "--config", str(path)], work / f"{kind}.log", tolerate=OVERFLOW_AT_RATE_0)
-    stop = OVERFLOW_AT_RATE_0.search(said) if overflowed else None
+    wall, _, stop = timed([kind, "--config", str(path)], work / f"{kind}.log", tolerate=OVERFLOW_AT_RATE_0)
     counts = counted_apart(kind, path) if stop else training_run(work / "run" / "traces.db", out)[0]
     per_step = settings.get("per_device_train_batch_size", 8) * settings.get("gradient_accumulation_steps", 1)
     units = counts.get("pairs") or counts["examples"]  # what one epoch goes over
