@@ -527,14 +527,19 @@ def liger_before_the_model() -> None:
     LIGER_PATCHED = True
 
 
-def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: bool = False) -> dict:
-    import torch
-
+def model_for(variant: str, args):
+    """A fresh model and processor for one variant's run (with `-prepatch`, built from Liger's patched classes)."""
     from bench.workloads import build_model
 
     if "prepatch" in variant.split("-"):
         liger_before_the_model()
-    model, processor = build_model(args.model, args.device)
+    return build_model(args.model, args.device)
+
+
+def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: bool = False) -> dict:
+    import torch
+
+    model, processor = model_for(variant, args)
     run = (model, processor, exs, batch, args.steps, args.warmup, args.device)
     try:
         if variant.startswith("naive"):
@@ -551,8 +556,6 @@ def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: b
 
 def main(argv=None) -> dict:
     import torch
-
-    from bench.workloads import build_model
 
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -604,9 +607,7 @@ def main(argv=None) -> dict:
         res["dpo_image2text"] = {}
         dpo_variants = args.dpo_variants.split(",")
         for v, key in zip(dpo_variants, run_keys(dpo_variants)):
-            if "prepatch" in v.split("-"):
-                liger_before_the_model()
-            model, processor = build_model(args.model, args.device)
+            model, processor = model_for(v, args)
             try:
                 if v == "naive":
                     r = naive_dpo(model, processor, exs, 2, args.steps, args.warmup, args.device)
