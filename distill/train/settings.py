@@ -214,7 +214,10 @@ def checkpointing_on_gpu(trainer, distill_args: DistillArguments, explicit: set[
     ) or "gradient_checkpointing_kwargs" in explicit
     mlps = distill_args.checkpoint_mlps
     if mlps is None:
-        mlps = not trainer.use_cpu and not layers_asked and not elsewhere_checkpointed(trainer)
+        other = None if trainer.use_cpu or layers_asked else elsewhere_checkpointed(trainer)
+        mlps = not trainer.use_cpu and not layers_asked and other is None
+        if other:
+            log.info("checkpoint_mlps off by default under %s (checkpoint_mlps: true wraps the MLPs anyway)", other)
     if mlps and trainer.gradient_checkpointing:
         if layers_asked:
             raise TrainingSettingsError(

@@ -239,9 +239,11 @@ def test_on_a_gpu_both_spelled_with_dashes_are_refused(tmp_path, monkeypatch):
         training_settings("sft", tmp_path / "sft.yaml", flags=["--checkpoint-mlps", "true", "--gradient-checkpointing"])
 
 
-def test_deepspeed_or_fsdps_own_checkpointing_leave_the_default_off(monkeypatch):
+def test_deepspeed_or_fsdps_own_checkpointing_leave_the_default_off(monkeypatch, caplog):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    assert resolved(None, True) == (False, True)
+    with caplog.at_level(logging.INFO, logger="distill.train.settings"):
+        assert resolved(None, True) == (False, True)
+    assert "checkpoint_mlps off by default under DeepSpeed" in caplog.text
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
     monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
     assert resolved(None, False) == (False, False)
