@@ -46,6 +46,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.workloads import sync
@@ -287,6 +288,14 @@ class SyncCounter:
         return [{"where": k, "count": v} for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])]
 
 
+def triton_cached() -> int | None:
+    """How many compiled kernels Triton's on-disk cache holds (TRITON_CACHE_DIR, else its default ~/.triton/cache),
+    None where there is none: a kernel compiled during a step (a new specialisation of one of Liger's, on first
+    meeting a shape) shows as one more; one loaded from the cache does not."""
+    d = os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
+    return len(os.listdir(d)) if os.path.isdir(d) else None
+
+
 class StepTimer:
     def __init__(self, warmup, device, profile: bool = False, syncs: bool = False):
         self.warmup, self.device, self.profile, self.syncs = warmup, device, profile, syncs
@@ -295,6 +304,7 @@ class StepTimer:
         self.prof = None
         self.sync_counter = None
         self.ends: list[float] = []  # when each step ended (the host's clock), warm-up steps too
+        self.compiled: list[int] = []  # Triton's cached kernels as each step ended (where it has a cache)
 
     def stop_counting_syncs(self, step: int) -> None:
         if self.sync_counter is not None:
@@ -325,6 +335,8 @@ class StepTimer:
 
             def on_step_end(self, args, state, control, **kw):
                 timer.ends.append(time.perf_counter())
+                if (n := triton_cached()) is not None:
+                    timer.compiled.append(n)
                 if state.global_step == timer.warmup + 2:
                     timer.stop_counting_syncs(state.global_step)
                 if timer.prof is not None and not hasattr(timer, "summary") and state.global_step == timer.warmup + 2:
@@ -359,28 +371,71 @@ OURS = {
 LIGER_PATCHED = False  # set once a Liger variant has patched transformers' classes in this process
 
 
-def settings(variant: str) -> tuple[bool, dict | None, bool, int, bool]:
-    """(checkpointing, its kwargs, liger, batch factor, varlen) of a variant name such as every2-liger-b2x."""
-    parts = variant.split("-")
-    checkpointing, kwargs = OURS[parts[0]]
-    factor = 4 if "b4x" in parts else 2 if "b2x" in parts else 1
-    return checkpointing, kwargs, "liger" in parts, factor, "varlen" in parts
+# the options a TRL variant's name may add to its base (the module docstring says what each does)
+OPTIONS = ("liger", "varlen", "nocast", "b2x", "b4x", "mb1", "drop", "compile", "full", "prepatch")
 
 
-def passes(variant: str, batch: int) -> tuple[int, int]:
-    """(examples a forward pass, passes accumulated into an optimizer step) for `batch` examples a step: one pass of
-    them all, or with `-mb1` one pass an example."""
-    return (1, batch) if "mb1" in variant.split("-") else (batch, 1)
+@dataclass(frozen=True)
+class Variant:
+    """A TRL variant's name, read once: its base (one of OURS) and the options it adds, such as every2-liger-b2x."""
+
+    base: str
+    options: frozenset[str]
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        base, *options = name.split("-")
+        if base not in OURS:
+            raise ValueError(f"variant {name}: {base!r} is not one of naive, naive-text-grads, {', '.join(OURS)}")
+        if unknown := sorted(set(options) - set(OPTIONS)):
+            raise ValueError(f"variant {name}: unknown option {', '.join(unknown)} (options: {', '.join(OPTIONS)})")
+        return cls(base, frozenset(options))
+
+    def __contains__(self, option: str) -> bool:
+        return option in self.options
+
+    @property
+    def checkpointing(self) -> tuple[bool, dict | None]:
+        """(gradient_checkpointing, gradient_checkpointing_kwargs)"""
+        return OURS[self.base]
+
+    @property
+    def patches_liger(self) -> bool:
+        """Whether its run patches Liger's kernels into transformers' classes (for the rest of the process)."""
+        return bool({"liger", "prepatch"} & self.options)
+
+    @property
+    def batch_factor(self) -> int:
+        return 4 if "b4x" in self else 2 if "b2x" in self else 1
+
+    def passes(self, batch: int) -> tuple[int, int]:
+        """(examples a forward pass, passes accumulated into an optimizer step) for `batch` examples a step: one pass
+        of them all, or with `-mb1` one pass an example."""
+        return (1, batch) if "mb1" in self else (batch, 1)
 
 
-def compile_after_liger(variants: list[str]) -> str | None:
-    """The first `-compile` variant that would run with Liger's kernels patched in (its own `-liger`, or an earlier
-    variant's in the same process): Dynamo fails on Liger's RMSNorm, after the model is built."""
+def is_naive(name: str) -> bool:
+    return name in ("naive", "naive-text-grads")
+
+
+def bad_variant(variants: list[str]) -> str | None:
+    """Why a listed variant cannot run, before any model is built: a name that is not a variant (a misspelt option
+    would otherwise run as the variant without it), or a `-compile` variant that would run with Liger's kernels
+    patched in (its own `-liger`, or an earlier variant's in the same process: Dynamo fails on Liger's RMSNorm)."""
     liger = False
-    for v in variants:
-        liger = liger or bool({"liger", "prepatch"} & set(v.split("-")))
-        if liger and "compile" in v.split("-"):
-            return v
+    for name in variants:
+        if is_naive(name):
+            continue
+        try:
+            v = Variant.parse(name)
+        except ValueError as e:
+            return str(e)
+        liger = liger or v.patches_liger
+        if liger and "compile" in v:
+            return (
+                f"variant {name}: -compile cannot run with Liger's kernels, which a -liger variant patches in for "
+                "the rest of the process (Dynamo fails on Liger's RMSNorm); run it without -liger, before any"
+            )
     return None
 
 
@@ -416,17 +471,18 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     from distill.train.settings import LIGER_KERNELS
 
     global LIGER_PATCHED
-    checkpointing, ckpt_kwargs, liger, factor, varlen = settings(variant)
+    v = Variant.parse(variant)
+    checkpointing, ckpt_kwargs = v.checkpointing
+    liger = "liger" in v
     liger_active = liger or LIGER_PATCHED
     LIGER_PATCHED = LIGER_PATCHED or liger
-    batch *= factor
-    parts = variant.split("-")
-    micro, accumulated = passes(variant, batch)
+    batch *= v.batch_factor
+    micro, accumulated = v.passes(batch)
     text_only_input_grads(model)  # as distill sft does with the vision tower frozen
-    if "compile" in parts:
+    if "compile" in v:
         for layer in model.model.language_model.layers:
             layer.compile(dynamic=True)
-    if varlen:
+    if "varlen" in v:
         from distill.backends.vision_attention import use_varlen_vision_attention
 
         assert use_varlen_vision_attention(model, device), "the varlen kernel needs CUDA"
@@ -461,7 +517,7 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         from distill.patches import compact_logprobs_on_cpu
 
         compact_logprobs_on_cpu()
-    full = "full" in parts
+    full = "full" in v
     if full:
         for name, p in model.named_parameters():
             p.requires_grad_(".visual." not in f".{name}")
@@ -470,23 +526,25 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         args=args,
         train_dataset=to_dataset(exs, MAX_PIXELS),
         processing_class=processor,
-        peft_config=None if full else lora_config(0.05 if "drop" in parts else 0.0),
+        peft_config=None if full else lora_config(0.05 if "drop" in v else 0.0),
     )
     from peft.helpers import disable_input_dtype_casting
 
-    if parts[0] == "mlpckpt":
+    if v.base == "mlpckpt":
         from distill.train.mlp_checkpointing import mlp_checkpointing_callback
 
         trainer.add_callback(mlps := mlp_checkpointing_callback())
     timer = StepTimer(warmup, device, profile, syncs)
     trainer.add_callback(timer.callback(trainer))
-    with disable_input_dtype_casting(trainer.model, active="nocast" in parts):
+    with disable_input_dtype_casting(trainer.model, active="nocast" in v):
         trainer.train()
     dt = timer.t1 - timer.t0
     out = {"step_s": dt / steps, "peak_gb": timer.peak, "liger_active": liger_active}
     # each step's seconds from the second on, warm-up included: whether a run's pace still changes after its warm-up
     out["step_s_each"] = [round(b - a, 4) for a, b in zip(timer.ends, timer.ends[1:])]
-    if parts[0] == "mlpckpt":
+    if timer.compiled:  # a step that compiled a kernel (Liger's, on first meeting a shape) shows a new count
+        out["triton_cached_each"] = timer.compiled[1:]
+    if v.base == "mlpckpt":
         out["mlps_checkpointed"] = mlps.wrapped
     if timer.tokens0 is not None and timer.tokens1 is not None:
         out["tokens_per_s"] = (timer.tokens1 - timer.tokens0) / dt
@@ -531,7 +589,7 @@ def model_for(variant: str, args):
     """A fresh model and processor for one variant's run (with `-prepatch`, built from Liger's patched classes)."""
     from bench.workloads import build_model
 
-    if "prepatch" in variant.split("-"):
+    if not is_naive(variant) and "prepatch" in Variant.parse(variant):
         liger_before_the_model()
     return build_model(args.model, args.device)
 
@@ -542,7 +600,7 @@ def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: b
     model, processor = model_for(variant, args)
     run = (model, processor, exs, batch, args.steps, args.warmup, args.device)
     try:
-        if variant.startswith("naive"):
+        if is_naive(variant):
             return naive_sft(*run, text_grads=variant == "naive-text-grads")
         return ours("sft", *run, variant, work, profile=profile, syncs=syncs)
     except torch.OutOfMemoryError:
@@ -560,11 +618,10 @@ def main(argv=None) -> dict:
     parser = make_parser()
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
-    if bad := compile_after_liger(run_order(args)):
-        parser.error(
-            f"variant {bad}: -compile cannot run with Liger's kernels, which a -liger variant patches in for "
-            "the rest of the process (Dynamo fails on Liger's RMSNorm); run it without -liger, before any"
-        )
+    if bad := bad_variant(run_order(args)):
+        parser.error(bad)
+    if not args.skip_dpo and "naive-text-grads" in args.dpo_variants.split(","):
+        parser.error("variant naive-text-grads is SFT's alone: DPO's hand-written baseline is naive")
     rank = int(os.environ.get("RANK", 0))
     if args.device.startswith("cuda") and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # "cuda" is then this rank's card
@@ -618,7 +675,8 @@ def main(argv=None) -> dict:
             del model
             gc.collect()
             torch.cuda.empty_cache() if args.device.startswith("cuda") else None
-            m = res["dpo_image2text"][key] = dict(r, pairs_per_step=2 * (1 if v == "naive" else settings(v)[3]))
+            pairs = 2 * (1 if v == "naive" else Variant.parse(v).batch_factor)
+            m = res["dpo_image2text"][key] = dict(r, pairs_per_step=pairs)
             base = res["dpo_image2text"].get("naive", {}).get("step_s")
             if base and "step_s" in r:  # same pairs a step: the ratio of step times
                 m["speedup"] = base / r["step_s"] * m["pairs_per_step"] / 2

@@ -7,10 +7,33 @@ import torch  # noqa: F401 (imported first, as in the bench: its import adds war
 from bench import train_throughput
 
 
+def passes(name: str, batch: int) -> tuple[int, int]:
+    return train_throughput.Variant.parse(name).passes(batch)
+
+
 def test_micro_batches_of_one_keep_the_examples_an_optimizer_step():
-    assert train_throughput.passes("nockpt-varlen-nocast-liger-mb1", 4) == (1, 4)
-    assert train_throughput.passes("nockpt-varlen-nocast-liger-mb1-drop", 2) == (1, 2)
-    assert train_throughput.passes("nockpt-varlen-nocast-liger-drop", 4) == (4, 1)
+    assert passes("nockpt-varlen-nocast-liger-mb1", 4) == (1, 4)
+    assert passes("nockpt-varlen-nocast-liger-mb1-drop", 2) == (1, 2)
+    assert passes("nockpt-varlen-nocast-liger-drop", 4) == (4, 1)
+
+
+def test_a_variant_name_is_read_once_and_a_misspelt_one_is_refused_before_any_model_is_built(capsys):
+    v = train_throughput.Variant.parse("every2-liger-b2x")
+    assert v.checkpointing == (True, {"every_n_layers": 2}) and v.batch_factor == 2
+    assert "liger" in v and "varlen" not in v and v.patches_liger
+    assert train_throughput.Variant.parse("mlpckpt-prepatch").patches_liger
+    assert not train_throughput.Variant.parse("nockpt-varlen").patches_liger
+    assert train_throughput.bad_variant(["naive", "naive-text-grads", "mlpckpt-varlen-nocast-liger"]) is None
+    assert train_throughput.bad_variant(["naive", "mlpckpt-varlen-ligr"]) == (
+        f"variant mlpckpt-varlen-ligr: unknown option ligr (options: {', '.join(train_throughput.OPTIONS)})"
+    )
+    assert "'mlpckt' is not one of naive" in train_throughput.bad_variant(["mlpckt-liger"])
+    for argv in (["--variants", "nockpt-b3x"], ["--dpo-variants", "naive-text-grads"]):
+        with pytest.raises(SystemExit):
+            train_throughput.main(["--model", "tiny", "--device", "cpu", *argv])
+    err = capsys.readouterr().err
+    assert "variant nockpt-b3x: unknown option b3x" in err
+    assert "variant naive-text-grads is SFT's alone" in err
 
 
 def test_each_place_the_host_waited_is_counted_and_warnings_are_as_before_after():
@@ -47,11 +70,15 @@ def test_compiled_decoder_layers_train_as_the_eager_ones(tmp_path):
 
 
 def test_a_compiled_variant_after_liger_is_refused_before_any_model_is_built(capsys):
-    assert train_throughput.compile_after_liger(["naive", "ckpt-compile", "ckpt-liger"]) is None
-    assert train_throughput.compile_after_liger(["ckpt-liger-compile"]) == "ckpt-liger-compile"
+    def refused(variants):
+        bad = train_throughput.bad_variant(variants)
+        return bad and bad.split(":")[0].removeprefix("variant ")
+
+    assert refused(["naive", "ckpt-compile", "ckpt-liger"]) is None
+    assert refused(["ckpt-liger-compile"]) == "ckpt-liger-compile"
     # Liger patches the process: a later variant without -liger runs with its kernels too
-    assert train_throughput.compile_after_liger(["ckpt-liger", "nockpt-compile"]) == "nockpt-compile"
-    assert train_throughput.compile_after_liger(["ckpt-prepatch", "nockpt-compile"]) == "nockpt-compile"
+    assert refused(["ckpt-liger", "nockpt-compile"]) == "nockpt-compile"
+    assert refused(["ckpt-prepatch", "nockpt-compile"]) == "nockpt-compile"
     with pytest.raises(SystemExit):
         train_throughput.main(
             ["--model", "tiny", "--device", "cpu", "--variants", "ckpt-liger", "--dpo-variants", "ckpt-compile"]
@@ -79,6 +106,18 @@ def test_the_run_order_is_the_one_main_runs():
     assert order("--variants", "a", "--tasks", "text2image", "--profile", "p", "--skip-dpo") == ["a"]
 
 
+def test_triton_kernels_are_counted_where_its_cache_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "none"))
+    assert train_throughput.triton_cached() is None
+    (tmp_path / "none" / "a1b2").mkdir(parents=True)
+    assert train_throughput.triton_cached() == 1
+    monkeypatch.delenv("TRITON_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))  # Triton's default: ~/.triton/cache
+    assert train_throughput.triton_cached() is None
+    (tmp_path / ".triton" / "cache" / "k").mkdir(parents=True)
+    assert train_throughput.triton_cached() == 1
+
+
 def count(counts: dict, part: str, *_):
     counts[part] += 1
 
@@ -93,10 +132,15 @@ def passes_counted(model) -> dict:
 
 
 @pytest.mark.slow
-def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_path):
+def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_path, monkeypatch):
     """`mlpckpt` on the tiny model: each MLP runs again in the backward pass, attention does not, and the losses are
-    those of the same run without checkpointing."""
+    those of the same run without checkpointing. Each step's Triton cache count is kept beside its time."""
     from bench.workloads import build_model
+
+    cache = tmp_path / "triton"
+    for name in ("k1", "k2"):
+        (cache / name).mkdir(parents=True)
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(cache))
 
     exs = train_throughput.examples("image2text", 8, tmp_path, seed=2)
     losses, calls = {}, {}
@@ -105,6 +149,7 @@ def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_p
         calls[variant] = passes_counted(model)
         result = train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", variant, tmp_path)
         losses[variant] = result["loss"]
+        assert result["triton_cached_each"] == [2] * len(result["step_s_each"]) == [2, 2]
         assert result.get("mlps_checkpointed", 0) == (
             len(model.model.language_model.layers) if variant == "mlpckpt" else 0
         )
