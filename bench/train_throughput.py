@@ -305,6 +305,7 @@ class StepTimer:
         self.sync_counter = None
         self.ends: list[float] = []  # when each step ended (the host's clock), warm-up steps too
         self.compiled: list[int] = []  # Triton's cached kernels as each step ended (where it has a cache)
+        self.tokens: list[int] = []  # the trainer's token count as each step ended (where it counts them)
 
     def stop_counting_syncs(self, step: int) -> None:
         if self.sync_counter is not None:
@@ -337,6 +338,8 @@ class StepTimer:
                 timer.ends.append(time.perf_counter())
                 if (n := triton_cached()) is not None:
                     timer.compiled.append(n)
+                if hasattr(trainer, "_total_train_tokens"):
+                    timer.tokens.append(int(trainer._total_train_tokens))
                 if state.global_step == timer.warmup + 2:
                     timer.stop_counting_syncs(state.global_step)
                 if timer.prof is not None and not hasattr(timer, "summary") and state.global_step == timer.warmup + 2:
@@ -544,6 +547,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
     out["step_s_each"] = [round(b - a, 4) for a, b in zip(timer.ends, timer.ends[1:])]
     if timer.compiled:  # a step that compiled a kernel (Liger's, on first meeting a shape) shows a new count
         out["triton_cached_each"] = timer.compiled[1:]
+    if timer.tokens:
+        out["tokens_each"] = [b - a for a, b in zip(timer.tokens, timer.tokens[1:])]
     if v.base == "mlpckpt":
         out["mlps_checkpointed"] = mlps.wrapped
     if timer.tokens0 is not None and timer.tokens1 is not None:

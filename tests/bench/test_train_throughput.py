@@ -150,6 +150,9 @@ def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_p
         result = train_throughput.ours("sft", model, processor, exs, 2, 2, 1, "cpu", variant, tmp_path)
         losses[variant] = result["loss"]
         assert result["triton_cached_each"] == [2] * len(result["step_s_each"]) == [2, 2]
+        assert len(result["tokens_each"]) == 2 and all(n > 0 for n in result["tokens_each"])
+        # the two timed steps' tokens: those the run's tokens/s counts
+        assert sum(result["tokens_each"]) == pytest.approx(result["tokens_per_s"] * result["step_s"] * 2)
         assert result.get("mlps_checkpointed", 0) == (
             len(model.model.language_model.layers) if variant == "mlpckpt" else 0
         )
