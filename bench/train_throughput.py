@@ -296,6 +296,20 @@ def triton_cached() -> int | None:
     return len(os.listdir(d)) if os.path.isdir(d) else None
 
 
+def without_compiles(step_s: list[float], tokens: list[int], cached: list[int], timed: int) -> dict:
+    """The pace of a run's last `timed` steps without those during which Triton compiled a kernel: the pace once a
+    process has met every shape it will. `step_s` and `tokens` are each step's from the second on, `cached` Triton's
+    cache count as every step ended (the first too): a step compiled where the count rose. Kernels loaded from the
+    cache are not seen, so their steps stay in."""
+    compiled = (after > before for before, after in zip(cached, cached[1:]))
+    rows = list(zip(step_s, tokens, compiled))[-timed:]
+    kept = [(s, n) for s, n, compiled in rows if not compiled]
+    return {
+        "compiling_steps": sum(compiled for _, _, compiled in rows),
+        "tokens_per_s_without_compiles": sum(n for _, n in kept) / sum(s for s, _ in kept) if kept else None,
+    }
+
+
 class StepTimer:
     def __init__(self, warmup, device, profile: bool = False, syncs: bool = False):
         self.warmup, self.device, self.profile, self.syncs = warmup, device, profile, syncs
@@ -549,6 +563,8 @@ def ours(kind, model, processor, exs, batch, steps, warmup, device, variant, wor
         out["triton_cached_each"] = timer.compiled[1:]
     if timer.tokens:
         out["tokens_each"] = [b - a for a, b in zip(timer.tokens, timer.tokens[1:])]
+    if timer.tokens and timer.compiled:
+        out.update(without_compiles(out["step_s_each"], out["tokens_each"], timer.compiled, steps))
     if v.base == "mlpckpt":
         out["mlps_checkpointed"] = mlps.wrapped
     if timer.tokens0 is not None and timer.tokens1 is not None:

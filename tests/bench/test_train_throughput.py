@@ -118,6 +118,19 @@ def test_triton_kernels_are_counted_where_its_cache_is(tmp_path, monkeypatch):
     assert train_throughput.triton_cached() == 1
 
 
+def test_a_runs_pace_is_read_without_the_steps_that_compiled_a_kernel():
+    # five steps: seconds and tokens from the second on; the cache count as each ended, the first too
+    step_s, tokens = [1.0, 0.5, 2.0, 0.5], [500, 500, 500, 500]
+    cached = [10, 12, 12, 13, 13]  # the second and fourth steps compiled
+    pace = train_throughput.without_compiles(step_s, tokens, cached, timed=3)  # the last three steps timed
+    assert pace == {"compiling_steps": 1, "tokens_per_s_without_compiles": 1000.0}
+    assert train_throughput.without_compiles(step_s, tokens, cached, timed=4)["compiling_steps"] == 2
+    assert train_throughput.without_compiles([2.0], [500], [1, 2], timed=1) == {
+        "compiling_steps": 1,
+        "tokens_per_s_without_compiles": None,
+    }
+
+
 def count(counts: dict, part: str, *_):
     counts[part] += 1
 
@@ -151,6 +164,10 @@ def test_mlp_checkpointing_recomputes_the_mlps_alone_and_trains_as_without(tmp_p
         losses[variant] = result["loss"]
         assert result["triton_cached_each"] == [2] * len(result["step_s_each"]) == [2, 2]
         assert len(result["tokens_each"]) == 2 and all(n > 0 for n in result["tokens_each"])
+        assert result["compiling_steps"] == 0  # the cache did not grow: every timed step counts
+        assert result["tokens_per_s_without_compiles"] == pytest.approx(
+            sum(result["tokens_each"]) / sum(result["step_s_each"])
+        )
         # the two timed steps' tokens: those the run's tokens/s counts
         assert sum(result["tokens_each"]) == pytest.approx(result["tokens_per_s"] * result["step_s"] * 2)
         assert result.get("mlps_checkpointed", 0) == (
