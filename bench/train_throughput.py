@@ -615,15 +615,19 @@ def model_for(variant: str, args):
     return build_model(args.model, args.device)
 
 
-def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: bool = False) -> dict:
+def run_variant(variant, exs, batch, args, work, profile: bool = False, syncs: bool = False, kind="sft") -> dict:
+    """One variant's run on a fresh model, SFT (`batch` examples a step) or DPO (`batch` pairs), its model freed
+    after; running out of memory is its result."""
     import torch
 
     model, processor = model_for(variant, args)
     run = (model, processor, exs, batch, args.steps, args.warmup, args.device)
     try:
+        if kind == "dpo" and variant == "naive":
+            return naive_dpo(*run)
         if is_naive(variant):
             return naive_sft(*run, text_grads=variant == "naive-text-grads")
-        return ours("sft", *run, variant, work, profile=profile, syncs=syncs)
+        return ours(kind, *run, variant, work, profile=profile, syncs=syncs)
     except torch.OutOfMemoryError:
         return {"error": "out of memory"}
     finally:
@@ -685,17 +689,7 @@ def main(argv=None) -> dict:
         res["dpo_image2text"] = {}
         dpo_variants = args.dpo_variants.split(",")
         for v, key in zip(dpo_variants, run_keys(dpo_variants)):
-            model, processor = model_for(v, args)
-            try:
-                if v == "naive":
-                    r = naive_dpo(model, processor, exs, 2, args.steps, args.warmup, args.device)
-                else:
-                    r = ours("dpo", model, processor, exs, 2, args.steps, args.warmup, args.device, v, work)
-            except torch.OutOfMemoryError:
-                r = {"error": "out of memory"}
-            del model
-            gc.collect()
-            torch.cuda.empty_cache() if args.device.startswith("cuda") else None
+            r = run_variant(v, exs, 2, args, work, kind="dpo")
             pairs = 2 * (1 if v == "naive" else Variant.parse(v).batch_factor)
             m = res["dpo_image2text"][key] = dict(r, pairs_per_step=pairs)
             base = res["dpo_image2text"].get("naive", {}).get("step_s")
