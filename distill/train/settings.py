@@ -214,10 +214,10 @@ def checkpointing_on_gpu(trainer, distill_args: DistillArguments, explicit: set[
     ) or "gradient_checkpointing_kwargs" in explicit
     mlps = distill_args.checkpoint_mlps
     if mlps is None:
-        other = None if trainer.use_cpu or layers_asked else elsewhere_checkpointed(trainer)
-        mlps = not trainer.use_cpu and not layers_asked and other is None
-        if other:
+        mlps = not trainer.use_cpu and not layers_asked
+        if mlps and (other := elsewhere_checkpointed(trainer)):
             log.info("checkpoint_mlps off by default under %s (checkpoint_mlps: true wraps the MLPs anyway)", other)
+            mlps = False
     if mlps and trainer.gradient_checkpointing:
         if layers_asked:
             raise TrainingSettingsError(
